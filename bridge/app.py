@@ -1,0 +1,263 @@
+"""The web app (Flask factory): receivers in, decisions stored, 202 out. Plus health, metrics and the JSON API.
+
+The request path is: authenticate -> parse -> decide (rules engine, one ruleset snapshot for the whole
+request) -> store (one transaction, with the delivery jobs) -> answer. Nothing here calls PagerDuty: the
+delivery worker does, so a slow or failing PagerDuty never slows a sender down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from bridge import metrics
+from bridge.config import Settings
+from bridge.delivery.events import build_event
+from bridge.errors import AuthError, ConfigErrors, NotFound, PayloadTooLarge, RequestError
+from bridge.receivers import build_receivers
+from bridge.receivers.base import Headers, InboundRequest, Receiver, ReceiverContext, presented_token
+from bridge.receivers.base import constant_time_equals
+from bridge.rules.engine import evaluate
+from bridge.rules.holder import RulesetHolder
+from bridge.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether `address` is a loopback IP (127.0.0.0/8 or ::1)."""
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(settings: Settings, *, store: Store | None = None, holder: RulesetHolder | None = None,
+               clock: Callable[[], datetime] | None = None,
+               services: Mapping[str, Any] | None = None) -> Flask:
+    """Build the web app. Tests build as many independent apps as they like."""
+    store = store or Store.open(settings.database_url)
+    if holder is None:
+        holder = RulesetHolder(settings.effective_rules_path(), store)
+        holder.load()
+    now_fn = clock or (lambda: datetime.now(timezone.utc))
+    receivers = build_receivers(settings, holder.path)
+    io_services = dict(services or {})
+    io_services.setdefault("fetch_url", _fetch_url(settings.http_timeout_seconds))
+
+    app = Flask("incident-bridge")
+    app.config["BRIDGE_STORE"] = store
+    app.config["BRIDGE_HOLDER"] = holder
+    metrics.register_store_collector(store)
+
+    def read_body() -> bytes:
+        """The body, capped at max_body_bytes; 413 beyond (chunked bodies included)."""
+        limit = settings.max_body_bytes
+        length = request.content_length
+        if length is not None and length > limit:
+            raise PayloadTooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
+        stream = request.environ.get("wsgi.input")
+        if stream is None:
+            return b""
+        # Read the raw WSGI input ourselves: with no Content-Length, Werkzeug would hand us an empty stream
+        # unless the server marks the input terminated (gunicorn does for chunked bodies).
+        if length is None and not request.environ.get("wsgi.input_terminated"):
+            return b""
+        chunks: list[bytes] = []
+        total = 0
+        to_read = length if length is not None else None
+        while True:
+            size = 65536 if to_read is None else min(65536, to_read - total)
+            if size <= 0:
+                break
+            chunk = stream.read(size)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def inbound(body: bytes) -> InboundRequest:
+        return InboundRequest(body=body, headers=Headers(dict(request.headers.items())),
+                              query=dict(request.args.items()), path=request.path,
+                              remote_addr=request.remote_addr or "", url=request.url)
+
+    def check_open_access(receiver: Receiver, source_settings: Mapping[str, Any]) -> None:
+        """Without a shared token, a token-authenticated receiver accepts loopback senders only."""
+        if "token" in source_settings and not source_settings.get("token"):
+            if not is_loopback(request.remote_addr or ""):
+                raise AuthError("no BRIDGE_WEBHOOK_TOKEN is configured: unauthenticated webhooks are "
+                                "accepted from loopback only; set BRIDGE_WEBHOOK_TOKEN")
+
+    def receive(receiver: Receiver) -> tuple[Response, int]:
+        started = time.perf_counter()
+        source_settings = settings.receivers.get(receiver.name.split("/", 1)[0], {})
+        body = read_body()
+        req = inbound(body)
+        ctx = ReceiverContext(now=now_fn(), settings=source_settings, services=io_services)
+        check_open_access(receiver, source_settings)
+        receiver.authenticate(req, ctx)
+        parsed = receiver.parse(req, ctx)
+        ruleset = holder.current  # one snapshot decides the whole request
+        decided = [(alert, evaluate(alert, ruleset, ctx.now)) for alert in parsed.alerts]
+        results = store.accept(decided, parsed.notices, ctx.now, build_event)
+        for notice in parsed.notices:
+            level = logging.WARNING if notice.level == "warning" else logging.INFO
+            log.log(level, "%s %s: %s", notice.source, notice.kind, notice.message)
+        for r in results:
+            metrics.ALERTS.labels(source=receiver.name.split("/", 1)[0], outcome=r.outcome).inc()
+        metrics.RECEIVE_SECONDS.labels(source=receiver.name.split("/", 1)[0]).observe(
+            time.perf_counter() - started)
+        all_duplicates = bool(results) and all(r.duplicate for r in results)
+        body_out: dict[str, Any] = {"alerts": [r.to_json() for r in results]}
+        if parsed.notices:
+            body_out["notices"] = [{"kind": n.kind, "message": n.message} for n in parsed.notices]
+        if holder.current is not ruleset:
+            body_out["ruleset"] = ruleset.hash
+        return jsonify(body_out), (200 if all_duplicates or not results else 202)
+
+    @app.post("/webhooks/<path:name>")
+    def webhook(name: str) -> tuple[Response, int]:
+        receiver = receivers.get(name)
+        if receiver is None:
+            raise NotFound(f"no receiver {name!r}; known: {', '.join(sorted(receivers))}")
+        return receive(receiver)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        problems = []
+        try:
+            store.ping()
+        except Exception as exc:  # readiness reports, it does not crash
+            problems.append(f"database: {type(exc).__name__}")
+        try:
+            _ = holder.current
+        except Exception as exc:
+            problems.append(f"rules: {type(exc).__name__}")
+        if problems:
+            return jsonify({"status": "not ready", "problems": problems}), 503
+        return jsonify({"status": "ready", "ruleset": holder.current.hash}), 200
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        data, content_type = metrics.render()
+        return Response(data, content_type=content_type)
+
+    def require_api_auth() -> None:
+        token = settings.webhook_token.reveal()
+        if not token:
+            if not is_loopback(request.remote_addr or ""):
+                raise AuthError("the API needs BRIDGE_WEBHOOK_TOKEN when reached from outside loopback")
+            return
+        given = presented_token(request.headers)
+        if given is None or not constant_time_equals(given, token):
+            raise AuthError("missing or wrong token: send Authorization: Bearer <BRIDGE_WEBHOOK_TOKEN>")
+
+    @app.post("/-/reload")
+    def reload_rules() -> tuple[Response, int]:
+        require_api_auth()
+        try:
+            result = holder.reload()
+        except ConfigErrors as exc:
+            return jsonify({"status": "error", "message": "rules are invalid; the previous ruleset stays active",
+                            "errors": [str(e) for e in exc.errors],
+                            "active_ruleset": holder.current.hash}), 400
+        return jsonify({"status": "ok", "ruleset": result.ruleset.hash, "rules": len(result.ruleset.rules),
+                        "warnings": [str(w) for w in result.warnings]}), 200
+
+    @app.get("/api/v1/alerts")
+    def api_alerts() -> Response:
+        require_api_auth()
+        return jsonify({"alerts": store.list_alerts(limit=_limit())})
+
+    @app.get("/api/v1/alerts/<int:alert_id>")
+    def api_alert(alert_id: int) -> Response:
+        require_api_auth()
+        found = store.get_alert(alert_id)
+        if found is None:
+            raise NotFound(f"no alert {alert_id}")
+        return jsonify(found)
+
+    @app.get("/api/v1/incidents")
+    def api_incidents() -> Response:
+        require_api_auth()
+        return jsonify({"incidents": store.list_incidents(status=request.args.get("status"), limit=_limit())})
+
+    @app.get("/api/v1/incidents/<path:key>")
+    def api_incident(key: str) -> Response:
+        require_api_auth()
+        found = store.find_incident(key)
+        if found is None:
+            raise NotFound(f"no incident {key!r} (use an id, a dedup key or a PagerDuty incident id)")
+        found["timeline"] = store.incident_timeline(found["id"])
+        found["alerts"] = store.list_alerts(incident_id=found["id"], limit=1000)
+        return jsonify(found)
+
+    @app.get("/api/v1/jobs")
+    def api_jobs() -> Response:
+        require_api_auth()
+        return jsonify({"jobs": store.list_jobs(state=request.args.get("state"), limit=_limit()),
+                        "counts": store.job_counts()})
+
+    @app.get("/api/v1/notices")
+    def api_notices() -> Response:
+        require_api_auth()
+        return jsonify({"notices": store.list_notices(limit=_limit())})
+
+    @app.get("/api/v1/rules")
+    def api_rules() -> Response:
+        require_api_auth()
+        rs = holder.current
+        return jsonify({"hash": rs.hash, "files": list(rs.files), "rules": [r.name for r in rs.rules],
+                        "reload": store.reload_status()})
+
+    @app.errorhandler(RequestError)
+    def on_request_error(exc: RequestError) -> tuple[Response, int]:
+        return jsonify(exc.to_json()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = exc.code or 500
+        return jsonify({"error": (exc.name or "error").lower().replace(" ", "_"),
+                        "message": exc.description or ""}), code
+
+    @app.errorhandler(Exception)
+    def on_bug(exc: Exception) -> tuple[Response, int]:
+        # Our own failure: 5xx so the sender retries (a 4xx would make it drop the alert).
+        log.exception("internal error handling %s %s", request.method, request.path)
+        return jsonify({"error": "internal", "message": "the bridge failed to process this request; "
+                        "nothing was stored; retry"}), 500
+
+    return app
+
+
+def _limit() -> int:
+    try:
+        return max(1, min(1000, int(request.args.get("limit", "100"))))
+    except ValueError:
+        raise RequestError("limit must be a whole number", code="bad_parameter") from None
+
+
+def _fetch_url(timeout: float) -> Callable[[str], bytes]:
+    """An HTTPS GET with a timeout, for SNS certificates and subscription confirmations."""
+    import httpx2
+
+    def fetch(url: str) -> bytes:
+        response = httpx2.get(url, timeout=timeout, follow_redirects=False)
+        response.raise_for_status()
+        return bytes(response.content)
+
+    return fetch

@@ -1,0 +1,163 @@
+"""Settings from the environment. Every secret can also come from a file (`NAME_FILE`).
+
+Secrets are kept in `Secret` wrappers whose repr never shows the value, so a settings object can be logged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import ConfigError
+
+
+class Secret:
+    """A secret value that never appears in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; call only where it is sent."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+DEFAULT_DATABASE_URL = "sqlite:///incident-bridge.db"
+DEFAULT_EVENTS_URL = "https://events.pagerduty.com"
+DEFAULT_API_URL = "https://api.pagerduty.com"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The bridge's configuration. Build with `Settings.from_env(os.environ)`; tests build it directly."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    rules_path: str = ""
+    webhook_token: Secret = field(default_factory=lambda: Secret(""))
+    routing_key: Secret = field(default_factory=lambda: Secret(""))
+    events_url: str = DEFAULT_EVENTS_URL
+    api_token: Secret = field(default_factory=lambda: Secret(""))
+    api_url: str = DEFAULT_API_URL
+    pd_from: str = ""
+    pd_service_id: str = ""
+    dd_api_key: Secret = field(default_factory=lambda: Secret(""))
+    dd_app_key: Secret = field(default_factory=lambda: Secret(""))
+    dd_site: str = "datadoghq.com"
+    datadog_api_url: str = ""
+    public_url: str = ""
+    max_body_bytes: int = 1024 * 1024
+    receivers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    events_rate_per_minute: int = 120
+    http_timeout_seconds: float = 10.0
+
+    @property
+    def dry_run(self) -> bool:
+        """No routing key: pages are recorded and printed, never sent."""
+        return not self.routing_key
+
+    def effective_rules_path(self) -> Path:
+        """BRIDGE_RULES, else ./rules when it exists, else the rules shipped with the package."""
+        from bridge.rules.loader import shipped_rules_dir
+
+        if self.rules_path:
+            return Path(self.rules_path)
+        local = Path("rules")
+        if local.is_dir() and any(local.glob("*.yaml")):
+            return local
+        return shipped_rules_dir()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read the documented environment variables (DESIGN.md's external contract)."""
+        def get(name: str, default: str = "") -> str:
+            return environ.get(name, default).strip()
+
+        def secret(name: str) -> Secret:
+            file_var = environ.get(f"{name}_FILE", "").strip()
+            if file_var:
+                try:
+                    return Secret(Path(file_var).read_text(encoding="utf-8").strip())
+                except OSError as exc:
+                    raise ConfigError(f"cannot read {name}_FILE ({file_var}): {exc.strerror}",
+                                      hint=f"point {name}_FILE at a readable file") from None
+            return Secret(environ.get(name, "").strip())
+
+        def number(name: str, default: float) -> float:
+            raw = get(name)
+            if not raw:
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number") from None
+
+        def flag(name: str) -> bool:
+            return get(name).lower() in ("1", "true", "yes", "on")
+
+        def csv(name: str) -> list[str]:
+            return [x.strip() for x in get(name).split(",") if x.strip()]
+
+        webhook_token = secret("BRIDGE_WEBHOOK_TOKEN")
+        receivers: dict[str, dict[str, Any]] = {
+            "datadog": {"token": webhook_token.reveal()},
+            "alertmanager": {"token": webhook_token.reveal()},
+            "aws-sns": {
+                "topic_allowlist": csv("BRIDGE_SNS_TOPICS"),
+                "max_age_seconds": number("BRIDGE_SNS_MAX_AGE", 3600),
+                "cert_dir": get("BRIDGE_SNS_CERT_DIR"),
+                "auto_confirm": flag("BRIDGE_SNS_AUTO_CONFIRM"),
+            },
+            "gcp-pubsub": {
+                "audience": get("BRIDGE_GCP_AUDIENCE"),
+                "service_accounts": csv("BRIDGE_GCP_SERVICE_ACCOUNTS"),
+                "certs": get("BRIDGE_GCP_CERTS"),
+            },
+            "azure": {"token": secret("BRIDGE_AZURE_TOKEN").reveal()},
+        }
+        return cls(
+            database_url=get("BRIDGE_DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
+            rules_path=get("BRIDGE_RULES"),
+            webhook_token=webhook_token,
+            routing_key=secret("PAGERDUTY_ROUTING_KEY"),
+            events_url=get("PAGERDUTY_EVENTS_URL", DEFAULT_EVENTS_URL).rstrip("/") or DEFAULT_EVENTS_URL,
+            api_token=secret("PAGERDUTY_API_TOKEN"),
+            api_url=get("PAGERDUTY_API_URL", DEFAULT_API_URL).rstrip("/") or DEFAULT_API_URL,
+            pd_from=get("PAGERDUTY_FROM"),
+            pd_service_id=get("PAGERDUTY_SERVICE_ID"),
+            dd_api_key=secret("DD_API_KEY"),
+            dd_app_key=secret("DD_APP_KEY"),
+            dd_site=get("DD_SITE", "datadoghq.com") or "datadoghq.com",
+            datadog_api_url=get("DATADOG_API_URL").rstrip("/"),
+            public_url=get("BRIDGE_PUBLIC_URL").rstrip("/"),
+            max_body_bytes=int(number("BRIDGE_MAX_BODY_BYTES", 1024 * 1024)),
+            receivers=receivers,
+            events_rate_per_minute=int(number("BRIDGE_EVENTS_PER_MINUTE", 120)),
+            http_timeout_seconds=number("BRIDGE_HTTP_TIMEOUT", 10.0),
+        )
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for redaction."""
+        values = [self.webhook_token, self.routing_key, self.api_token, self.dd_api_key, self.dd_app_key]
+        out = [s.reveal() for s in values if s]
+        azure = self.receivers.get("azure", {}).get("token")
+        if azure:
+            out.append(str(azure))
+        return out
+
+
+def current() -> Settings:
+    """Settings of this process, from os.environ."""
+    return Settings.from_env(os.environ)

@@ -1,0 +1,135 @@
+"""The delivery worker: takes jobs from the outbox and sends them to PagerDuty, in order, with retries.
+
+- Jobs of one dedup key go out in the order they were created (the store never leases a job while an earlier
+  one of the same key is unfinished), so a resolve is never overtaken by its trigger's retry.
+- Retryable failures (429, 5xx, timeouts, network) go back to the outbox with the attempt count and the next
+  attempt time persisted: a restarted worker resumes the same schedule. A 400 is dead-lettered with
+  PagerDuty's reason, visible in `GET /api/v1/jobs?state=dead` and in the log.
+- Without a routing key the worker runs dry: every event is printed, clearly labelled, and recorded.
+- At most `events_rate_per_minute` events leave per sliding minute (PagerDuty: about 120 per integration key);
+  beyond that jobs wait in the outbox, the most severe first. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from bridge.config import Settings
+from bridge.delivery.events import EventsClient, retry_delay
+from bridge.errors import DeliveryError
+from bridge.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryWorker:
+    """Delivers outbox jobs. `run_once` handles one job; `run` loops until stopped."""
+
+    def __init__(self, store: Store, settings: Settings, *, client: EventsClient | None = None,
+                 clock: Callable[[], float] = time.time, out: TextIO | None = None,
+                 retry_multiplier: float = 2.0, retry_max: float = 300.0) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.out = out or sys.stdout
+        self.retry_multiplier = retry_multiplier
+        self.retry_max = retry_max
+        self.dry_run = settings.dry_run
+        self.client = client
+        if self.client is None and not self.dry_run:
+            self.client = EventsClient(settings.routing_key.reveal(), settings.events_url,
+                                       timeout=settings.http_timeout_seconds)
+        self.stop_event = threading.Event()
+
+    def close(self) -> None:
+        """Release the HTTP client."""
+        if self.client is not None:
+            self.client.close()
+
+    def rate_limited_until(self, now: float) -> float | None:
+        """When the next event may leave, if the per-minute budget is spent now."""
+        limit = self.settings.events_rate_per_minute
+        if self.dry_run or limit <= 0:
+            return None
+        if self.store.events_sent_since(now - 60.0) >= limit:
+            return now + 1.0
+        return None
+
+    def run_once(self) -> bool:
+        """Deliver at most one due job. Returns True when a job was handled."""
+        now = self.clock()
+        if self.rate_limited_until(now) is not None:
+            return False
+        job = self.store.lease_job(now)
+        if job is None:
+            return False
+        self._deliver(job)
+        return True
+
+    def _deliver(self, job: dict[str, Any]) -> None:
+        event = job["payload"]
+        if self.dry_run:
+            self._print_dry_run(job, event)
+            self.store.job_delivered(job["id"], self.clock(), dry_run=True, response=None)
+            return
+        assert self.client is not None
+        try:
+            response = self.client.send(event)
+        except DeliveryError as exc:
+            now = self.clock()
+            attempt = int(job["attempts"]) + 1
+            if exc.retryable:
+                delay = retry_delay(attempt, multiplier=self.retry_multiplier, maximum=self.retry_max)
+                log.warning("delivery of job %s (%s %s) failed, attempt %d, retry in %.1fs: %s [%s]",
+                            job["id"], job["action"], job["dedup_key"], attempt, delay, exc.message, exc.reason)
+                self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=now + delay)
+            else:
+                log.error("delivery of job %s (%s %s) dead-lettered: %s [%s]", job["id"], job["action"],
+                          job["dedup_key"], exc.message, exc.reason)
+                self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=None)
+            return
+        log.info("delivered job %s: %s %s", job["id"], job["action"], job["dedup_key"])
+        self.store.job_delivered(job["id"], self.clock(), dry_run=False, response=response)
+
+    def _print_dry_run(self, job: dict[str, Any], event: dict[str, Any]) -> None:
+        payload = event.get("payload") or {}
+        details = payload.get("custom_details") or {}
+        line = {
+            "dry_run": True,
+            "event_action": event.get("event_action"),
+            "dedup_key": event.get("dedup_key"),
+            "severity": payload.get("severity"),
+            "priority": details.get("severity"),
+            "summary": payload.get("summary"),
+            "roles": details.get("roles"),
+        }
+        self.out.write("DRY-RUN (no PAGERDUTY_ROUTING_KEY, nothing sent): " + json.dumps(line) + "\n")
+        self.out.flush()
+
+    def run(self, idle_sleep: float = 0.5) -> None:
+        """Loop until `stop_event` is set; finishes the job in hand before stopping."""
+        log.info("delivery worker started (%s)", "dry-run" if self.dry_run else "sending to PagerDuty")
+        while not self.stop_event.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # the worker must outlive a database hiccup; the job stays in the outbox
+                log.exception("delivery loop error; retrying")
+                worked = False
+            if not worked:
+                self.stop_event.wait(self._idle_wait(idle_sleep))
+        log.info("delivery worker stopped")
+
+    def _idle_wait(self, idle_sleep: float) -> float:
+        try:
+            due = self.store.next_due_at()
+        except Exception:
+            return idle_sleep
+        if due is None:
+            return idle_sleep
+        return max(0.01, min(idle_sleep, due - self.clock()))

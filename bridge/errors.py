@@ -1,0 +1,108 @@
+"""One small error tree.
+
+- `RequestError` and its children become 4xx answers with a JSON body: the sender's input is wrong and a retry
+  will not help. Only raise them for the sender's mistakes: our own bugs must be 5xx, because a 400 tells the
+  sender not to retry and the alert would be lost.
+- `ConfigError` carries a file position and a hint, for rule and config files.
+- `DeliveryError` carries a retryable flag and a bounded reason that doubles as a metric label.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+
+class RequestError(BridgeError):
+    """The request is wrong; answered with `status` and a JSON body `{"error": code, "message": ...}`."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON body of the error answer."""
+        return {"error": self.code, "message": self.message}
+
+
+class BadPayload(RequestError):
+    """The body is not something this receiver can use (invalid JSON, nothing usable)."""
+
+    status = 400
+    code = "bad_payload"
+
+
+class AuthError(RequestError):
+    """Missing or wrong credentials or signature."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(RequestError):
+    """Authenticated, but not allowed (a topic not on the allowlist, a stale message)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class PayloadTooLarge(RequestError):
+    """The body exceeds the receiver's limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class NotFound(RequestError):
+    """No such resource."""
+
+    status = 404
+    code = "not_found"
+
+
+class ConfigError(BridgeError):
+    """A rule or configuration file is wrong. `str()` gives `file:line:column: message (hint)`."""
+
+    def __init__(self, message: str, *, path: str = "", line: int = 0, column: int = 0, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.line = line
+        self.column = column
+        self.hint = hint
+
+    def __str__(self) -> str:
+        where = self.path or "<config>"
+        if self.line:
+            where += f":{self.line}:{self.column or 1}"
+        text = f"{where}: {self.message}"
+        if self.hint:
+            text += f" (fix: {self.hint})"
+        return text
+
+
+class ConfigErrors(BridgeError):
+    """Several `ConfigError`s found in one pass, so a user sees them all at once."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class DeliveryError(BridgeError):
+    """A page could not be delivered. `reason` is bounded (rate_limited, server_error, network, rejected...)."""
+
+    def __init__(self, message: str, *, retryable: bool, reason: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.reason = reason
+        self.status = status

@@ -1,0 +1,85 @@
+"""`rules explain`: what the bridge would decide for a raw payload, and why. Pure apart from reading rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bridge.config import Settings
+from bridge.model import Action
+from bridge.receivers import receiver_for
+from bridge.receivers.base import Headers, InboundRequest, ReceiverContext
+from bridge.rules.engine import explain
+from bridge.rules.loader import load_ruleset
+
+
+def explain_payload(source: str, body: bytes, rules_path: Path, settings: Settings, *,
+                    now: datetime) -> list[dict[str, Any]]:
+    """Parse `body` as `source` sends it (no authentication) and explain the decision for each alert."""
+    ruleset = load_ruleset(rules_path).ruleset
+    receiver = receiver_for(source, settings, rules_path)
+    headers = {"content-type": "application/json"}
+    if source == "aws-sns":
+        headers = {"content-type": "text/plain; charset=UTF-8"}
+    ctx = ReceiverContext(now=now, settings=settings.receivers.get(source.split("/", 1)[0], {}),
+                          services={"fetch_url": _no_fetch})
+    parsed = receiver.parse(InboundRequest(body=body, headers=Headers(headers)), ctx)
+    out: list[dict[str, Any]] = []
+    for alert in parsed.alerts:
+        ev = explain(alert, ruleset, now)
+        d = ev.decision
+        why_not: list[str] = []
+        if d.action is not Action.PAGE:
+            why_not = [r for r in d.reasons if any(w in r for w in ("not paged", "record", "suppress",
+                                                                    "below every", "resolve", "no rule"))]
+        out.append({
+            "severity": d.severity.name if d.severity else None,
+            "action": d.action.value,
+            "rule": d.rule,
+            "roles": list(d.roles),
+            "urgency": d.urgency,
+            "reasons": list(d.reasons),
+            "why_not_paged": why_not,
+            "dimension_values": ev.dimension_values,
+            "thresholds_crossed": ev.thresholds,
+            "categories": sorted(d.categories),
+            "group_key": d.group_key,
+            "rules_considered": [{"rule": t.rule, "where": t.where, "matched": t.matched,
+                                  "applied": t.applied, "failed_conditions": t.failed} for t in ev.considered],
+            "rules_skipped_by_index": ev.skipped_by_index,
+            "ruleset": ruleset.hash,
+            "alert": alert.to_dict(include_raw=False),
+        })
+    for notice in parsed.notices:
+        out.append({"severity": None, "action": "record", "rule": None, "roles": [], "reasons":
+                    [f"{notice.kind}: {notice.message}"], "notice": notice.kind})
+    return out
+
+
+def format_explanation(item: dict[str, Any]) -> str:
+    """Human-readable text of one explanation."""
+    if "notice" in item:
+        return f"notice: {item['reasons'][0]}\n"
+    alert = item["alert"]
+    lines = [f"alert: {alert['title']}  [{alert['source']}, {alert['state']}]",
+             f"decision: {item['action']}  severity {item['severity'] or '-'}  urgency {item['urgency'] or '-'}"
+             f"  rule {item['rule'] or '-'}",
+             f"roles: {', '.join(item['roles']) or '-'}",
+             "dimension values: " + (", ".join(f"{k}={v:g}" for k, v in item["dimension_values"].items()) or "none"),
+             "thresholds crossed: " + (", ".join(f"{k}: {v}" for k, v in item["thresholds_crossed"].items())
+                                       or "none"),
+             "rules considered:"]
+    for t in item["rules_considered"]:
+        mark = "applied" if t["applied"] else ("matched" if t["matched"] else "no match")
+        detail = "" if t["matched"] else "  (" + "; ".join(t["failed_conditions"]) + ")"
+        lines.append(f"  - {t['rule']} [{t['where']}]: {mark}{detail}")
+    if item["rules_skipped_by_index"]:
+        lines.append(f"  ({item['rules_skipped_by_index']} rules skipped by the index: they cannot match)")
+    lines.append("reasons:")
+    lines.extend(f"  - {r}" for r in item["reasons"])
+    return "\n".join(lines) + "\n"
+
+
+def _no_fetch(url: str) -> bytes:
+    raise RuntimeError(f"rules explain does not fetch anything ({url})")

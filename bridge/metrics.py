@@ -1,0 +1,66 @@
+"""Prometheus metrics. Counters live in the process that counts; queue and reload figures are read from the
+store at scrape time, so they are right whichever process (web or worker) a scrape reaches."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+
+if TYPE_CHECKING:
+    from bridge.store import Store
+
+REGISTRY = CollectorRegistry()
+
+ALERTS = Counter("bridge_alerts_received_total", "Alerts received, by source and outcome",
+                 ["source", "outcome"], registry=REGISTRY)
+RECEIVE_SECONDS = Histogram("bridge_receive_seconds", "Time to authenticate, parse, decide and store a webhook",
+                            ["source"], registry=REGISTRY)
+DELIVERIES = Counter("bridge_deliveries_total", "Delivery attempts to PagerDuty, by result",
+                     ["action", "result"], registry=REGISTRY)
+
+class StoreCollector:
+    """Outbox and reload figures, read from the store at scrape time."""
+
+    def __init__(self) -> None:
+        self.store: Store | None = None
+
+    def collect(self) -> Any:
+        if self.store is None:
+            return
+        counts = self.store.job_counts()
+        queue = GaugeMetricFamily("bridge_delivery_jobs", "Delivery jobs by state (pending = the queue)",
+                                  labels=["state"])
+        for state in ("pending", "sending", "delivered", "dry_run", "dead", "superseded"):
+            queue.add_metric([state], counts.get(state, 0))
+        yield queue
+        open_incidents = GaugeMetricFamily("bridge_open_incidents", "Incidents the bridge holds open")
+        open_incidents.add_metric([], len(self.store.list_incidents(status="open", limit=100000)))
+        yield open_incidents
+        status = self.store.reload_status()
+        ok = GaugeMetricFamily("bridge_rules_last_reload_successful",
+                               "1 when the last rules (re)load succeeded")
+        ok.add_metric([], 1.0 if status["last_reload_ok"] else 0.0)
+        yield ok
+        when = GaugeMetricFamily("bridge_rules_last_reload_success_timestamp_seconds",
+                                 "Time of the last successful rules load")
+        when.add_metric([], status["last_success_at"] or 0.0)
+        yield when
+        info = InfoMetricFamily("bridge_ruleset", "The active ruleset")
+        info.add_metric([], {"hash": status["hash"] or ""})
+        yield info
+
+
+_STORE_COLLECTOR = StoreCollector()
+REGISTRY.register(_STORE_COLLECTOR)
+
+
+def register_store_collector(store: Store) -> None:
+    """Expose this store's figures on /metrics (the process's latest app's store)."""
+    _STORE_COLLECTOR.store = store
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

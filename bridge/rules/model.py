@@ -1,0 +1,329 @@
+"""The compiled form of the rule files: values the engine evaluates, built once by the loader."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from bridge.model import Action, Alert, Severity
+
+MATCHER_OPS = ("equals", "not_equals", "regex", "not_regex", "glob", "one_of", "not_one_of", "exists")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One condition on an alert field or tag.
+
+    `subject` is a field name ("source", "service", "transition"...), "tag:<key>" for a tag, or "category".
+    Multi-valued subjects (tags, categories) match when any value matches; the negative operators
+    (not_equals, not_regex, not_one_of) hold when no value matches.
+    """
+
+    subject: str
+    op: str
+    value: Any
+    pattern: re.Pattern[str] | None = None
+
+    def values_of(self, alert: Alert) -> list[str]:
+        """The alert's values for this matcher's subject (empty when absent)."""
+        if self.subject.startswith("tag:"):
+            return alert.tag_values(self.subject[4:])
+        if self.subject == "category":
+            return sorted(alert.categories)
+        v = alert.field_value(self.subject)
+        return [] if v is None else [v]
+
+    def matches(self, alert: Alert) -> bool:
+        """Whether the alert satisfies this condition."""
+        values = self.values_of(alert)
+        op = self.op
+        if op == "exists":
+            return bool(values) == bool(self.value)
+        if op == "equals":
+            return any(v == self.value for v in values)
+        if op == "not_equals":
+            return all(v != self.value for v in values)
+        if op == "one_of":
+            return any(v in self.value for v in values)
+        if op == "not_one_of":
+            return all(v not in self.value for v in values)
+        if op == "glob":
+            return any(fnmatch.fnmatchcase(v, self.value) for v in values)
+        if op == "regex":
+            assert self.pattern is not None
+            return any(self.pattern.search(v) for v in values)
+        if op == "not_regex":
+            assert self.pattern is not None
+            return all(not self.pattern.search(v) for v in values)
+        raise ValueError(f"unknown matcher op {op}")
+
+    def describe(self) -> str:
+        """Human text, e.g. `tag env == prod`."""
+        subject = self.subject.replace("tag:", "tag ")
+        symbol = {"equals": "==", "not_equals": "!=", "regex": "=~", "not_regex": "!~", "glob": "glob",
+                  "one_of": "in", "not_one_of": "not in"}.get(self.op)
+        if self.op == "exists":
+            return f"{subject} {'exists' if self.value else 'is absent'}"
+        return f"{subject} {symbol} {self.value!r}"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity used to compare rules (shadowing)."""
+        return (self.subject, self.op, repr(self.value))
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric range with explicit bounds; None means unbounded on that side."""
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    def contains(self, x: float) -> bool:
+        """Whether x lies in the range."""
+        if self.gt is not None and not x > self.gt:
+            return False
+        if self.gte is not None and not x >= self.gte:
+            return False
+        if self.lt is not None and not x < self.lt:
+            return False
+        if self.lte is not None and not x <= self.lte:
+            return False
+        return True
+
+    @property
+    def low(self) -> tuple[float, bool]:
+        """Lower bound and whether it is inclusive (-inf when unbounded)."""
+        if self.gte is not None:
+            return (self.gte, True)
+        if self.gt is not None:
+            return (self.gt, False)
+        return (float("-inf"), False)
+
+    @property
+    def high(self) -> tuple[float, bool]:
+        """Upper bound and whether it is inclusive (+inf when unbounded)."""
+        if self.lte is not None:
+            return (self.lte, True)
+        if self.lt is not None:
+            return (self.lt, False)
+        return (float("inf"), False)
+
+    def describe(self) -> str:
+        """Human text such as `>= 10 and <= 20`."""
+        parts = []
+        for name, sym in (("gt", ">"), ("gte", ">="), ("lt", "<"), ("lte", "<=")):
+            v = getattr(self, name)
+            if v is not None:
+                parts.append(f"{sym} {_num(v)}")
+        return " and ".join(parts) or "any value"
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A measured quantity and the severity each range of it means."""
+
+    name: str
+    description: str = ""
+    unit: str = "percent"
+    thresholds: tuple[tuple[Severity, Range], ...] = ()  # most severe first
+
+    def severity_for(self, value: float) -> tuple[Severity | None, Range | None]:
+        """The most severe severity whose range holds `value` (higher wins on a shared boundary)."""
+        for sev, rng in self.thresholds:
+            if rng.contains(value):
+                return sev, rng
+        return None, None
+
+
+@dataclass(frozen=True)
+class CategorySpec:
+    """What a category implies on its own (for example a breach is P0)."""
+
+    name: str
+    severity: Severity | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CostPolicy:
+    """Cost-specific limits: a cost alert under `min_amount` cannot page; forecasts are capped."""
+
+    min_amount: Decimal = Decimal("0")
+    forecast_cap: Severity | None = None
+    new_spend_severity: Severity | None = None
+
+    def merged(self, override: Mapping[str, Any]) -> CostPolicy:
+        """A copy with a rule's overrides applied."""
+        return CostPolicy(
+            min_amount=Decimal(str(override["min_amount"])) if "min_amount" in override else self.min_amount,
+            forecast_cap=Severity.parse(override["forecast_cap"]) if override.get("forecast_cap")
+            else self.forecast_cap,
+            new_spend_severity=Severity.parse(override["new_spend_severity"])
+            if override.get("new_spend_severity") else self.new_spend_severity,
+        )
+
+
+@dataclass(frozen=True)
+class SeverityMap:
+    """Severity read from an alert field through a table (security signal severity -> P0..P3)."""
+
+    field: str
+    table: Mapping[str, Severity]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: when its matchers hold, what it says about the alert."""
+
+    name: str
+    matchers: tuple[Matcher, ...] = ()
+    description: str = ""
+    owner: str = ""
+    dimension: str | None = None
+    categories: frozenset[str] = frozenset()
+    severity: Severity | None = None
+    floor: Severity | None = None
+    cap: Severity | None = None
+    severity_map: SeverityMap | None = None
+    action: Action | None = None
+    pending_seconds: int = 0
+    repage_seconds: int = 0
+    cost: Mapping[str, Any] = field(default_factory=dict)
+    group_by: tuple[str, ...] = ()
+    continue_: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)  # later stages' options (inhibit, auto_resolve...)
+    file: str = ""
+    line: int = 0
+    index: int = 0  # position in evaluation order
+
+    def matches(self, alert: Alert) -> bool:
+        """Whether every matcher holds (a rule without matchers matches everything)."""
+        return all(m.matches(alert) for m in self.matchers)
+
+    @property
+    def where(self) -> str:
+        """file:line of the rule's definition."""
+        return f"{self.file}:{self.line}" if self.file else ""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A PagerDuty target: an escalation policy or a user, by id or by name."""
+
+    kind: str  # "escalation_policy" or "user"
+    ref: str   # id ("PABC123") or name, resolved against PagerDuty by the delivery stage
+
+    def describe(self) -> str:
+        """Human text, e.g. `escalation policy "Platform on-call"`."""
+        return f"{self.kind.replace('_', ' ')} {self.ref!r}"
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """A role of the incident process, who holds it, and what they do."""
+
+    name: str
+    duties: str = ""
+    target: Target | None = None
+    backup: Target | None = None
+    escalate_after_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class PagingLevel:
+    """What one severity means: who is paged and the response the process expects."""
+
+    severity: Severity
+    roles: tuple[str, ...] = ()
+    response: str = ""
+    declare: bool = False  # a declared incident: priority, responders, role note
+
+
+@dataclass(frozen=True)
+class PagingPolicy:
+    """Which roles each severity and category engages."""
+
+    levels: Mapping[Severity, PagingLevel] = field(default_factory=dict)
+    category_roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    customer_support_role: str = "Customer Support"
+    customer_success_role: str = "Customer Success"
+    customer_success_threshold_pct: float = 10.0
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """Everything in a rules directory, validated and compiled."""
+
+    dimensions: Mapping[str, Dimension]
+    rules: tuple[Rule, ...]
+    categories: Mapping[str, CategorySpec] = field(default_factory=dict)
+    roles: Mapping[str, RoleSpec] = field(default_factory=dict)
+    paging: PagingPolicy = field(default_factory=PagingPolicy)
+    cost: CostPolicy = field(default_factory=CostPolicy)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    hash: str = ""
+    files: tuple[str, ...] = ()
+    index: RuleIndex | None = None
+
+    def candidates(self, alert: Alert) -> list[Rule]:
+        """Rules that may match `alert`, in evaluation order (all rules when there is no index)."""
+        if self.index is None:
+            return list(self.rules)
+        return self.index.candidates(alert)
+
+
+# Fields whose equality conditions are indexed. Each rule is filed under its most selective exact condition,
+# so evaluation looks only at rules that can match: cost grows with matching rules, not with all rules.
+INDEXED_FIELDS = ("metric", "monitor_id", "service", "source")
+
+
+class RuleIndex:
+    """Buckets rules by one exact-match condition (field or tag equality); unindexable rules go to `rest`."""
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.by_field: dict[tuple[str, str], list[Rule]] = {}
+        self.by_tag: dict[tuple[str, str], list[Rule]] = {}
+        self.rest: list[Rule] = []
+        self.tag_keys: set[str] = set()
+        for rule in rules:
+            bucket = self._bucket_for(rule)
+            bucket.append(rule)
+
+    def _bucket_for(self, rule: Rule) -> list[Rule]:
+        equals = {m.subject: m.value for m in rule.matchers if m.op == "equals" and isinstance(m.value, str)}
+        for name in INDEXED_FIELDS:
+            if name in equals and name != "source":
+                return self.by_field.setdefault((name, equals[name]), [])
+        for subject, value in equals.items():
+            if subject.startswith("tag:"):
+                self.tag_keys.add(subject[4:])
+                return self.by_tag.setdefault((subject[4:], value), [])
+        if "source" in equals:
+            return self.by_field.setdefault(("source", equals["source"]), [])
+        return self.rest
+
+    def candidates(self, alert: Alert) -> list[Rule]:
+        """Rules whose indexed condition the alert meets, plus the unindexed ones, in rule order."""
+        found: list[Rule] = list(self.rest)
+        for name in INDEXED_FIELDS:
+            v = alert.field_value(name)
+            if v is not None:
+                found.extend(self.by_field.get((name, v), ()))
+        if self.by_tag:
+            for k, v in alert.tags:
+                if k in self.tag_keys:
+                    found.extend(self.by_tag.get((k, v), ()))
+        if len(found) > 1:
+            found = sorted({r.index: r for r in found}.values(), key=lambda r: r.index)
+        return found

@@ -1,0 +1,219 @@
+"""`incident-bridge serve`: the web app (gunicorn) and the delivery worker, as two child processes.
+
+Why child processes: the delivery worker must not be a thread of gunicorn's master, because threads, locks and
+SQLite connections created before gunicorn forks are inherited broken by its workers. The supervisor here only
+starts, watches and signals the two:
+
+- SIGTERM / SIGINT: both children get SIGTERM; gunicorn finishes in-flight requests, the worker finishes the
+  job in hand; then the supervisor exits.
+- SIGHUP: the rules are re-read and validated here; a clean ruleset is recorded in the store and every
+  process adopts it within a second; an invalid one is logged and the old one stays active.
+- A delivery worker that dies is restarted; if gunicorn dies, everything stops with its exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from flask import Flask
+
+from bridge.app import create_app, is_loopback
+from bridge.config import Settings
+from bridge.errors import ConfigErrors
+from bridge.rules.holder import RulesetHolder
+from bridge.store import Store
+
+log = logging.getLogger("bridge.server")
+
+
+def wsgi() -> Flask:
+    """The gunicorn entry point (`bridge.server:wsgi()`), built inside each gunicorn worker after the fork."""
+    configure_logging()
+    return create_app(Settings.from_env(os.environ))
+
+
+def configure_logging() -> None:
+    """Plain, one-line logs on stderr; secrets never reach them (they are never passed to a logger)."""
+    level = os.environ.get("BRIDGE_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """Refuse to listen beyond loopback without a webhook token; warn at every start without one."""
+    if settings.webhook_token:
+        return
+    if not is_loopback(host) and host != "localhost":
+        raise SystemExit(f"refusing to listen on {host}: no BRIDGE_WEBHOOK_TOKEN is set, and unauthenticated "
+                         "webhooks are only accepted on a loopback address. Set BRIDGE_WEBHOOK_TOKEN (or "
+                         "BRIDGE_WEBHOOK_TOKEN_FILE), or bind to 127.0.0.1.")
+    log.warning("no BRIDGE_WEBHOOK_TOKEN set: accepting unauthenticated webhooks on loopback only")
+
+
+class Supervisor:
+    """Runs gunicorn and the delivery worker as children and relays signals to them."""
+
+    def __init__(self, settings: Settings, host: str, port: int, *, workers: int = 1, threads: int = 8) -> None:
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.workers = workers
+        self.threads = threads
+        self.web: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+        self.holder: RulesetHolder | None = None
+
+    def prepare(self) -> None:
+        """Validate everything that can be validated before starting: bind, database, rules."""
+        check_bind(self.settings, self.host)
+        store = Store.open(self.settings.database_url)
+        self.holder = RulesetHolder(self.settings.effective_rules_path(), store)
+        result = self.holder.load()
+        log.info("rules: %s (%d rules, hash %s)", self.holder.path, len(result.ruleset.rules),
+                 result.ruleset.hash)
+        if self.settings.dry_run:
+            log.warning("no PAGERDUTY_ROUTING_KEY set: DRY-RUN, pages are recorded and printed, never sent")
+
+    def start_web(self) -> None:
+        cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
+               "--worker-class", "gthread", "--workers", str(self.workers), "--threads", str(self.threads),
+               "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
+               "--error-logfile", "-", "bridge.server:wsgi()"]
+        self.web = subprocess.Popen(cmd, env=self._child_env())
+
+    def start_worker(self) -> None:
+        self.worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker"], env=self._child_env())
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.holder is not None:
+            env["BRIDGE_RULES"] = str(self.holder.path)
+        return env
+
+    def run(self) -> int:
+        """Start both children and supervise until told to stop; returns the exit code."""
+        self.prepare()
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self.start_worker()
+        self.start_web()
+        code = 0
+        while not self.stopping:
+            time.sleep(0.2)
+            assert self.web is not None and self.worker is not None
+            if self.web.poll() is not None and not self.stopping:
+                code = self.web.returncode or 1
+                log.error("web server exited (%s); stopping", self.web.returncode)
+                break
+            if self.worker.poll() is not None and not self.stopping:
+                log.error("delivery worker exited (%s); restarting it", self.worker.returncode)
+                time.sleep(1.0)
+                self.start_worker()
+        self._stop_children()
+        return code
+
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        log.info("received %s: draining and stopping", signal.Signals(signum).name)
+        self.stopping = True
+
+    def _on_hup(self, _signum: int, _frame: Any) -> None:
+        assert self.holder is not None
+        try:
+            self.holder.reload()
+        except ConfigErrors:
+            pass  # logged and recorded by the holder; the old ruleset stays active
+
+    def _stop_children(self) -> None:
+        for proc in (self.web, self.worker):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for proc in (self.web, self.worker):
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def run_worker(settings: Settings) -> int:
+    """`incident-bridge worker`: the delivery worker alone (SIGTERM finishes the job in hand, then stops)."""
+    from bridge.delivery.worker import DeliveryWorker
+
+    store = Store.open(settings.database_url)
+    worker = DeliveryWorker(store, settings,
+                            retry_multiplier=float(os.environ.get("BRIDGE_RETRY_MULTIPLIER", "2")),
+                            retry_max=float(os.environ.get("BRIDGE_RETRY_MAX", "300")))
+
+    def stop(_signum: int, _frame: Any) -> None:
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        worker.run()
+    finally:
+        worker.close()
+    return 0
+
+
+def replay(paths: list[Path], url: str, token: str | None, source: str = "datadog",
+           out: Any = None, pause: float = 0.0) -> int:
+    """POST each payload file to `<url>/webhooks/<source>` and print the bridge's answer, one line each.
+
+    Returns the number of files the bridge did not accept.
+    """
+    out = out or sys.stdout
+    failures = 0
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    with httpx2.Client(timeout=15.0) as client:
+        for i, path in enumerate(paths):
+            if pause and i:
+                time.sleep(pause)
+            body = path.read_bytes()
+            try:
+                response = client.post(f"{url.rstrip('/')}/webhooks/{source}", content=body, headers=headers)
+            except httpx2.TransportError as exc:
+                out.write(f"{path.name}: cannot reach {url}: {type(exc).__name__}\n")
+                failures += 1
+                continue
+            try:
+                answer: Any = response.json()
+            except ValueError:
+                answer = response.text
+            if response.status_code >= 300:
+                failures += 1
+            summary = answer
+            if isinstance(answer, dict) and "alerts" in answer:
+                summary = [{k: a.get(k) for k in ("severity", "action", "outcome", "rule", "dedup_key")}
+                           for a in answer["alerts"]]
+            out.write(f"{path.name}: HTTP {response.status_code} {json.dumps(summary)}\n")
+    return failures
+
+
+def wait_until_ready(url: str, timeout: float = 30.0) -> bool:
+    """Poll /readyz until the server answers ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(f"{url.rstrip('/')}/readyz", timeout=1.0).status_code == 200:
+                return True
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
