@@ -88,6 +88,8 @@ class Supervisor:
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
                "--worker-class", "gthread", "--workers", str(self.workers), "--threads", str(self.threads),
                "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
+               # %(U)s is the path without the query string: a generic source's ?token= never reaches a log.
+               "--access-logformat", '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss',
                "--error-logfile", "-", "bridge.server:wsgi()"]
         self.web = subprocess.Popen(cmd, env=self._child_env())
 

@@ -89,6 +89,7 @@ jobs = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("lease_until", sa.Float),
+    sa.Column("leased_by", sa.String(255)),  # "<host>:<pid>" of the worker holding the lease
     sa.Column("last_error", sa.Text),
     sa.Column("reason", sa.String(32)),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -332,7 +333,7 @@ class Store:
 
     # -- delivery outbox ----------------------------------------------------------------------------------
 
-    def lease_job(self, now: float, lease_seconds: float = 60.0) -> dict[str, Any] | None:
+    def lease_job(self, now: float, lease_seconds: float = 60.0, owner: str = "") -> dict[str, Any] | None:
         """Take the next due job, most severe first, never overtaking an earlier job of the same dedup key.
 
         A job whose lease expired (its worker died mid-send) is due again.
@@ -352,10 +353,27 @@ class Store:
             if row is None:
                 return None
             conn.execute(jobs.update().where(jobs.c.id == row.id).values(
-                state="sending", lease_until=now + lease_seconds, updated_at=now))
+                state="sending", lease_until=now + lease_seconds, leased_by=owner, updated_at=now))
             out = dict(row._mapping)
             out["payload"] = json.loads(row.payload_json)
             return out
+
+    def release_orphaned_leases(self, host: str, is_alive: Any, now: float) -> int:
+        """Give back jobs leased by workers of this host that no longer run (killed mid-send).
+
+        Without this a killed worker's job would wait for its lease to expire. Jobs leased on other hosts are
+        left to expire: we cannot tell whether those workers live.
+        """
+        released = 0
+        with self.transaction() as conn:
+            rows = conn.execute(sa.select(jobs.c.id, jobs.c.leased_by).where(jobs.c.state == "sending")).all()
+            for job_id, owner in rows:
+                owner_host, _, pid = (owner or "").rpartition(":")
+                if owner_host == host and pid.isdigit() and not is_alive(int(pid)):
+                    conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state == "sending").values(
+                        state="pending", lease_until=None, leased_by=None, next_attempt_at=now, updated_at=now))
+                    released += 1
+        return released
 
     def next_due_at(self) -> float | None:
         """When the earliest pending job is due (None when nothing is pending)."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sys
 import threading
 import time
@@ -46,6 +48,10 @@ class DeliveryWorker:
             self.client = EventsClient(settings.routing_key.reveal(), settings.events_url,
                                        timeout=settings.http_timeout_seconds)
         self.stop_event = threading.Event()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        # A send never outlasts the HTTP timeout; a lease a little longer than that is never taken by another
+        # worker while the send can still succeed.
+        self.lease_seconds = settings.http_timeout_seconds * 2 + 5
 
     def close(self) -> None:
         """Release the HTTP client."""
@@ -66,7 +72,7 @@ class DeliveryWorker:
         now = self.clock()
         if self.rate_limited_until(now) is not None:
             return False
-        job = self.store.lease_job(now)
+        job = self.store.lease_job(now, self.lease_seconds, self.owner)
         if job is None:
             return False
         self._deliver(job)
@@ -115,6 +121,9 @@ class DeliveryWorker:
     def run(self, idle_sleep: float = 0.5) -> None:
         """Loop until `stop_event` is set; finishes the job in hand before stopping."""
         log.info("delivery worker started (%s)", "dry-run" if self.dry_run else "sending to PagerDuty")
+        released = self.store.release_orphaned_leases(socket.gethostname(), _pid_alive, self.clock())
+        if released:
+            log.warning("released %d job(s) left mid-send by a worker that died; they go out now", released)
         while not self.stop_event.is_set():
             try:
                 worked = self.run_once()
@@ -133,3 +142,14 @@ class DeliveryWorker:
         if due is None:
             return idle_sleep
         return max(0.01, min(idle_sleep, due - self.clock()))
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
