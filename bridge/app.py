@@ -109,7 +109,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         parsed = receiver.parse(req, ctx)
         ruleset = holder.current  # one snapshot decides the whole request
         decided = [(alert, evaluate(alert, ruleset, ctx.now)) for alert in parsed.alerts]
-        results = store.accept(decided, parsed.notices, ctx.now, build_event)
+        results = store.accept(decided, parsed.notices, ctx.now, build_event, ruleset)
         for notice in parsed.notices:
             level = logging.WARNING if notice.level == "warning" else logging.INFO
             log.log(level, "%s %s: %s", notice.source, notice.kind, notice.message)

@@ -1,8 +1,17 @@
-"""The policy stage: given a decided alert and the state of its group's incident, what happens now.
+"""The policy stage: given a decided alert and the incidents around it, what happens now.
 
-Pure: it takes values and returns a `Plan`; the store carries the plan out inside the receipt transaction.
-This is where grouping (an alert of an open incident attaches to it), re-page intervals, severity raises (never
-lowered on our own), flap control (a pending window), and the resolve rules live.
+Pure: it takes values and returns a `Plan`; the store gathers the context and carries the plan out inside the
+receipt transaction. This is where these behaviours live:
+
+- grouping: an alert whose group (dedup key) belongs to an open incident attaches to it instead of paging;
+- severity raises: a higher severity re-triggers and raises the incident; the bridge never lowers it itself;
+- re-page interval: a repeat at the same severity re-pages only after the rule's `repage_after`;
+- flap control: a rule's `pending` window delays the first page; a recovery before any page was sent
+  drops the page instead of opening and resolving an incident;
+- alert storms: past a rule's threshold of new incidents in a window, new groups attach to the rule's storm
+  incident (one page, a digest note) instead of paging hundreds of times;
+- inhibition: while a more severe incident of an inhibiting rule is open, matching lower alerts attach to it;
+- auto-resolve: an incident resolves when every group attached to it has recovered.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from bridge.model import Action, Alert, Decision, Severity
 
 @dataclass(frozen=True)
 class IncidentState:
-    """What the store knows of the open incident of a dedup key."""
+    """What the store knows of an open incident."""
 
     id: int
     severity: Severity | None
@@ -23,11 +32,29 @@ class IncidentState:
     last_paged_at: datetime | None
     any_trigger_attempted: bool  # a trigger was sent, or tried (PagerDuty may have it)
     pending_triggers: int        # triggers not yet attempted (for example inside a pending window)
+    firing_members: int = 1      # groups attached to the incident that have not recovered (this one included)
+    dedup_key: str = ""
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """The incidents around an alert: its own group's, a storm anchor, an inhibiting one."""
+
+    incident: IncidentState | None = None
+    storm_anchor: IncidentState | None = None
+    storm_count: int = 0
+    inhibitor: IncidentState | None = None
+    inhibitor_rule: str = ""
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What to do. `incident` is create / update / resolve / attach / None; `event` is trigger / resolve / None."""
+    """What to do.
+
+    `incident`: create / update / resolve / attach / None. `target` is the incident acted on when it is not the
+    alert's own (storm, inhibition). `event`: trigger / resolve / None. `member`: how the alert's group joins
+    (`join`) or leaves (`recover`) its incident's member list.
+    """
 
     outcome: str
     incident: str | None = None
@@ -35,58 +62,84 @@ class Plan:
     event: str | None = None
     not_before: datetime | None = None
     supersede_pending: bool = False
+    target: int | None = None
+    member: str | None = None
     timeline: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
-def plan(alert: Alert, decision: Decision, incident: IncidentState | None, now: datetime) -> Plan:
+def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) -> Plan:
     """Decide the incident and delivery steps for one decided alert."""
+    incident = ctx.incident
     sev = decision.severity
     sev_name = sev.name if sev else "no severity"
     if decision.action is Action.RESOLVE:
-        if incident is None:
-            return Plan("nothing_to_resolve", timeline=(("alert", f"recovery of {alert.title}: no open incident"),))
-        if not incident.any_trigger_attempted:
-            # Recovered before its trigger ever left (inside a pending window, or while the outbox was backed
-            # up): the trigger is dropped rather than re-opening the incident, and nothing needs resolving.
-            return Plan("resolved_before_page", incident="resolve", supersede_pending=True,
-                        timeline=(("resolution", "recovered before the page was sent: the page was dropped"),))
-        return Plan("resolved", incident="resolve", event="resolve", supersede_pending=True,
-                    timeline=(("resolution", f"recovered: {alert.title}"),))
+        return _resolve(alert, incident)
 
     if decision.action in (Action.RECORD, Action.SUPPRESS):
         outcome = "suppressed" if decision.action is Action.SUPPRESS else "recorded"
         if incident is not None:
-            return Plan(outcome, incident="attach",
+            return Plan(outcome, incident="attach", target=incident.id,
                         timeline=(("alert", f"{alert.title} ({sev_name}, {outcome}: {_last(decision)})"),))
         return Plan(outcome)
 
     assert decision.action is Action.PAGE and sev is not None
     if incident is None:
+        if ctx.inhibitor is not None:
+            inh = ctx.inhibitor
+            return Plan("inhibited", incident="attach", target=inh.id, member="join",
+                        timeline=(("inhibition", f"{alert.title} ({sev.name}) inhibited by open incident "
+                                   f"{inh.id} ({inh.severity.name if inh.severity else '-'}, rule "
+                                   f"{ctx.inhibitor_rule}): attached, not paged"),))
+        if ctx.storm_anchor is not None:
+            anchor = ctx.storm_anchor
+            return Plan("storm", incident="attach", target=anchor.id, member="join",
+                        timeline=(("alert", f"alert storm: {alert.title} ({sev.name}) attached "
+                                   f"({ctx.storm_count} incidents of rule {decision.rule} in the window)"),))
         not_before = now + timedelta(seconds=decision.pending_seconds) if decision.pending_seconds else None
         lines = [("detection", f"first alert: {alert.title}"),
-                 ("decision", f"{sev.name} by rule {decision.rule or '-'}: {'; '.join(decision.reasons[1:3])}")]
+                 ("decision", f"{sev.name} by rule {decision.rule or '-'}: {'; '.join(decision.reasons[1:4])}")]
         if not_before is not None:
             lines.append(("decision", f"pending for {decision.pending_seconds}s before paging (flap control)"))
         return Plan("opened", incident="create", severity=sev, event="trigger", not_before=not_before,
-                    timeline=tuple(lines))
+                    member="join", timeline=tuple(lines))
 
     if sev.is_higher_than(incident.severity):
         old = incident.severity.name if incident.severity else "none"
-        return Plan("raised", incident="update", severity=sev, event="trigger",
-                    timeline=(("severity_change", f"severity raised {old} -> {sev.name}: {alert.title}"),))
+        return Plan("raised", incident="update", target=incident.id, severity=sev, event="trigger",
+                    member="join", timeline=(("severity_change", f"severity raised {old} -> {sev.name}: "
+                                              f"{alert.title}"),))
     repage = decision.repage_seconds
     if incident.pending_triggers:
-        return Plan("attached", incident="attach",
+        return Plan("attached", incident="attach", target=incident.id, member="join",
                     timeline=(("alert", f"{alert.title} ({sev.name}): a page is already queued"),))
-    if repage and incident.last_paged_at is not None and now - incident.last_paged_at < timedelta(seconds=repage):
-        return Plan("attached", incident="attach",
-                    timeline=(("alert", f"{alert.title} ({sev.name}): attached, re-page interval "
-                               f"{repage}s not elapsed"),))
-    if repage == 0 and incident.last_paged_at is not None:
-        # No re-page interval: repeats attach to the open incident instead of paging again.
-        return Plan("attached", incident="attach", timeline=(("alert", f"{alert.title} ({sev.name}): attached"),))
-    return Plan("repaged", incident="update", severity=incident.severity, event="trigger",
-                timeline=(("alert", f"{alert.title} ({sev.name}): re-paged after the re-page interval"),))
+    if repage and incident.last_paged_at is not None and now - incident.last_paged_at >= timedelta(seconds=repage):
+        return Plan("repaged", incident="update", target=incident.id, severity=incident.severity, event="trigger",
+                    member="join", timeline=(("alert", f"{alert.title} ({sev.name}): re-paged after the "
+                                              f"re-page interval of {repage}s"),))
+    if incident.last_paged_at is None and not incident.any_trigger_attempted and not incident.pending_triggers:
+        # The incident exists but its page never went out (an earlier trigger was dropped): page now.
+        return Plan("repaged", incident="update", target=incident.id, severity=incident.severity, event="trigger",
+                    member="join", timeline=(("alert", f"{alert.title} ({sev.name}): paging"),))
+    why = f"re-page interval {repage}s not elapsed" if repage else "no re-page interval set"
+    return Plan("attached", incident="attach", target=incident.id, member="join",
+                timeline=(("alert", f"{alert.title} ({sev.name}): attached to the open incident ({why})"),))
+
+
+def _resolve(alert: Alert, incident: IncidentState | None) -> Plan:
+    if incident is None:
+        return Plan("nothing_to_resolve")
+    if incident.firing_members > 1:
+        return Plan("member_recovered", incident="attach", target=incident.id, member="recover",
+                    timeline=(("alert", f"recovered: {alert.title}; {incident.firing_members - 1} attached "
+                               "group(s) still firing"),))
+    if not incident.any_trigger_attempted:
+        # Recovered before its trigger ever left (inside a pending window, or while the outbox was backed up):
+        # the trigger is dropped rather than re-opening the incident, and nothing needs resolving.
+        return Plan("resolved_before_page", incident="resolve", target=incident.id, supersede_pending=True,
+                    member="recover",
+                    timeline=(("resolution", "recovered before the page was sent: the page was dropped"),))
+    return Plan("resolved", incident="resolve", target=incident.id, event="resolve", supersede_pending=True,
+                member="recover", timeline=(("resolution", f"recovered: {alert.title}"),))
 
 
 def _last(decision: Decision) -> str:

@@ -154,11 +154,20 @@ class Supervisor:
 def run_worker(settings: Settings) -> int:
     """`incident-bridge worker`: the delivery worker alone (SIGTERM finishes the job in hand, then stops)."""
     from bridge.delivery.worker import DeliveryWorker
+    from bridge.followups import FollowUps
 
     store = Store.open(settings.database_url)
-    worker = DeliveryWorker(store, settings,
+    holder = RulesetHolder(settings.effective_rules_path(), store)
+    holder.ensure()
+    rest = make_rest(settings)
+    followups = FollowUps(store, settings, holder, rest, clock=time.time)
+    worker = DeliveryWorker(store, settings, followups=followups,
                             retry_multiplier=float(os.environ.get("BRIDGE_RETRY_MULTIPLIER", "2")),
                             retry_max=float(os.environ.get("BRIDGE_RETRY_MAX", "300")))
+    try:
+        followups.reconcile()
+    except Exception:  # reconciliation is best effort; deliveries must start regardless
+        log.exception("reconciliation with PagerDuty failed; continuing")
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop_event.set()
@@ -170,6 +179,16 @@ def run_worker(settings: Settings) -> int:
     finally:
         worker.close()
     return 0
+
+
+def make_rest(settings: Settings) -> Any:
+    """The PagerDuty REST client of the follow-ups, or None without PAGERDUTY_API_TOKEN."""
+    if not settings.api_token:
+        return None
+    from bridge.delivery.pagerduty_rest import PagerDutyRest
+
+    verify: Any = os.environ.get("BRIDGE_PAGERDUTY_CA_BUNDLE") or True
+    return PagerDutyRest.from_settings(settings, verify=verify)
 
 
 def replay(paths: list[Path], url: str, token: str | None, source: str = "datadog",

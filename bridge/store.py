@@ -12,15 +12,16 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from bridge.model import Alert, Decision, Notice, Severity, dedup_key_for
-from bridge.policy import IncidentState, Plan, plan
+from bridge.model import Action, Alert, Decision, Notice, Severity, dedup_key_for
+from bridge.policy import IncidentState, Plan, PolicyContext, plan
+from bridge.rules.model import Ruleset
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ incidents = sa.Table(
     sa.Column("source", sa.String(64), nullable=False),
     sa.Column("service", sa.String(255)),
     sa.Column("rule", sa.String(255)),
+    sa.Column("storm_key", sa.String(512)),  # rule + monitor: what an alert storm is counted by
     sa.Column("opened_at", sa.Float, nullable=False),
     sa.Column("resolved_at", sa.Float),
     sa.Column("last_alert_at", sa.Float, nullable=False),
@@ -133,7 +135,47 @@ rulesets = sa.Table(
     sa.Column("loaded_at", sa.Float, nullable=False),
 )
 
+members = sa.Table(
+    "incident_members", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("incident_id", sa.Integer, nullable=False),
+    sa.Column("dedup_key", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("joined_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("incident_id", "dedup_key", name="uq_member"),
+)
+sa.Index("ix_members_dedup", members.c.dedup_key)
+
+# An alert storm: past this many new incidents of one rule within the window, new groups attach to the
+# rule's first open incident of the window. Rules files override both under `settings:`.
+DEFAULT_STORM_THRESHOLD = 10
+DEFAULT_STORM_WINDOW = 300
+STORM_DIGEST_DELAY = 60.0
+# The draft waits a little after the resolution so late acknowledgements and notes make it in.
+POSTMORTEM_DELAY = 30.0
+
+postmortems = sa.Table(
+    "postmortems", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("incident_id", sa.Integer, nullable=False, unique=True),
+    sa.Column("markdown", sa.Text, nullable=False),
+    sa.Column("drafted_at", sa.Float, nullable=False),
+)
+
+silences = sa.Table(
+    "silences", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("spec_json", sa.Text, nullable=False),  # the silence as silence_to_json writes it
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("ends_at", sa.Float, nullable=False),
+    sa.Column("expired_at", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 OPEN = "open"
+ORDERED_KINDS = ("event", "incident_setup")
 RESOLVED = "resolved"
 UNFINISHED = ("pending", "sending")
 
@@ -231,7 +273,7 @@ class Store:
     # -- receipt ------------------------------------------------------------------------------------------
 
     def accept(self, decided: Sequence[tuple[Alert, Decision]], found: Sequence[Notice], now: datetime,
-               event_builder: Any) -> list[Accepted]:
+               event_builder: Any, ruleset: Ruleset | None = None) -> list[Accepted]:
         """Store alerts with their decisions, carry out the policy's plan, and enqueue delivery jobs.
 
         All in one transaction: either everything is committed or nothing is. A repeat of an accepted
@@ -244,11 +286,11 @@ class Store:
                     source=notice.source, kind=notice.kind, level=notice.level, message=notice.message,
                     details_json=json.dumps(dict(notice.details), default=str), created_at=_ts(now)))
             for alert, decision in decided:
-                results.append(self._accept_one(conn, alert, decision, now, event_builder))
+                results.append(self._accept_one(conn, alert, decision, now, event_builder, ruleset))
         return results
 
     def _accept_one(self, conn: Connection, alert: Alert, decision: Decision, now: datetime,
-                    event_builder: Any) -> Accepted:
+                    event_builder: Any, ruleset: Ruleset | None) -> Accepted:
         existing = conn.execute(sa.select(alerts).where(
             alerts.c.source == alert.source, alerts.c.source_event_id == alert.source_event_id)).first()
         if existing is not None:
@@ -256,23 +298,27 @@ class Store:
                             existing.outcome, existing.incident_id, duplicate=True)
         group_key = decision.group_key or alert.group_key
         dedup_key = dedup_key_for(group_key)
-        state = self._incident_state(conn, dedup_key)
-        step: Plan = plan(alert, decision, state, now)
-        incident_id = state.id if state else None
+        ctx = self._policy_context(conn, alert, decision, dedup_key, now, ruleset)
+        step: Plan = plan(alert, decision, ctx, now)
         ts = _ts(now)
+        incident_id = step.target
+        dedup_for_jobs = dedup_key
 
         if step.incident == "create":
             incident_id = conn.execute(incidents.insert().values(
                 dedup_key=dedup_key, status=OPEN, severity=step.severity.name if step.severity else None,
                 title=alert.title[:2000], source=alert.source, service=alert.service, rule=decision.rule,
-                opened_at=ts, last_alert_at=ts, alert_count=1,
+                storm_key=storm_key(alert, decision), opened_at=ts, last_alert_at=ts, alert_count=1,
                 categories_json=json.dumps(sorted(decision.categories)),
                 dimensions_json=json.dumps(dict(decision.dimensions)),
                 tags_json=json.dumps([f"{k}:{v}" if v else k for k, v in alert.tags]),
                 details_json=json.dumps(dict(decision.details), default=str),
             )).inserted_primary_key[0]
-        elif step.incident in ("update", "attach", "resolve") and state is not None:
-            row = conn.execute(sa.select(incidents).where(incidents.c.id == state.id)).one()
+            auto_resolve = decision.details.get("auto_resolve_seconds")
+            if auto_resolve:
+                self._enqueue(conn, "auto_resolve", dedup_key, incident_id, None, {}, ts, ts + float(auto_resolve))
+        elif step.incident in ("update", "attach", "resolve") and incident_id is not None:
+            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
             dims = json.loads(row.dimensions_json)
             for k, v in decision.dimensions.items():
                 dims[k] = max(float(v), float(dims.get(k, v)))
@@ -284,68 +330,173 @@ class Store:
             if step.incident == "resolve":
                 values["status"] = RESOLVED
                 values["resolved_at"] = ts
-            conn.execute(incidents.update().where(incidents.c.id == state.id).values(**values))
+                conn.execute(members.update().where(members.c.incident_id == incident_id).values(
+                    state="resolved", updated_at=ts))
+            conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+            if step.incident == "resolve" and step.outcome == "resolved":
+                self._after_resolve(conn, row, ts)
+            if step.outcome == "storm":
+                self._schedule_digest(conn, row.dedup_key, incident_id, ts)
+            dedup_for_jobs = row.dedup_key
+        if step.incident == "create":
+            dedup_for_jobs = dedup_key
+        if incident_id is not None and step.member is not None:
+            self._member(conn, incident_id, dedup_key, "firing" if step.member == "join" else "resolved", ts)
 
-        outcome = step.outcome
         alert_id = conn.execute(alerts.insert().values(
             source=alert.source, source_event_id=alert.source_event_id, received_at=_ts(alert.received_at),
             title=alert.title[:4000], state=alert.state.value, group_key=group_key, dedup_key=dedup_key,
             service=alert.service, severity=decision.severity.name if decision.severity else None,
-            action=decision.action.value, rule=decision.rule, outcome=outcome, incident_id=incident_id,
+            action=decision.action.value, rule=decision.rule, outcome=step.outcome, incident_id=incident_id,
             alert_json=json.dumps(alert.to_dict(include_raw=False), default=str),
             decision_json=json.dumps(decision.to_dict(), default=str),
             raw_json=json.dumps(alert.raw, default=str) if alert.raw is not None else None,
         )).inserted_primary_key[0]
 
-        if step.supersede_pending:
+        if step.supersede_pending and incident_id is not None:
             conn.execute(jobs.update().where(
-                jobs.c.dedup_key == dedup_key, jobs.c.action == "trigger", jobs.c.state == "pending"
+                jobs.c.dedup_key == dedup_for_jobs, jobs.c.kind == "event", jobs.c.action == "trigger",
+                jobs.c.state == "pending"
             ).values(state="superseded", reason="resolved_first", updated_at=ts,
                      last_error="a resolve for this dedup key arrived before the trigger was delivered"))
         if step.event is not None:
             severity = step.severity or decision.severity
-            payload = event_builder(step.event, alert, decision, dedup_key, incident_id)
+            if step.event == "trigger" and severity is not None and decision.severity is not severity:
+                decision = replace(decision, severity=severity, urgency=severity.urgency)
+            payload = event_builder(step.event, alert, decision, dedup_for_jobs, incident_id)
             not_before = _ts(step.not_before) if step.not_before else ts
-            conn.execute(jobs.insert().values(
-                kind="event", dedup_key=dedup_key, incident_id=incident_id, alert_id=alert_id,
-                action=step.event, priority=severity.rank if severity else 4,
-                payload_json=json.dumps(payload, default=str), state="pending", attempts=0,
-                next_attempt_at=not_before, created_at=ts, updated_at=ts))
+            self._enqueue(conn, "event", dedup_for_jobs, incident_id, alert_id, payload, ts, not_before,
+                          action=step.event, priority=severity.rank if severity else 4)
         if incident_id is not None:
             for kind, text in step.timeline:
                 conn.execute(timeline.insert().values(incident_id=incident_id, at=ts, kind=kind,
                                                       description=text, personnel="", actions=""))
         return Accepted(alert_id, decision.severity.name if decision.severity else None, decision.action.value,
-                        decision.rule, dedup_key, outcome, incident_id)
+                        decision.rule, dedup_key, step.outcome, incident_id)
+
+    def _enqueue(self, conn: Connection, kind: str, dedup_key: str, incident_id: int | None,
+                 alert_id: int | None, payload: Any, now: float, due: float, *, action: str = "",
+                 priority: int = 5) -> int:
+        return int(conn.execute(jobs.insert().values(
+            kind=kind, dedup_key=dedup_key, incident_id=incident_id, alert_id=alert_id, action=action or kind,
+            priority=priority, payload_json=json.dumps(payload, default=str), state="pending", attempts=0,
+            next_attempt_at=due, created_at=now, updated_at=now)).inserted_primary_key[0])
+
+    def enqueue(self, kind: str, dedup_key: str, incident_id: int | None, payload: Any, now: float,
+                due: float | None = None, *, action: str = "", priority: int = 5) -> int:
+        """Add one job to the outbox (follow-ups: incident setup, escalation checks, notes...)."""
+        with self.transaction() as conn:
+            return self._enqueue(conn, kind, dedup_key, incident_id, None, payload, now,
+                                 now if due is None else due, action=action, priority=priority)
+
+    def _schedule_digest(self, conn: Connection, dedup_key: str, incident_id: int, now: float) -> None:
+        """One pending storm digest per incident: the note summarises every alert attached until it goes out."""
+        pending = conn.execute(sa.select(jobs.c.id).where(
+            jobs.c.incident_id == incident_id, jobs.c.kind == "storm_digest", jobs.c.state == "pending")).first()
+        if pending is None:
+            self._enqueue(conn, "storm_digest", dedup_key, incident_id, None, {}, now, now + STORM_DIGEST_DELAY)
+
+    def _member(self, conn: Connection, incident_id: int, dedup_key: str, state: str, now: float) -> None:
+        updated = conn.execute(members.update().where(
+            members.c.incident_id == incident_id, members.c.dedup_key == dedup_key).values(
+            state=state, updated_at=now)).rowcount
+        if not updated:
+            conn.execute(members.insert().values(incident_id=incident_id, dedup_key=dedup_key, state=state,
+                                                 joined_at=now, updated_at=now))
+
+    def _policy_context(self, conn: Connection, alert: Alert, decision: Decision, dedup_key: str,
+                        now: datetime, ruleset: Ruleset | None) -> PolicyContext:
+        own = self._incident_state(conn, dedup_key)
+        if own is not None or decision.action is not Action.PAGE or decision.severity is None:
+            return PolicyContext(incident=own)
+        inhibitor, inhibitor_rule = self._inhibitor(conn, alert, decision, ruleset)
+        if inhibitor is not None:
+            return PolicyContext(inhibitor=inhibitor, inhibitor_rule=inhibitor_rule)
+        settings = ruleset.settings if ruleset is not None else {}
+        threshold = int(settings.get("storm_threshold", DEFAULT_STORM_THRESHOLD))
+        window = _seconds(settings.get("storm_window", DEFAULT_STORM_WINDOW))
+        if decision.rule and threshold > 0:
+            since = _ts(now) - window
+            key = storm_key(alert, decision)
+            recent = conn.execute(sa.select(incidents.c.id).where(
+                incidents.c.storm_key == key, incidents.c.opened_at >= since)).all()
+            if len(recent) >= threshold:
+                anchor_row = conn.execute(sa.select(incidents).where(
+                    incidents.c.storm_key == key, incidents.c.status == OPEN,
+                    incidents.c.opened_at >= since).order_by(incidents.c.id).limit(1)).first()
+                if anchor_row is not None:
+                    return PolicyContext(storm_anchor=self._state_of(conn, anchor_row), storm_count=len(recent))
+        return PolicyContext()
+
+    def _inhibitor(self, conn: Connection, alert: Alert, decision: Decision,
+                   ruleset: Ruleset | None) -> tuple[IncidentState | None, str]:
+        if ruleset is None or decision.severity is None:
+            return None, ""
+        inhibiting = [r for r in ruleset.rules if r.extra.get("inhibits")]
+        if not inhibiting:
+            return None, ""
+        names = [r.name for r in inhibiting]
+        rows = conn.execute(sa.select(incidents).where(incidents.c.status == OPEN, incidents.c.rule.in_(names))
+                            .order_by(incidents.c.id)).all()
+        by_name = {r.name: r for r in inhibiting}
+        for row in rows:
+            sev = Severity.parse(row.severity) if row.severity else None
+            if sev is None or not sev.is_higher_than(decision.severity):
+                continue
+            spec = by_name[row.rule].extra["inhibits"]
+            if not all(m.matches(alert) for m in spec["matchers"]):
+                continue
+            first = conn.execute(sa.select(alerts.c.alert_json).where(alerts.c.incident_id == row.id)
+                                 .order_by(alerts.c.id).limit(1)).first()
+            if first is None:
+                continue
+            source_alert = Alert.from_dict(json.loads(first.alert_json))
+            if all(_label(source_alert, name) == _label(alert, name) for name in spec["equal"]):
+                return self._state_of(conn, row), row.rule
+        return None, ""
 
     def _incident_state(self, conn: Connection, dedup_key: str) -> IncidentState | None:
-        row = conn.execute(sa.select(incidents).where(
-            incidents.c.dedup_key == dedup_key, incidents.c.status == OPEN).order_by(incidents.c.id.desc())).first()
+        row = conn.execute(
+            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
+            .where(members.c.dedup_key == dedup_key, incidents.c.status == OPEN)
+            .order_by(incidents.c.id.desc()).limit(1)).first()
         if row is None:
             return None
+        return self._state_of(conn, row)
+
+    def _state_of(self, conn: Connection, row: Any) -> IncidentState:
         trig = conn.execute(sa.select(jobs.c.state, jobs.c.attempts).where(
-            jobs.c.incident_id == row.id, jobs.c.action == "trigger")).all()
+            jobs.c.incident_id == row.id, jobs.c.kind == "event", jobs.c.action == "trigger")).all()
         attempted = any(s in ("delivered", "dry_run", "sending", "dead") or a > 0 for s, a in trig)
         pending = sum(1 for s, a in trig if s == "pending" and a == 0)
+        firing = int(conn.execute(sa.select(sa.func.count()).select_from(members).where(
+            members.c.incident_id == row.id, members.c.state == "firing")).scalar() or 0)
         return IncidentState(row.id, Severity.parse(row.severity) if row.severity else None,
                              _dt(row.opened_at) or datetime.now(timezone.utc), _dt(row.last_paged_at),
-                             attempted, pending)
+                             attempted, pending, firing_members=max(firing, 1), dedup_key=row.dedup_key)
 
     # -- delivery outbox ----------------------------------------------------------------------------------
 
-    def lease_job(self, now: float, lease_seconds: float = 60.0, owner: str = "") -> dict[str, Any] | None:
+    def lease_job(self, now: float, lease_seconds: float = 60.0, owner: str = "",
+                  exclude_kinds: Sequence[str] = ()) -> dict[str, Any] | None:
         """Take the next due job, most severe first, never overtaking an earlier job of the same dedup key.
 
         A job whose lease expired (its worker died mid-send) is due again.
         """
         earlier = jobs.alias("earlier")
+        # Events of one dedup key leave in order (and so do incident set-ups); timers such as escalation
+        # checks wait for their time without holding anything back.
         blocked = sa.exists().where(
-            earlier.c.dedup_key == jobs.c.dedup_key, earlier.c.id < jobs.c.id,
+            earlier.c.dedup_key == jobs.c.dedup_key, earlier.c.id < jobs.c.id, earlier.c.kind == jobs.c.kind,
+            jobs.c.kind.in_(ORDERED_KINDS),
             sa.or_(earlier.c.state == "pending",
                    sa.and_(earlier.c.state == "sending", earlier.c.lease_until > now)))
         due = sa.or_(sa.and_(jobs.c.state == "pending", jobs.c.next_attempt_at <= now),
                      sa.and_(jobs.c.state == "sending", jobs.c.lease_until <= now))
-        query = (sa.select(jobs).where(due, ~blocked).order_by(jobs.c.priority, jobs.c.id).limit(1))
+        query = sa.select(jobs).where(due, ~blocked)
+        if exclude_kinds:
+            query = query.where(jobs.c.kind.not_in(list(exclude_kinds)))
+        query = query.order_by(jobs.c.priority, jobs.c.id).limit(1)
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
         with self.transaction() as conn:
@@ -424,7 +575,7 @@ class Store:
         """How many events were delivered after `since` (for the per-routing-key rate limit)."""
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
-                jobs.c.state == "delivered", jobs.c.delivered_at > since)).scalar() or 0)
+                jobs.c.kind == "event", jobs.c.state == "delivered", jobs.c.delivered_at > since)).scalar() or 0)
 
     def job_counts(self) -> dict[str, int]:
         """Number of jobs in each state."""
@@ -546,6 +697,146 @@ class Store:
             "hash": ok.hash if ok else None,
         }
 
+    def incident_row(self, incident_id: int) -> dict[str, Any] | None:
+        """One incident as JSON, by id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).first()
+        return _incident_json(row) if row is not None else None
+
+    def set_pagerduty_incident(self, incident_id: int, pd_id: str, html_url: str | None) -> None:
+        """Remember which PagerDuty incident ours is."""
+        with self.transaction() as conn:
+            conn.execute(incidents.update().where(incidents.c.id == incident_id).values(
+                pd_incident_id=pd_id, pd_html_url=html_url))
+
+    def merge_incident_details(self, incident_id: int, **values: Any) -> None:
+        """Add keys to an incident's details (related incidents found, roles requested...)."""
+        with self.transaction() as conn:
+            row = conn.execute(sa.select(incidents.c.details_json).where(incidents.c.id == incident_id)).one()
+            details = json.loads(row.details_json)
+            details.update(values)
+            conn.execute(incidents.update().where(incidents.c.id == incident_id).values(
+                details_json=json.dumps(details, default=str)))
+
+    def has_job(self, incident_id: int, kind: str, payload_contains: str = "") -> bool:
+        """Whether a job of `kind` exists for the incident (any state), optionally with text in its payload."""
+        q = sa.select(jobs.c.id).where(jobs.c.incident_id == incident_id, jobs.c.kind == kind)
+        if payload_contains:
+            q = q.where(jobs.c.payload_json.contains(payload_contains))
+        with self.engine.connect() as conn:
+            return conn.execute(q.limit(1)).first() is not None
+
+    def resolve_incident(self, incident_id: int, now: float, reason: str, *, send_resolve: bool) -> bool:
+        """Resolve an open incident on our own (auto-resolve, or a human resolved it in PagerDuty).
+
+        With `send_resolve`, a resolve event is queued when a trigger was ever attempted. Returns False when
+        the incident was not open.
+        """
+        with self.transaction() as conn:
+            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).first()
+            if row is None or row.status != OPEN:
+                return False
+            conn.execute(incidents.update().where(incidents.c.id == incident_id).values(
+                status=RESOLVED, resolved_at=now))
+            conn.execute(members.update().where(members.c.incident_id == incident_id).values(
+                state="resolved", updated_at=now))
+            state = self._state_of(conn, row)
+            conn.execute(jobs.update().where(
+                jobs.c.dedup_key == row.dedup_key, jobs.c.kind == "event", jobs.c.action == "trigger",
+                jobs.c.state == "pending").values(state="superseded", reason="resolved_first", updated_at=now))
+            if send_resolve and state.any_trigger_attempted:
+                self._enqueue(conn, "event", row.dedup_key, incident_id, None,
+                              {"event_action": "resolve", "dedup_key": row.dedup_key}, now, now, action="resolve",
+                              priority=0)
+            conn.execute(timeline.insert().values(incident_id=incident_id, at=now, kind="resolution",
+                                                  description=reason, personnel="incident-bridge", actions=""))
+            self._after_resolve(conn, row, now)
+        return True
+
+    def _after_resolve(self, conn: Connection, row: Any, now: float) -> None:
+        """Queue the post-mortem draft of a resolved incident (the worker decides whether one is needed)."""
+        exists = conn.execute(sa.select(jobs.c.id).where(jobs.c.incident_id == row.id,
+                                                         jobs.c.kind == "postmortem")).first()
+        if exists is None:
+            self._enqueue(conn, "postmortem", row.dedup_key, row.id, None, {}, now, now + POSTMORTEM_DELAY)
+
+    def save_postmortem(self, incident_id: int, markdown: str, now: float) -> None:
+        """Store (or replace) an incident's post-mortem draft."""
+        with self.transaction() as conn:
+            updated = conn.execute(postmortems.update().where(postmortems.c.incident_id == incident_id).values(
+                markdown=markdown, drafted_at=now)).rowcount
+            if not updated:
+                conn.execute(postmortems.insert().values(incident_id=incident_id, markdown=markdown,
+                                                         drafted_at=now))
+
+    def get_postmortem(self, incident_id: int) -> str | None:
+        """The stored draft, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(postmortems.c.markdown).where(
+                postmortems.c.incident_id == incident_id)).first()
+        return row.markdown if row else None
+
+    def recent_incidents(self, since: float) -> list[dict[str, Any]]:
+        """Incidents opened since `since` (reconciliation, related lookup)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(incidents).where(incidents.c.opened_at >= since)
+                                .order_by(incidents.c.id)).all()
+        return [_incident_json(r) for r in rows]
+
+    def incident_alerts(self, incident_id: int) -> list[dict[str, Any]]:
+        """The alerts of an incident, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(alerts).where(alerts.c.incident_id == incident_id)
+                                .order_by(alerts.c.id)).all()
+        return [_alert_json(r) for r in rows]
+
+    def triggers_delivered(self, incident_id: int) -> bool:
+        """Whether a trigger of this incident reached PagerDuty."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(jobs.c.id).where(
+                jobs.c.incident_id == incident_id, jobs.c.kind == "event", jobs.c.action == "trigger",
+                jobs.c.state == "delivered").limit(1)).first() is not None
+
+    def last_event_action(self, incident_id: int) -> str | None:
+        """The action of the newest delivered event of this incident."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs.c.action).where(
+                jobs.c.incident_id == incident_id, jobs.c.kind == "event", jobs.c.state == "delivered")
+                .order_by(jobs.c.delivered_at.desc()).limit(1)).first()
+        return row.action if row else None
+
+    # -- silences -----------------------------------------------------------------------------------------
+
+    def add_silence(self, spec: dict[str, Any], owner: str, reason: str, ends_at: float, now: float) -> int:
+        """Store a silence; returns its id."""
+        with self.transaction() as conn:
+            return int(conn.execute(silences.insert().values(
+                spec_json=json.dumps(spec, default=str), owner=owner, reason=reason, ends_at=ends_at,
+                created_at=now)).inserted_primary_key[0])
+
+    def update_silence_spec(self, silence_id: int, spec: dict[str, Any]) -> None:
+        """Rewrite a stored silence's spec (to record its id inside it)."""
+        with self.transaction() as conn:
+            conn.execute(silences.update().where(silences.c.id == silence_id).values(
+                spec_json=json.dumps(spec, default=str)))
+
+    def list_silences(self, include_expired: bool = False, now: float | None = None) -> list[dict[str, Any]]:
+        """Stored silences (by default those not yet ended or expired)."""
+        q = sa.select(silences).order_by(silences.c.id)
+        if not include_expired:
+            at = now if now is not None else time.time()
+            q = q.where(silences.c.expired_at.is_(None), silences.c.ends_at > at)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [{"id": r.id, "spec": json.loads(r.spec_json), "owner": r.owner, "reason": r.reason,
+                 "ends_at": r.ends_at, "expired_at": r.expired_at, "created_at": r.created_at} for r in rows]
+
+    def expire_silence(self, silence_id: int, now: float) -> bool:
+        """End a silence now; False when there is no such active silence."""
+        with self.transaction() as conn:
+            return bool(conn.execute(silences.update().where(
+                silences.c.id == silence_id, silences.c.expired_at.is_(None)).values(expired_at=now)).rowcount)
+
     def list_notices(self, limit: int = 100) -> list[dict[str, Any]]:
         """Recorded notices (SNS subscriptions to confirm, unsubscribes), newest first."""
         with self.engine.connect() as conn:
@@ -578,6 +869,32 @@ def _job_json(r: Any) -> dict[str, Any]:
             "next_attempt_at": _iso(r.next_attempt_at), "last_error": r.last_error, "reason": r.reason,
             "created_at": _iso(r.created_at), "delivered_at": _iso(r.delivered_at),
             "payload": json.loads(r.payload_json)}
+
+
+def storm_key(alert: Alert, decision: Decision) -> str:
+    """What an alert storm is counted by: the rule, and the monitor where the source has monitors (a catch-all
+    rule covers many monitors; their alerts are not one storm)."""
+    monitor = (alert.fields.get("monitor_id") or alert.fields.get("alertname") or alert.fields.get("kind")
+               or "")
+    return f"{decision.rule or ''}|{alert.source}|{monitor}"[:512]
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, (int, float)):
+        return float(value)
+    from bridge.rules.loader import parse_duration
+
+    return float(parse_duration(value))
+
+
+def _label(alert: Alert, name: str) -> str:
+    """The value of a field or `tag:<key>` used by inhibition's `equal` list."""
+    if name.startswith("tag:"):
+        return ",".join(sorted(alert.tag_values(name[4:])))
+    value = alert.field_value(name)
+    if value is None and alert.has_tag(name):
+        return ",".join(sorted(alert.tag_values(name)))
+    return value or ""
 
 
 def wall_clock() -> float:

@@ -25,6 +25,8 @@ from typing import Any, TextIO
 from bridge.config import Settings
 from bridge.delivery.events import EventsClient, retry_delay
 from bridge.errors import DeliveryError
+from bridge.followups import FollowUps, Reschedule
+from bridge.metrics import DELIVERIES
 from bridge.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,10 @@ class DeliveryWorker:
 
     def __init__(self, store: Store, settings: Settings, *, client: EventsClient | None = None,
                  clock: Callable[[], float] = time.time, out: TextIO | None = None,
-                 retry_multiplier: float = 2.0, retry_max: float = 300.0) -> None:
+                 retry_multiplier: float = 2.0, retry_max: float = 300.0,
+                 followups: FollowUps | None = None) -> None:
         self.store = store
+        self.followups = followups
         self.settings = settings
         self.clock = clock
         self.out = out or sys.stdout
@@ -70,38 +74,70 @@ class DeliveryWorker:
     def run_once(self) -> bool:
         """Deliver at most one due job. Returns True when a job was handled."""
         now = self.clock()
-        if self.rate_limited_until(now) is not None:
-            return False
-        job = self.store.lease_job(now, self.lease_seconds, self.owner)
+        # Past the per-minute budget, events wait in the outbox (the most severe first once it frees up);
+        # follow-ups, which go to the REST API, still run.
+        exclude = ("event",) if self.rate_limited_until(now) is not None else ()
+        job = self.store.lease_job(now, self.lease_seconds, self.owner, exclude_kinds=exclude)
         if job is None:
             return False
-        self._deliver(job)
+        if job["kind"] == "event":
+            self._deliver(job)
+        else:
+            self._follow_up(job)
         return True
+
+    def _follow_up(self, job: dict[str, Any]) -> None:
+        if self.followups is None:
+            self.store.job_failed(job["id"], self.clock(), error="no follow-up handler configured",
+                                  reason="misconfigured", retry_at=None)
+            return
+        try:
+            self.followups.handle(job)
+        except Reschedule as again:
+            self.store.release_job(job["id"], self.clock(), again.due)
+            return
+        except DeliveryError as exc:
+            self._failed(job, exc)
+            return
+        except Exception as exc:  # a bug in a follow-up must not stop deliveries; it is retried and logged
+            log.exception("follow-up job %s (%s) failed", job["id"], job["kind"])
+            self._failed(job, DeliveryError(f"internal error: {type(exc).__name__}", retryable=True,
+                                            reason="internal"))
+            return
+        DELIVERIES.labels(action=job["kind"], result="done").inc()
+        self.store.job_delivered(job["id"], self.clock(), dry_run=False, response=None)
+
+    def _failed(self, job: dict[str, Any], exc: DeliveryError) -> None:
+        now = self.clock()
+        attempt = int(job["attempts"]) + 1
+        DELIVERIES.labels(action=job["action"], result=exc.reason).inc()
+        if exc.retryable:
+            delay = retry_delay(attempt, multiplier=self.retry_multiplier, maximum=self.retry_max)
+            log.warning("job %s (%s %s) failed, attempt %d, retry in %.1fs: %s [%s]", job["id"], job["kind"],
+                        job["dedup_key"], attempt, delay, exc.message, exc.reason)
+            self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=now + delay)
+        else:
+            log.error("job %s (%s %s) dead-lettered: %s [%s]", job["id"], job["kind"], job["dedup_key"],
+                      exc.message, exc.reason)
+            self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=None)
 
     def _deliver(self, job: dict[str, Any]) -> None:
         event = job["payload"]
         if self.dry_run:
             self._print_dry_run(job, event)
             self.store.job_delivered(job["id"], self.clock(), dry_run=True, response=None)
-            return
-        assert self.client is not None
-        try:
-            response = self.client.send(event)
-        except DeliveryError as exc:
-            now = self.clock()
-            attempt = int(job["attempts"]) + 1
-            if exc.retryable:
-                delay = retry_delay(attempt, multiplier=self.retry_multiplier, maximum=self.retry_max)
-                log.warning("delivery of job %s (%s %s) failed, attempt %d, retry in %.1fs: %s [%s]",
-                            job["id"], job["action"], job["dedup_key"], attempt, delay, exc.message, exc.reason)
-                self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=now + delay)
-            else:
-                log.error("delivery of job %s (%s %s) dead-lettered: %s [%s]", job["id"], job["action"],
-                          job["dedup_key"], exc.message, exc.reason)
-                self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=None)
-            return
-        log.info("delivered job %s: %s %s", job["id"], job["action"], job["dedup_key"])
-        self.store.job_delivered(job["id"], self.clock(), dry_run=False, response=response)
+        else:
+            assert self.client is not None
+            try:
+                response = self.client.send(event)
+            except DeliveryError as exc:
+                self._failed(job, exc)
+                return
+            log.info("delivered job %s: %s %s", job["id"], job["action"], job["dedup_key"])
+            DELIVERIES.labels(action=job["action"], result="delivered").inc()
+            self.store.job_delivered(job["id"], self.clock(), dry_run=False, response=response)
+        if job["action"] == "trigger" and self.followups is not None:
+            self.followups.after_trigger(job)
 
     def _print_dry_run(self, job: dict[str, Any], event: dict[str, Any]) -> None:
         payload = event.get("payload") or {}

@@ -47,6 +47,12 @@ class RulesetHolder:
         """Load from disk at start; raises ConfigErrors when the files are invalid."""
         return self.reload()
 
+    def ensure(self) -> None:
+        """Adopt the newest recorded ruleset, or load from disk when none was recorded yet (a lone worker)."""
+        self._maybe_adopt()
+        if self._current is None:
+            self.load()
+
     def reload(self) -> LoadResult:
         """Re-read the rule files. On any error (raised as ConfigErrors) the active ruleset stays active and
         the error is recorded for metrics and the API."""

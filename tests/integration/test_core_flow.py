@@ -110,7 +110,7 @@ def test_pagerduty_failing_three_times_then_accepting_yields_one_trigger(bridge:
     assert len(attempts) == 4
     assert len(pagerduty.triggers_for(key)) == 1
     jobs = bridge.get("/api/v1/jobs").json()["jobs"]
-    [job] = [j for j in jobs if j["dedup_key"] == key]
+    [job] = [j for j in jobs if j["dedup_key"] == key and j["kind"] == "event"]
     assert job["state"] == "delivered" and job["attempts"] == 4
 
 
@@ -122,7 +122,8 @@ def test_a_400_from_pagerduty_is_dead_lettered_with_its_reason(bridge: BridgePro
     key = answer["alerts"][0]["dedup_key"]
 
     def dead() -> list[dict[str, Any]]:
-        return [j for j in bridge.get("/api/v1/jobs?state=dead").json()["jobs"] if j["dedup_key"] == key]
+        return [j for j in bridge.get("/api/v1/jobs?state=dead").json()["jobs"]
+                if j["dedup_key"] == key and j["kind"] == "event"]
 
     [job] = wait_for(dead)
     assert job["attempts"] == 1 and job["reason"] == "rejected"
@@ -193,7 +194,7 @@ def test_dry_run_without_routing_key_prints_and_never_sends(tmp_path: Path, page
         key = answer["alerts"][0]["dedup_key"]
         wait_for(lambda: "DRY-RUN" in proc.output() and key in proc.output())
         jobs = proc.get("/api/v1/jobs").json()["jobs"]
-        assert [j["state"] for j in jobs if j["dedup_key"] == key] == ["dry_run"]
+        assert [j["state"] for j in jobs if j["dedup_key"] == key and j["kind"] == "event"] == ["dry_run"]
         assert pagerduty.requests_to("/v2/enqueue") == []
     finally:
         proc.kill()
