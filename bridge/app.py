@@ -26,6 +26,7 @@ from bridge.receivers.base import Headers, InboundRequest, Receiver, ReceiverCon
 from bridge.receivers.base import constant_time_equals
 from bridge.rules.engine import evaluate
 from bridge.rules.holder import RulesetHolder
+from bridge.silencing import active_silences, apply_silences, create_silence, expire_silence, list_silences
 from bridge.store import Store
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,9 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         receiver.authenticate(req, ctx)
         parsed = receiver.parse(req, ctx)
         ruleset = holder.current  # one snapshot decides the whole request
-        decided = [(alert, evaluate(alert, ruleset, ctx.now)) for alert in parsed.alerts]
+        silences = active_silences(store, ctx.now) if parsed.alerts else []
+        decided = [(alert, apply_silences(alert, evaluate(alert, ruleset, ctx.now), silences, ctx.now))
+                   for alert in parsed.alerts]
         results = store.accept(decided, parsed.notices, ctx.now, build_event, ruleset)
         for notice in parsed.notices:
             level = logging.WARNING if notice.level == "warning" else logging.INFO
@@ -199,12 +202,51 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
     @app.get("/api/v1/incidents/<path:key>")
     def api_incident(key: str) -> Response:
         require_api_auth()
-        found = store.find_incident(key)
-        if found is None:
-            raise NotFound(f"no incident {key!r} (use an id, a dedup key or a PagerDuty incident id)")
+        found = incident_or_404(key)
         found["timeline"] = store.incident_timeline(found["id"])
         found["alerts"] = store.list_alerts(incident_id=found["id"], limit=1000)
         return jsonify(found)
+
+    def incident_or_404(key: str) -> dict[str, Any]:
+        found = store.find_incident(key)
+        if found is None:
+            raise NotFound(f"no incident {key!r} (use an id, a dedup key or a PagerDuty incident id)")
+        return found
+
+    @app.get("/api/v1/incidents/<path:key>/related")
+    def api_related(key: str) -> Response:
+        require_api_auth()
+        from bridge.lookups import related_for_incident
+
+        incident = incident_or_404(key)
+        result = related_for_incident(store, settings, incident, now=now_fn())
+        return jsonify(result.to_json())
+
+    @app.get("/api/v1/incidents/<path:key>/postmortem")
+    def api_postmortem(key: str) -> Response:
+        require_api_auth()
+        incident = incident_or_404(key)
+        markdown = store.get_postmortem(incident["id"]) or draft_postmortem(store, holder, incident, now_fn())
+        return Response(markdown, content_type="text/markdown; charset=utf-8")
+
+    @app.post("/api/v1/silences")
+    def api_silence_add() -> tuple[Response, int]:
+        require_api_auth()
+        body = request.get_json(force=True, silent=True)
+        if body is None:
+            raise RequestError("the body must be a JSON object describing the silence", code="bad_payload")
+        return jsonify(create_silence(store, body, now_fn())), 201
+
+    @app.get("/api/v1/silences")
+    def api_silences() -> Response:
+        require_api_auth()
+        include = request.args.get("all", "").lower() in ("1", "true", "yes")
+        return jsonify({"silences": list_silences(store, now_fn(), include_expired=include)})
+
+    @app.delete("/api/v1/silences/<int:silence_id>")
+    def api_silence_expire(silence_id: int) -> Response:
+        require_api_auth()
+        return jsonify(expire_silence(store, silence_id, now_fn()))
 
     @app.get("/api/v1/jobs")
     def api_jobs() -> Response:
@@ -242,6 +284,21 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
                         "nothing was stored; retry"}), 500
 
     return app
+
+
+def draft_postmortem(store: Store, holder: RulesetHolder, incident: dict[str, Any], now: datetime) -> str:
+    """Render the post-mortem draft of an incident from what the store recorded (any severity, on demand)."""
+    from bridge.lookups import postmortem_facts
+    from bridge.postmortem import load_template, render_postmortem
+
+    ruleset = holder.current
+    template = None
+    name = "<default template>"
+    if ruleset.settings.get("postmortem_template"):
+        base = holder.path if holder.path.is_dir() else holder.path.parent
+        name = str(base / ruleset.settings["postmortem_template"])
+        template = load_template(name)
+    return render_postmortem(postmortem_facts(store, incident), template, now=now, template_name=name)
 
 
 def _limit() -> int:

@@ -9,6 +9,7 @@ import threading
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -168,5 +169,212 @@ def run() -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":
-    run()
+def _store() -> Any:
+    from bridge.store import Store
+
+    return Store.open(_settings().database_url)
+
+
+def _find_incident(store: Any, key: str) -> dict[str, Any]:
+    incident = store.find_incident(key)
+    if incident is None:
+        raise click.ClickException(f"no incident {key!r} in {_settings().database_url} (use an incident id, a "
+                                   "dedup key or a PagerDuty incident id; `incident-bridge incidents` lists them)")
+    return dict(incident)
+
+
+@main.command("incidents")
+@click.option("--status", type=click.Choice(["open", "resolved"]), help="Only incidents in this state.")
+@click.option("--limit", default=20, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True)
+def incidents_cmd(status: str | None, limit: int, as_json: bool) -> None:
+    """List incidents the bridge recorded, newest first."""
+    rows = _store().list_incidents(status=status, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>5}  {r['status']:<8} {r['severity'] or '-':<3} {r['opened_at'][:19]}  "
+                   f"{r['dedup_key']}  {r['title'][:80]}")
+
+
+@main.command("related")
+@click.argument("key", required=False)
+@click.option("--payload", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A raw payload of an alert not yet paged.")
+@click.option("--source", help="The payload's source (datadog, aws-sns, ...), with --payload.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def related_cmd(key: str | None, payload: Path | None, source: str | None, as_json: bool) -> None:
+    """Related past incidents of an incident (KEY: id, dedup key or PagerDuty id) or of a payload."""
+    from bridge.lookups import build_sources, query_for_alert, related_for_incident
+    from bridge.related import find_related, format_text
+
+    settings = _settings()
+    store = _store()
+    now = datetime.now(timezone.utc)
+    if payload is not None:
+        if not source:
+            raise click.UsageError("--payload needs --source")
+        from bridge.receivers import receiver_for
+        from bridge.receivers.base import Headers, InboundRequest, ReceiverContext
+
+        try:
+            receiver = receiver_for(source, settings, settings.effective_rules_path())
+            parsed = receiver.parse(InboundRequest(body=payload.read_bytes(), headers=Headers(
+                {"content-type": "application/json"})), ReceiverContext(now=now, settings={}))
+        except KeyError as exc:
+            raise click.ClickException(str(exc.args[0])) from None
+        except RequestError as exc:
+            raise click.ClickException(f"{payload}: {exc.message}") from None
+        if not parsed.alerts:
+            raise click.ClickException(f"{payload}: no alert in this payload")
+        result = find_related(query_for_alert(parsed.alerts[0]), build_sources(settings, store), now=now)
+    elif key:
+        result = related_for_incident(store, settings, _find_incident(store, key), now=now)
+    else:
+        raise click.UsageError("give an incident KEY, or --payload FILE --source S")
+    click.echo(json.dumps(result.to_json(), indent=2, default=str) if as_json else format_text(result))
+
+
+@main.command("postmortem")
+@click.argument("key")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file.")
+def postmortem_cmd(key: str, output: Path | None) -> None:
+    """The post-mortem draft of an incident (stored draft, or rendered now from what was recorded)."""
+    from bridge.app import draft_postmortem
+    from bridge.rules.holder import RulesetHolder
+
+    settings = _settings()
+    store = _store()
+    incident = _find_incident(store, key)
+    markdown = store.get_postmortem(incident["id"])
+    if markdown is None:
+        holder = RulesetHolder(settings.effective_rules_path(), store)
+        try:
+            holder.ensure()
+        except ConfigErrors as exc:
+            raise click.ClickException(f"the rules are invalid:\n{exc}") from None
+        markdown = draft_postmortem(store, holder, incident, datetime.now(timezone.utc))
+    if output:
+        output.write_text(markdown, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(markdown, nl=False)
+
+
+@main.group()
+def notify() -> None:
+    """Check paging routes."""
+
+
+@notify.command("test")
+@click.option("--role", required=True, help="A role of the roles file, e.g. \"Incident Coordinator\".")
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rules to use (default: BRIDGE_RULES).")
+def notify_test(role: str, rules_path: Path | None) -> None:
+    """Send a clearly labelled test page to a role's PagerDuty target, then resolve it.
+
+    Exits non-zero, saying why, when the API token, the From address, the service or the target is wrong.
+    """
+    from bridge.delivery.pagerduty_rest import PagerDutyRest, route_test_title
+    from bridge.errors import DeliveryError
+    from bridge.rules.loader import load_ruleset
+
+    settings = _settings()
+    missing = [name for name, value in (("PAGERDUTY_API_TOKEN", settings.api_token),
+                                        ("PAGERDUTY_FROM", settings.pd_from),
+                                        ("PAGERDUTY_SERVICE_ID", settings.pd_service_id)) if not value]
+    if missing:
+        raise click.ClickException("a route test needs " + ", ".join(missing) + " (the test incident is opened on "
+                                   "PAGERDUTY_SERVICE_ID through the REST API, as PAGERDUTY_FROM)")
+    try:
+        ruleset = load_ruleset(rules_path or settings.effective_rules_path()).ruleset
+    except ConfigErrors as exc:
+        raise click.ClickException(f"the rules are invalid:\n{exc}") from None
+    spec = ruleset.roles.get(role)
+    if spec is None:
+        raise click.ClickException(f"unknown role {role!r}; roles: {', '.join(sorted(ruleset.roles))}")
+    if spec.target is None:
+        raise click.ClickException(f"role {role!r} has no target in the roles file")
+    rest = PagerDutyRest.from_settings(settings, verify=settings.pagerduty_ca_bundle or True)
+    try:
+        target = rest.resolve_target(spec.target, role=role)
+        created = rest.create_test_incident(
+            settings.pd_service_id, target, route_test_title(role),
+            f"incident-bridge route test for the role {role} ({spec.target.describe()}). No action needed: the "
+            "bridge resolves this incident right away.")
+        click.echo(f"test page sent to {role} ({spec.target.describe()}): incident {created.get('id')} "
+                   f"{created.get('html_url') or ''}".rstrip())
+        rest.resolve_incident(str(created["id"]), "incident-bridge route test: resolved automatically")
+        click.echo(f"resolved test incident {created.get('id')}")
+    except DeliveryError as exc:
+        raise click.ClickException(f"route test for {role} failed: {exc.message} [{exc.reason}]") from None
+    finally:
+        rest.close()
+
+
+@main.group()
+def silence() -> None:
+    """Silences and maintenance windows: matchers, an owner, a reason and a mandatory end."""
+
+
+@silence.command("add")
+@click.option("--matcher", "-m", "matchers", multiple=True, required=True,
+              help='Repeatable: service=checkout, tag:env=prod, title=~"^DB", category=security, service!=x.')
+@click.option("--owner", required=True, help="Who owns the silence (an email or a name).")
+@click.option("--reason", required=True, help="Why alerts are silenced.")
+@click.option("--end", "end", help="When it ends: ISO-8601, or relative (+2h, +1d).")
+@click.option("--duration", help="Or how long it lasts from its start (2h, 90m, 1d).")
+@click.option("--start", help="When it starts (default now).")
+@click.option("--days", help="Recurring: days of the week (mon-fri, sat,sun).")
+@click.option("--from", "from_", help="Recurring: local start time (02:00).")
+@click.option("--to", help="Recurring: local end time (04:00; earlier than --from crosses midnight).")
+@click.option("--tz", "timezone_", help="IANA time zone of the times (Europe/Berlin).")
+def silence_add(matchers: tuple[str, ...], owner: str, reason: str, end: str | None, duration: str | None,
+                start: str | None, days: str | None, from_: str | None, to: str | None,
+                timezone_: str | None) -> None:
+    """Add a silence (or a recurring maintenance window)."""
+    from bridge.silencing import create_silence
+
+    body: dict[str, Any] = {"matchers": list(matchers), "owner": owner, "reason": reason}
+    for key, value in (("ends_at", end), ("duration", duration), ("starts_at", start), ("timezone", timezone_)):
+        if value:
+            body[key] = value
+    if days or from_ or to:
+        body["recurrence"] = {k: v for k, v in (("days", days), ("start", from_), ("end", to)) if v}
+    try:
+        spec = create_silence(_store(), body, datetime.now(timezone.utc))
+    except RequestError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"silence {spec['id']} added: {spec['description']} (status {spec['status']}, ends "
+               f"{spec['ends_at']})")
+
+
+@silence.command("list")
+@click.option("--all", "include_expired", is_flag=True, help="Include ended and expired silences.")
+@click.option("--json", "as_json", is_flag=True)
+def silence_list(include_expired: bool, as_json: bool) -> None:
+    """List silences."""
+    from bridge.silencing import list_silences
+
+    rows = list_silences(_store(), datetime.now(timezone.utc), include_expired=include_expired)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no silences")
+    for r in rows:
+        click.echo(f"{r['id']:>4}  {r['status']:<9} until {r['ends_at']}  {r['owner']}: {r['reason']}\n"
+                   f"      {r['description']}")
+
+
+@silence.command("expire")
+@click.argument("silence_id", type=int)
+def silence_expire(silence_id: int) -> None:
+    """End a silence now."""
+    from bridge.silencing import expire_silence
+
+    try:
+        spec = expire_silence(_store(), silence_id, datetime.now(timezone.utc))
+    except RequestError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"silence {silence_id} expired ({spec['status']})")

@@ -62,6 +62,15 @@ class Settings:
     receivers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     events_rate_per_minute: int = 120
     http_timeout_seconds: float = 10.0
+    pagerduty_ca_bundle: str = ""  # a private CA for PagerDuty's hosts (a TLS-inspecting proxy, or tests)
+
+    def tls_verify(self) -> Any:
+        """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle."""
+        if not self.pagerduty_ca_bundle:
+            return True
+        import ssl
+
+        return ssl.create_default_context(cafile=self.pagerduty_ca_bundle)
 
     @property
     def dry_run(self) -> bool:
@@ -146,6 +155,7 @@ class Settings:
             receivers=receivers,
             events_rate_per_minute=int(number("BRIDGE_EVENTS_PER_MINUTE", 120)),
             http_timeout_seconds=number("BRIDGE_HTTP_TIMEOUT", 10.0),
+            pagerduty_ca_bundle=get("BRIDGE_PAGERDUTY_CA_BUNDLE"),
         )
 
     def secrets(self) -> list[str]:

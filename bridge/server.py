@@ -187,8 +187,7 @@ def make_rest(settings: Settings) -> Any:
         return None
     from bridge.delivery.pagerduty_rest import PagerDutyRest
 
-    verify: Any = os.environ.get("BRIDGE_PAGERDUTY_CA_BUNDLE") or True
-    return PagerDutyRest.from_settings(settings, verify=verify)
+    return PagerDutyRest.from_settings(settings, verify=settings.pagerduty_ca_bundle or True)
 
 
 def replay(paths: list[Path], url: str, token: str | None, source: str = "datadog",

@@ -403,7 +403,9 @@ def format_matcher(m: Matcher) -> str:
     else:
         name = f"field:{m.subject}"
     value = str(m.value)
-    if value == "" or value != value.strip() or value[0] in "\"'" or any(c.isspace() for c in value):
+    # Quoted when it would not read back verbatim: empty, spaces, a leading quote, or a leading `~` or `=` that
+    # would merge with the operator (`=` + `~a` reads as `=~a`).
+    if value == "" or value[0] in "\"'~=" or any(c.isspace() for c in value):
         value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{name}{symbol}{value}"
 
@@ -577,7 +579,7 @@ _RECURRENCE_KEYS = ("days", "start", "end", "duration", "timezone")
 def recurrence_from_json(obj: Any, *, default_timezone: str | None = None) -> Recurrence:
     """Inverse of recurrence_to_json; `timezone` may be omitted when `default_timezone` is given."""
     if not isinstance(obj, Mapping):
-        raise SilenceError('recurrence is an object such as {"days": ["sun"], "start": "02:00", "end": "04:00", '
+        raise SilenceError('must be an object such as {"days": ["sun"], "start": "02:00", "end": "04:00", '
                            '"timezone": "Europe/Berlin"}')
     _no_unknown_keys(obj, _RECURRENCE_KEYS, "recurrence")
     for key in ("days", "start"):
@@ -591,8 +593,8 @@ def recurrence_from_json(obj: Any, *, default_timezone: str | None = None) -> Re
         if key in obj and not isinstance(obj[key], str):
             raise SilenceError(f"must be a string, got {json.dumps(obj[key])}", field=key)
     days = obj["days"]
-    if not isinstance(days, (str, list)):
-        raise SilenceError('a list of weekdays such as ["sat", "sun"] or a string "mon-fri"', field="days")
+    if not isinstance(days, (str, list)) or (isinstance(days, list) and not all(isinstance(d, str) for d in days)):
+        raise SilenceError('a list of weekday names such as ["sat", "sun"] or a string "mon-fri"', field="days")
     return make_recurrence(days, obj["start"], end=obj.get("end"), duration=obj.get("duration"), timezone=tz)
 
 
@@ -689,8 +691,8 @@ def new_silence(*, matchers: Iterable[Matcher | str], owner: str, reason: str, e
             raise SilenceError(f"the recurrence would run for {_human(span)}; the limit is "
                                f"{_human(policy.max_recurring_span)}: stop it sooner and renew it",
                                field="ends_at")
-        if next_window(silence, silence.starts_at) is None:
-            raise SilenceError(f"no window of {recurrence.describe()} falls between starts_at and ends_at: "
+        if next_window(silence, now) is None:
+            raise SilenceError(f"no window of {recurrence.describe()} falls between now and ends_at: "
                                "extend ends_at or change the days", field="recurrence")
     return silence
 

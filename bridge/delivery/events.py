@@ -144,9 +144,10 @@ class EventsClient:
     """Sends one event per call; raises DeliveryError with a retryable flag. Never logs the routing key."""
 
     def __init__(self, routing_key: str, base_url: str, *, timeout: float = 10.0,
-                 transport: httpx2.BaseTransport | None = None) -> None:
+                 transport: httpx2.BaseTransport | None = None, verify: Any = True) -> None:
         self._routing_key = routing_key
         self._client = httpx2.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
+                                     verify=verify,
                                      headers={"User-Agent": f"incident-bridge/{__version__}"},
                                      follow_redirects=False)
 

@@ -50,7 +50,7 @@ class DeliveryWorker:
         self.client = client
         if self.client is None and not self.dry_run:
             self.client = EventsClient(settings.routing_key.reveal(), settings.events_url,
-                                       timeout=settings.http_timeout_seconds)
+                                       timeout=settings.http_timeout_seconds, verify=settings.tls_verify())
         self.stop_event = threading.Event()
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         # A send never outlasts the HTTP timeout; a lease a little longer than that is never taken by another

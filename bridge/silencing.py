@@ -1,0 +1,70 @@
+"""Silences in the pipeline: stored silences applied to decided alerts, and the thin layer the API and the
+CLI share. The rules of silences themselves (matching, recurrence, validation) are in `bridge.silences`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from bridge.errors import NotFound
+from bridge.model import Action, Alert, AlertState, Decision
+from bridge.silences import Silence, expire, explain, first_match, silence_from_json, silence_from_record
+from bridge.silences import silence_to_json
+from bridge.store import Store
+
+
+def _load(record: dict[str, Any]) -> Silence:
+    spec = dict(record["spec"])
+    spec["id"] = record["id"]
+    return silence_from_record(spec)
+
+
+def active_silences(store: Store, now: datetime) -> list[Silence]:
+    """Silences that have not ended or been expired (recurring ones between windows included)."""
+    return [_load(r) for r in store.list_silences(now=now.timestamp())]
+
+
+def apply_silences(alert: Alert, decision: Decision, silences: list[Silence], now: datetime) -> Decision:
+    """The decision with a covering silence applied: a page becomes a suppression, with the silence as reason.
+
+    Recoveries are never silenced: suppressing the resolve of an incident paged before the silence began would
+    leave it open in PagerDuty.
+    """
+    if alert.state is AlertState.RESOLVED or decision.action is not Action.PAGE or not silences:
+        return decision
+    silence = first_match(silences, alert, now)
+    if silence is None:
+        return decision
+    return replace(decision, action=Action.SUPPRESS, reasons=(*decision.reasons, explain(silence)),
+                   details={**decision.details, "silence_id": silence.id})
+
+
+def create_silence(store: Store, body: Any, now: datetime) -> dict[str, Any]:
+    """Validate an API/CLI body and store the silence; returns its JSON form (raises BadPayload when invalid)."""
+    silence = silence_from_json(body, now)
+    spec = silence_to_json(silence, now)
+    silence_id = store.add_silence(spec, silence.owner, silence.reason, silence.effective_end.timestamp(),
+                                   now.timestamp())
+    stored = replace(silence, id=silence_id)
+    spec = silence_to_json(stored, now)
+    store.update_silence_spec(silence_id, spec)
+    return spec
+
+
+def list_silences(store: Store, now: datetime, *, include_expired: bool = False) -> list[dict[str, Any]]:
+    """Silences as JSON, with their status and next window."""
+    return [silence_to_json(_load(r), now)
+            for r in store.list_silences(include_expired=include_expired, now=now.timestamp())]
+
+
+def expire_silence(store: Store, silence_id: int, now: datetime) -> dict[str, Any]:
+    """End a silence now; raises NotFound when there is no such silence."""
+    records = [r for r in store.list_silences(include_expired=True) if r["id"] == silence_id]
+    if not records:
+        raise NotFound(f"no silence {silence_id}")
+    ended = expire(_load(records[0]), now)
+    store.expire_silence(silence_id, now.timestamp())
+    spec = silence_to_json(ended, now)
+    store.update_silence_spec(silence_id, spec)
+    return spec
