@@ -154,7 +154,7 @@ class DeliveryWorker:
         self.out.write("DRY-RUN (no PAGERDUTY_ROUTING_KEY, nothing sent): " + json.dumps(line) + "\n")
         self.out.flush()
 
-    def run(self, idle_sleep: float = 0.5) -> None:
+    def run(self, idle_sleep: float = 0.1) -> None:
         """Loop until `stop_event` is set; finishes the job in hand before stopping."""
         log.info("delivery worker started (%s)", "dry-run" if self.dry_run else "sending to PagerDuty")
         released = self.store.release_orphaned_leases(socket.gethostname(), _pid_alive, self.clock())
