@@ -160,6 +160,56 @@ def rules_explain(source: str, payload: Path, rules_path: Path | None, as_json: 
         click.echo(format_explanation(item))
 
 
+@rules.command("test")
+@click.argument("cases", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rules to use (default: BRIDGE_RULES).")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JUnit XML report.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the decision of passing cases too.")
+def rules_test(cases: tuple[Path, ...], rules_path: Path | None, junit: Path | None, verbose: bool) -> None:
+    """Run YAML test cases against the rules: PASS/FAIL per case with a diff; exit 1 on any failure."""
+    from bridge.rules.cases import format_report, junit_xml, run_cases
+
+    settings = _settings()
+    try:
+        report = run_cases(list(cases), rules_path or settings.effective_rules_path(), settings,
+                           datetime.now(timezone.utc))
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            click.echo(f"error: {err}")
+        sys.exit(2)
+    click.echo(format_report(report, verbose=verbose), nl=False)
+    if junit:
+        junit.write_text(junit_xml(report), encoding="utf-8")
+    sys.exit(0 if report.ok else 1)
+
+
+@rules.command("diff")
+@click.option("--against", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The candidate rules (a directory or file).")
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="The current rules (default: "
+              "BRIDGE_RULES).")
+@click.option("--replay", default=None, help="Alerts to replay: a database URL (the store's history) or a JSONL "
+              "file of normalized alerts (default: BRIDGE_DATABASE_URL).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when any alert would change (for CI bots).")
+def rules_diff(against: Path, rules_path: Path | None, replay: str | None, as_json: bool, exit_code: bool) -> None:
+    """Replay recorded alerts through the current and the candidate rules; print every alert whose severity,
+    action or roles would change."""
+    from bridge.rules.compare import compare_paths
+
+    settings = _settings()
+    try:
+        result = compare_paths(rules_path or settings.effective_rules_path(), against,
+                               replay or settings.database_url, datetime.now(timezone.utc))
+    except ConfigErrors as exc:
+        raise click.ClickException(f"the rules are invalid:\n{exc}") from None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.to_json() if as_json else result.format(), nl=False)
+    if exit_code and result.changes:
+        sys.exit(1)
+
+
 def run() -> None:
     """Entry point that turns our own errors into messages, never tracebacks."""
     try:

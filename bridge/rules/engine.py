@@ -59,21 +59,28 @@ class Evaluation:
 
 def evaluate(alert: Alert, ruleset: Ruleset, now: datetime | None = None) -> Decision:
     """Decide what to do with `alert` under `ruleset`. Pure: `now` is accepted for rules that need time."""
-    return explain(alert, ruleset, now).decision
+    return _decide(alert, ruleset, now, trace=False).decision
 
 
 def explain(alert: Alert, ruleset: Ruleset, now: datetime | None = None) -> Evaluation:
     """Like `evaluate`, with the trace of every rule considered."""
+    return _decide(alert, ruleset, now, trace=True)
+
+
+def _decide(alert: Alert, ruleset: Ruleset, now: datetime | None, *, trace: bool) -> Evaluation:
     candidates = ruleset.candidates(alert)
     traces: list[RuleTrace] = []
     applied: list[Rule] = []
     for rule in candidates:
-        failed = [m.describe() for m in rule.matchers if not m.matches(alert)]
-        trace = RuleTrace(rule.name, rule.where, matched=not failed, failed=failed)
-        traces.append(trace)
-        if failed:
+        if trace:
+            failed = [m.describe() for m in rule.matchers if not m.matches(alert)]
+            record = RuleTrace(rule.name, rule.where, matched=not failed, failed=failed)
+            traces.append(record)
+            if failed:
+                continue
+            record.applied = True
+        elif not rule.matches(alert):  # stops at the first failing condition
             continue
-        trace.applied = True
         applied.append(rule)
         if not rule.continue_:
             break

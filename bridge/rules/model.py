@@ -52,6 +52,8 @@ class Matcher:
         if op == "not_one_of":
             return all(v not in self.value for v in values)
         if op == "glob":
+            if self.pattern is not None:
+                return any(self.pattern.match(v) for v in values)
             return any(fnmatch.fnmatchcase(v, self.value) for v in values)
         if op == "regex":
             assert self.pattern is not None
@@ -286,32 +288,54 @@ class Ruleset:
 # Fields whose equality conditions are indexed. Each rule is filed under its most selective exact condition,
 # so evaluation looks only at rules that can match: cost grows with matching rules, not with all rules.
 INDEXED_FIELDS = ("metric", "monitor_id", "service", "source")
+MIN_GUARD_LITERAL = 3
 
 
 class RuleIndex:
-    """Buckets rules by one exact-match condition (field or tag equality); unindexable rules go to `rest`."""
+    """Buckets rules by one exact-match condition (field or tag equality, or each value of a one_of).
+
+    Rules without such a condition but with a regex or glob that requires a literal (`^checkout-.*errors`
+    requires "checkout-") are "guarded": tried only when that literal occurs in the alert's value. The rest
+    are tried for every alert.
+    """
 
     def __init__(self, rules: tuple[Rule, ...]) -> None:
         self.by_field: dict[tuple[str, str], list[Rule]] = {}
         self.by_tag: dict[tuple[str, str], list[Rule]] = {}
+        self.guarded: list[tuple[Matcher, str, bool, Rule]] = []
         self.rest: list[Rule] = []
         self.tag_keys: set[str] = set()
         for rule in rules:
-            bucket = self._bucket_for(rule)
-            bucket.append(rule)
+            self._file(rule)
 
-    def _bucket_for(self, rule: Rule) -> list[Rule]:
-        equals = {m.subject: m.value for m in rule.matchers if m.op == "equals" and isinstance(m.value, str)}
+    def _file(self, rule: Rule) -> None:
+        equals: dict[str, tuple[str, ...]] = {}
+        for m in rule.matchers:
+            if m.op == "equals" and isinstance(m.value, str):
+                equals.setdefault(m.subject, (m.value,))
+            elif m.op == "one_of" and m.subject != "category":
+                equals.setdefault(m.subject, tuple(str(v) for v in m.value))
         for name in INDEXED_FIELDS:
             if name in equals and name != "source":
-                return self.by_field.setdefault((name, equals[name]), [])
-        for subject, value in equals.items():
+                for value in equals[name]:
+                    self.by_field.setdefault((name, value), []).append(rule)
+                return
+        for subject, values in equals.items():
             if subject.startswith("tag:"):
                 self.tag_keys.add(subject[4:])
-                return self.by_tag.setdefault((subject[4:], value), [])
+                for value in values:
+                    self.by_tag.setdefault((subject[4:], value), []).append(rule)
+                return
+        guard = _guard(rule)
+        if guard is not None:
+            matcher, literal, icase = guard
+            self.guarded.append((matcher, literal, icase, rule))
+            return
         if "source" in equals:
-            return self.by_field.setdefault(("source", equals["source"]), [])
-        return self.rest
+            for value in equals["source"]:
+                self.by_field.setdefault(("source", value), []).append(rule)
+            return
+        self.rest.append(rule)
 
     def candidates(self, alert: Alert) -> list[Rule]:
         """Rules whose indexed condition the alert meets, plus the unindexed ones, in rule order."""
@@ -324,6 +348,58 @@ class RuleIndex:
             for k, v in alert.tags:
                 if k in self.tag_keys:
                     found.extend(self.by_tag.get((k, v), ()))
+        for matcher, literal, icase, rule in self.guarded:
+            for value in matcher.values_of(alert):
+                if literal in (value.casefold() if icase else value):
+                    found.append(rule)
+                    break
         if len(found) > 1:
             found = sorted({r.index: r for r in found}.values(), key=lambda r: r.index)
         return found
+
+
+def _guard(rule: Rule) -> tuple[Matcher, str, bool] | None:
+    """The longest literal some positive regex or glob condition of the rule requires (at least 3 chars)."""
+    best: tuple[Matcher, str, bool] | None = None
+    for m in rule.matchers:
+        found: tuple[str, bool] | None = None
+        if m.op == "regex" and m.pattern is not None:
+            found = required_literal(m.pattern)
+        elif m.op == "glob" and isinstance(m.value, str) and "[" not in m.value:
+            runs = re.split(r"[*?]", m.value)
+            found = (max(runs, key=len), False) if runs else None
+        if found and len(found[0]) >= MIN_GUARD_LITERAL and (best is None or len(found[0]) > len(best[1])):
+            best = (m, found[0], found[1])
+    return best
+
+
+def required_literal(pattern: re.Pattern[str]) -> tuple[str, bool] | None:
+    """The longest run of characters every match of `pattern` contains, and whether it is case-insensitive.
+
+    Only top-level literals count; a top-level alternation gives up (no literal is then required).
+    """
+    try:
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - Python < 3.11
+        import sre_parse  # type: ignore[no-redef]
+    try:
+        parsed = sre_parse.parse(pattern.pattern, pattern.flags)
+    except Exception:  # a pattern Python compiled but its parser API refuses: no guard, just no speed-up
+        return None
+    icase = bool(parsed.state.flags & re.IGNORECASE)
+    runs: list[str] = []
+    current: list[str] = []
+    for op, arg in parsed.data:
+        name = str(op)
+        if name == "BRANCH":
+            return None
+        if name == "LITERAL":
+            current.append(chr(arg))
+            continue
+        runs.append("".join(current))
+        current = []
+    runs.append("".join(current))
+    literal = max(runs, key=len)
+    if not literal or (icase and not literal.isascii()):
+        return None
+    return (literal.casefold() if icase else literal), icase

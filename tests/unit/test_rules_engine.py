@@ -142,9 +142,10 @@ def test_matcher(match: str, attrs: dict[str, Any], matches: bool) -> None:
 
 
 def test_matcher_describe_names_the_condition() -> None:
-    # A regex condition is not indexed, so the rule is tried and its failed condition shows in the trace.
+    # The regex requires "Disk", which the title holds (not at its start), so the index lets the rule be
+    # tried and both failed conditions show in the trace.
     rs = ruleset("- name: r\n  match: {title: {regex: '^Disk'}, service: {not_equals: payments}}\n")
-    ev = explain(alert(service="payments"), rs, NOW)
+    ev = explain(alert(service="payments", title="Full Disk on db-1"), rs, NOW)
     assert ev.considered[0].failed == ["title =~ '^Disk'", "service != 'payments'"]
 
 
