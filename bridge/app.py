@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -22,8 +22,14 @@ from bridge.config import Settings
 from bridge.delivery.events import build_event
 from bridge.errors import AuthError, ConfigErrors, NotFound, PayloadTooLarge, RequestError
 from bridge.receivers import build_receivers
-from bridge.receivers.base import Headers, InboundRequest, Receiver, ReceiverContext, presented_token
-from bridge.receivers.base import constant_time_equals
+from bridge.receivers.base import (
+    Headers,
+    InboundRequest,
+    Receiver,
+    ReceiverContext,
+    constant_time_equals,
+    presented_token,
+)
 from bridge.rules.engine import evaluate
 from bridge.rules.holder import RulesetHolder
 from bridge.silencing import active_silences, apply_silences, create_silence, expire_silence, list_silences
@@ -48,7 +54,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
     if holder is None:
         holder = RulesetHolder(settings.effective_rules_path(), store)
         holder.load()
-    now_fn = clock or (lambda: datetime.now(timezone.utc))
+    now_fn = clock or (lambda: datetime.now(UTC))
     receivers = build_receivers(settings, holder.path)
     io_services = dict(services or {})
     io_services.setdefault("fetch_url", _fetch_url(settings.http_timeout_seconds))
@@ -165,7 +171,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
             if not is_loopback(request.remote_addr or ""):
                 raise AuthError("the API needs BRIDGE_WEBHOOK_TOKEN when reached from outside loopback")
             return
-        given = presented_token(request.headers)
+        given = presented_token(Headers(dict(request.headers.items())))
         if given is None or not constant_time_equals(given, token):
             raise AuthError("missing or wrong token: send Authorization: Bearer <BRIDGE_WEBHOOK_TOKEN>")
 

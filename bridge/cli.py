@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,7 @@ def rules_explain(source: str, payload: Path, rules_path: Path | None, as_json: 
     path = rules_path or settings.effective_rules_path()
     try:
         explanations = explain_payload(source, payload.read_bytes(), path, settings,
-                                       now=datetime.now(timezone.utc))
+                                       now=datetime.now(UTC))
     except ConfigErrors as exc:
         raise click.ClickException(f"the rules are invalid:\n{exc}") from None
     except (RequestError, KeyError) as exc:
@@ -172,7 +172,7 @@ def rules_test(cases: tuple[Path, ...], rules_path: Path | None, junit: Path | N
     settings = _settings()
     try:
         report = run_cases(list(cases), rules_path or settings.effective_rules_path(), settings,
-                           datetime.now(timezone.utc))
+                           datetime.now(UTC))
     except ConfigErrors as exc:
         for err in exc.errors:
             click.echo(f"error: {err}")
@@ -200,7 +200,7 @@ def rules_diff(against: Path, rules_path: Path | None, replay: str | None, as_js
     settings = _settings()
     try:
         result = compare_paths(rules_path or settings.effective_rules_path(), against,
-                               replay or settings.database_url, datetime.now(timezone.utc))
+                               replay or settings.database_url, datetime.now(UTC))
     except ConfigErrors as exc:
         raise click.ClickException(f"the rules are invalid:\n{exc}") from None
     except ConfigError as exc:
@@ -261,7 +261,7 @@ def related_cmd(key: str | None, payload: Path | None, source: str | None, as_js
 
     settings = _settings()
     store = _store()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if payload is not None:
         if not source:
             raise click.UsageError("--payload needs --source")
@@ -304,7 +304,7 @@ def postmortem_cmd(key: str, output: Path | None) -> None:
             holder.ensure()
         except ConfigErrors as exc:
             raise click.ClickException(f"the rules are invalid:\n{exc}") from None
-        markdown = draft_postmortem(store, holder, incident, datetime.now(timezone.utc))
+        markdown = draft_postmortem(store, holder, incident, datetime.now(UTC))
     if output:
         output.write_text(markdown, encoding="utf-8")
         click.echo(f"wrote {output}")
@@ -392,7 +392,7 @@ def silence_add(matchers: tuple[str, ...], owner: str, reason: str, end: str | N
     if days or from_ or to:
         body["recurrence"] = {k: v for k, v in (("days", days), ("start", from_), ("end", to)) if v}
     try:
-        spec = create_silence(_store(), body, datetime.now(timezone.utc))
+        spec = create_silence(_store(), body, datetime.now(UTC))
     except RequestError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"silence {spec['id']} added: {spec['description']} (status {spec['status']}, ends "
@@ -406,7 +406,7 @@ def silence_list(include_expired: bool, as_json: bool) -> None:
     """List silences."""
     from bridge.silencing import list_silences
 
-    rows = list_silences(_store(), datetime.now(timezone.utc), include_expired=include_expired)
+    rows = list_silences(_store(), datetime.now(UTC), include_expired=include_expired)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -424,7 +424,7 @@ def silence_expire(silence_id: int) -> None:
     from bridge.silencing import expire_silence
 
     try:
-        spec = expire_silence(_store(), silence_id, datetime.now(timezone.utc))
+        spec = expire_silence(_store(), silence_id, datetime.now(UTC))
     except RequestError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"silence {silence_id} expired ({spec['status']})")

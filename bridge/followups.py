@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bridge.config import Settings
@@ -222,7 +222,7 @@ class FollowUps:
             return
         sources = self.related_sources() if self.related_sources else None
         result = related_for_incident(self.store, self.settings, incident,
-                                      now=datetime.fromtimestamp(self.clock(), tz=timezone.utc), sources=sources)
+                                      now=datetime.fromtimestamp(self.clock(), tz=UTC), sources=sources)
         self.store.merge_incident_details(incident["id"], related=related_to_details(result),
                                           related_missing=[list(m) for m in result.missing_sources])
         now = self.clock()
@@ -326,7 +326,7 @@ class FollowUps:
             template_name = str(path / ruleset.settings["postmortem_template"])
             template = load_template(template_name)
         now = self.clock()
-        markdown = render_postmortem(facts, template, now=datetime.fromtimestamp(now, tz=timezone.utc),
+        markdown = render_postmortem(facts, template, now=datetime.fromtimestamp(now, tz=UTC),
                                      template_name=template_name)
         self.store.save_postmortem(incident["id"], markdown, now)
         link = f"{self.settings.public_url}/api/v1/incidents/{incident['id']}/postmortem" \

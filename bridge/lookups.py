@@ -7,7 +7,7 @@ stored rows into their input values, and builds the related-incident sources the
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.config import Settings
@@ -134,7 +134,7 @@ def related_to_details(result: RelatedResult) -> list[dict[str, Any]]:
     out = []
     for scored in result.results:
         c = scored.candidate
-        out.append({"title": c.title, "created_at": c.created_at.astimezone(timezone.utc).isoformat()
+        out.append({"title": c.title, "created_at": c.created_at.astimezone(UTC).isoformat()
                     if c.created_at else None, "explanation": scored.explanation, "url": c.url,
                     "sources": list(c.all_sources), "score": round(float(scored.score), 3)})
     return out

@@ -54,7 +54,7 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -171,8 +171,8 @@ def needs_postmortem(severity: Severity | None, *, p2_flag: bool) -> bool:
 def _as_utc(moment: datetime) -> datetime:
     # A naive datetime from the store is UTC by convention; never guess the host's local zone.
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def format_datetime(moment: datetime) -> str:

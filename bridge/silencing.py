@@ -9,8 +9,15 @@ from typing import Any
 
 from bridge.errors import NotFound
 from bridge.model import Action, Alert, AlertState, Decision
-from bridge.silences import Silence, expire, explain, first_match, silence_from_json, silence_from_record
-from bridge.silences import silence_to_json
+from bridge.silences import (
+    Silence,
+    expire,
+    explain,
+    first_match,
+    silence_from_json,
+    silence_from_record,
+    silence_to_json,
+)
 from bridge.store import Store
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -180,12 +180,19 @@ RESOLVED = "resolved"
 UNFINISHED = ("pending", "sending")
 
 
+def _inserted_id(result: Any) -> int:
+    """The primary key of the row an INSERT created."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _ts(dt: datetime) -> float:
     return dt.timestamp()
 
 
 def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -305,7 +312,7 @@ class Store:
         dedup_for_jobs = dedup_key
 
         if step.incident == "create":
-            incident_id = conn.execute(incidents.insert().values(
+            incident_id = _inserted_id(conn.execute(incidents.insert().values(
                 dedup_key=dedup_key, status=OPEN, severity=step.severity.name if step.severity else None,
                 title=alert.title[:2000], source=alert.source, service=alert.service, rule=decision.rule,
                 storm_key=storm_key(alert, decision), opened_at=ts, last_alert_at=ts, alert_count=1,
@@ -313,7 +320,7 @@ class Store:
                 dimensions_json=json.dumps(dict(decision.dimensions)),
                 tags_json=json.dumps([f"{k}:{v}" if v else k for k, v in alert.tags]),
                 details_json=json.dumps(dict(decision.details), default=str),
-            )).inserted_primary_key[0]
+            )))
             auto_resolve = decision.details.get("auto_resolve_seconds")
             if auto_resolve:
                 self._enqueue(conn, "auto_resolve", dedup_key, incident_id, None, {}, ts, ts + float(auto_resolve))
@@ -343,7 +350,7 @@ class Store:
         if incident_id is not None and step.member is not None:
             self._member(conn, incident_id, dedup_key, "firing" if step.member == "join" else "resolved", ts)
 
-        alert_id = conn.execute(alerts.insert().values(
+        alert_id = _inserted_id(conn.execute(alerts.insert().values(
             source=alert.source, source_event_id=alert.source_event_id, received_at=_ts(alert.received_at),
             title=alert.title[:4000], state=alert.state.value, group_key=group_key, dedup_key=dedup_key,
             service=alert.service, severity=decision.severity.name if decision.severity else None,
@@ -351,7 +358,7 @@ class Store:
             alert_json=json.dumps(alert.to_dict(include_raw=False), default=str),
             decision_json=json.dumps(decision.to_dict(), default=str),
             raw_json=json.dumps(alert.raw, default=str) if alert.raw is not None else None,
-        )).inserted_primary_key[0]
+        )))
 
         if step.supersede_pending and incident_id is not None:
             conn.execute(jobs.update().where(
@@ -377,10 +384,10 @@ class Store:
     def _enqueue(self, conn: Connection, kind: str, dedup_key: str, incident_id: int | None,
                  alert_id: int | None, payload: Any, now: float, due: float, *, action: str = "",
                  priority: int = 5) -> int:
-        return int(conn.execute(jobs.insert().values(
+        return int(_inserted_id(conn.execute(jobs.insert().values(
             kind=kind, dedup_key=dedup_key, incident_id=incident_id, alert_id=alert_id, action=action or kind,
             priority=priority, payload_json=json.dumps(payload, default=str), state="pending", attempts=0,
-            next_attempt_at=due, created_at=now, updated_at=now)).inserted_primary_key[0])
+            next_attempt_at=due, created_at=now, updated_at=now))))
 
     def enqueue(self, kind: str, dedup_key: str, incident_id: int | None, payload: Any, now: float,
                 due: float | None = None, *, action: str = "", priority: int = 5) -> int:
@@ -472,7 +479,7 @@ class Store:
         firing = int(conn.execute(sa.select(sa.func.count()).select_from(members).where(
             members.c.incident_id == row.id, members.c.state == "firing")).scalar() or 0)
         return IncidentState(row.id, Severity.parse(row.severity) if row.severity else None,
-                             _dt(row.opened_at) or datetime.now(timezone.utc), _dt(row.last_paged_at),
+                             _dt(row.opened_at) or datetime.now(UTC), _dt(row.last_paged_at),
                              attempted, pending, firing_members=max(firing, 1), dedup_key=row.dedup_key)
 
     # -- delivery outbox ----------------------------------------------------------------------------------
@@ -663,9 +670,9 @@ class Store:
                        files: list[tuple[str, str]] | None = None, base_dir: str = "") -> int:
         """Record a (re)load attempt; a successful one carries the exact files every process then adopts."""
         with self.transaction() as conn:
-            return int(conn.execute(rulesets.insert().values(
+            return int(_inserted_id(conn.execute(rulesets.insert().values(
                 hash=hash_, ok=ok, error=error, files_json=json.dumps(files) if files is not None else None,
-                base_dir=base_dir, loaded_at=now)).inserted_primary_key[0])
+                base_dir=base_dir, loaded_at=now))))
 
     def latest_ruleset(self) -> dict[str, Any] | None:
         """The newest successfully loaded ruleset snapshot."""
@@ -810,9 +817,9 @@ class Store:
     def add_silence(self, spec: dict[str, Any], owner: str, reason: str, ends_at: float, now: float) -> int:
         """Store a silence; returns its id."""
         with self.transaction() as conn:
-            return int(conn.execute(silences.insert().values(
+            return int(_inserted_id(conn.execute(silences.insert().values(
                 spec_json=json.dumps(spec, default=str), owner=owner, reason=reason, ends_at=ends_at,
-                created_at=now)).inserted_primary_key[0])
+                created_at=now))))
 
     def update_silence_spec(self, silence_id: int, spec: dict[str, Any]) -> None:
         """Rewrite a stored silence's spec (to record its id inside it)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,11 +38,11 @@ DOC = REPO / "docs" / "postmortem-example.md"
 DOC_BEGIN = "<!-- BEGIN example draft: generated from tests/golden/postmortem-p0.md -->"
 DOC_END = "<!-- END example draft -->"
 
-NOW = datetime(2026, 3, 14, 10, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 14, 10, 15, 0, tzinfo=UTC)
 
 
 def at(hh: int, mm: int, ss: int) -> datetime:
-    return datetime(2026, 3, 14, hh, mm, ss, tzinfo=timezone.utc)
+    return datetime(2026, 3, 14, hh, mm, ss, tzinfo=UTC)
 
 
 COORDINATOR = "Engineering on-call (escalation policy PENG001)"
@@ -93,7 +93,7 @@ def checkout_outage() -> IncidentFacts:
         RelatedIncident("Checkout 5xx after connection pool change", date(2025, 11, 2),
                         "same service `checkout`; same monitor; error signature `PoolTimeoutError`",
                         "https://acme.pagerduty.com/incidents/Q2OLD001"),
-        RelatedIncident("Payments API latency above SLO", datetime(2026, 1, 20, 23, 40, tzinfo=timezone.utc),
+        RelatedIncident("Payments API latency above SLO", datetime(2026, 1, 20, 23, 40, tzinfo=UTC),
                         "shared tags `team:payments`, `env:prod`",
                         "https://app.datadoghq.com/incidents/412"),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from bridge.receivers.alertmanager import AlertmanagerReceiver, labels_hash, par
 from bridge.receivers.base import Headers, InboundRequest, ReceiverContext
 from tests.shared import shared_json
 
-NOW = datetime(2026, 1, 28, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
 FIXTURE = "fixtures/alertmanager/webhook-v4-example.assembled.json"
 TOKEN = "am-s3cret-token-value"
 

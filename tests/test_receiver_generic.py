@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from bridge.receivers.generic import (
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = REPO / "rules" / "sources"
 EXAMPLES = REPO / "webhooks" / "generic" / "examples"
-NOW = datetime(2026, 1, 28, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
 CTX = ReceiverContext(now=NOW)
 ENV = {"BRIDGE_GRAFANA_TOKEN": "grafana-t0ken", "BRIDGE_STATUSPAGE_TOKEN": "statuspage-t0ken"}
 

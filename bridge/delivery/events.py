@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 import httpx2
@@ -58,7 +58,7 @@ def build_event(action: str, alert: Alert, decision: Decision, dedup_key: str,
         "summary": summary,
         "source": (alert.fields.get("hostname") or alert.service or alert.source)[:255],
         "severity": severity.event_severity,
-        "timestamp": alert.received_at.astimezone(timezone.utc).isoformat(),
+        "timestamp": alert.received_at.astimezone(UTC).isoformat(),
         "component": (alert.service or "")[:255] or None,
         "group": alert.source,
         "class": (alert.metric or next(iter(sorted(decision.dimensions)), "") or "")[:255] or None,

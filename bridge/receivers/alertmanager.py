@@ -256,10 +256,10 @@ def _alert_from(item: Any, env: _Envelope, conv: _Convention, ctx: ReceiverConte
         fields["truncated_alerts"] = str(env.truncated)
     if env.version and env.version != _SUPPORTED_VERSION:
         fields["webhook_version"] = env.version
-    for key, value in labels.items():
-        fields[f"label.{key}"] = value
-    for key, value in annotations.items():
-        fields[f"annotation.{key}"] = value
+    for key, text in labels.items():
+        fields[f"label.{key}"] = text
+    for key, text in annotations.items():
+        fields[f"annotation.{key}"] = text
 
     raw_value = annotations.get(conv.value_annotation) or labels.get(conv.value_label)
     value = parse_number(raw_value)

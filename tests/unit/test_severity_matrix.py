@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +11,7 @@ from bridge.rules.engine import evaluate
 from bridge.rules.loader import load_ruleset, shipped_rules_dir
 
 RULESET = load_ruleset(shipped_rules_dir()).ruleset
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def alert_with(dimension: str, value: float) -> Alert:

@@ -1,0 +1,156 @@
+"""The command line through its real entry point (the `incident-bridge` console script), as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.integration.server import REPO, bridge_env
+
+EXAMPLES = REPO / "webhooks" / "datadog" / "examples"
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    script = shutil.which("incident-bridge")
+    cmd = [script] if script else [sys.executable, "-m", "bridge"]
+    return subprocess.run([*cmd, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return bridge_env(tmp_path)
+
+
+def copy_rules(tmp_path: Path, name: str = "rules") -> Path:
+    target = tmp_path / name
+    shutil.copytree(REPO / "rules", target, ignore=shutil.ignore_patterns("__init__.py", "cases", "__pycache__"))
+    return target
+
+
+def test_lint_clean_and_with_errors(tmp_path: Path, env: dict[str, str]) -> None:
+    ok = cli("rules", "lint", str(REPO / "rules"), env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith("ok: ")
+    bad = copy_rules(tmp_path)
+    routing = (bad / "routing.yaml").read_text()
+    (bad / "routing.yaml").write_text(routing.replace("dimension: cloud_cost_increase_pct",
+                                                      "dimension: cloud_costs_pct", 1))
+    result = cli("rules", "lint", str(bad), env=env)
+    assert result.returncode == 1
+    line = next(ln for ln in result.stdout.splitlines() if "cloud_costs_pct" in ln)
+    assert "routing.yaml:" in line and "unknown dimension" in line and "fix:" in line
+    file_line_col = line.split(": ", 2)[1]
+    assert file_line_col.count(":") == 2  # file:line:column
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_rules_test_passes_the_shipped_cases_and_writes_junit(tmp_path: Path, env: dict[str, str]) -> None:
+    junit = tmp_path / "junit.xml"
+    result = cli("rules", "test", str(REPO / "rules" / "cases" / "shipped.yaml"), "--junit", str(junit), env=env)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].endswith("passed, 0 failed")
+    suite = ET.parse(junit).getroot()
+    assert int(suite.get("failures") or suite[0].get("failures") or 0) == 0
+
+
+def test_rules_test_reports_a_failure_with_a_diff(tmp_path: Path, env: dict[str, str]) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("""cases:
+  - name: ten percent of users is P1
+    alert:
+      source: datadog
+      title: Checkout failing
+      dimensions: {users_affected_pct: 10}
+    expect:
+      severity: P2
+      action: page
+""")
+    result = cli("rules", "test", str(cases), "--rules", str(REPO / "rules"), env=env)
+    assert result.returncode == 1
+    assert "FAIL ten percent of users is P1" in result.stdout
+    assert "P2" in result.stdout and "P1" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1] == "0 passed, 1 failed"
+
+
+def test_explain_json_on_a_raw_payload(env: dict[str, str]) -> None:
+    result = cli("rules", "explain", "--source", "datadog", str(EXAMPLES / "01-checkout-users-triggered.json"),
+                 "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["severity"] == "P0" and data["action"] == "page" and data["rule"] == "datadog-monitor"
+    assert "Incident Coordinator" in data["roles"]
+    assert any("users_affected_pct" in r for r in data["reasons"])
+    no_data = json.loads(cli("rules", "explain", "--source", "datadog", str(EXAMPLES / "04-payments-api-no-data.json"),
+                             "--json", env=env).stdout)
+    assert no_data["severity"] is None and no_data["action"] == "record" and no_data["why_not_paged"]
+
+
+def test_explain_on_garbage_says_what_is_wrong(tmp_path: Path, env: dict[str, str]) -> None:
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    result = cli("rules", "explain", "--source", "datadog", str(garbage), env=env)
+    assert result.returncode != 0
+    assert "garbage.json" in result.stderr and "Traceback" not in result.stderr
+    unknown = cli("rules", "explain", "--source", "nagios", str(garbage), env=env)
+    assert unknown.returncode != 0 and "unknown source 'nagios'" in unknown.stderr
+
+
+def test_diff_prints_alerts_whose_decision_would_change(tmp_path: Path, env: dict[str, str]) -> None:
+    candidate = copy_rules(tmp_path, "candidate")
+    sev = (candidate / "severity.yaml").read_text()
+    (candidate / "severity.yaml").write_text(sev.replace("P0: {gt: 20}", "P0: {gt: 30}", 1)
+                                             .replace("P1: {gte: 10, lte: 20}", "P1: {gte: 10, lte: 30}", 1))
+    replay = tmp_path / "alerts.jsonl"
+    lines = []
+    for i, value in enumerate((27.4, 50.0, 3.0)):
+        lines.append(json.dumps({"source": "datadog", "source_event_id": str(i), "title": f"checkout {value}",
+                                 "dimensions": {"users_affected_pct": value}}))
+    replay.write_text("\n".join(lines) + "\n")
+    result = cli("rules", "diff", "--against", str(candidate), "--rules", str(REPO / "rules"), "--replay",
+                 str(replay), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "checkout 27.4" in result.stdout and "P0 -> P1" in result.stdout
+    assert "checkout 50.0" not in result.stdout and "checkout 3.0" not in result.stdout
+    as_json = json.loads(cli("rules", "diff", "--against", str(candidate), "--rules", str(REPO / "rules"),
+                             "--replay", str(replay), "--json", env=env).stdout)
+    assert len(as_json["changes"]) == 1
+    gate = cli("rules", "diff", "--against", str(candidate), "--rules", str(REPO / "rules"), "--replay",
+               str(replay), "--exit-code", env=env)
+    assert gate.returncode == 1
+
+
+def test_silences_from_the_command_line(env: dict[str, str]) -> None:
+    added = cli("silence", "add", "-m", "service=checkout", "-m", "tag:env=prod", "--owner", "alice@example.com",
+                "--reason", "DB failover drill", "--duration", "2h", env=env)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("silence 1 added")
+    recurring = cli("silence", "add", "-m", "service=batch", "--owner", "bob", "--reason", "weekly maintenance",
+                    "--days", "sun", "--from", "02:00", "--to", "04:00", "--tz", "Europe/Berlin", "--end", "+30d",
+                    env=env)
+    assert recurring.returncode == 0, recurring.stderr
+    listed = json.loads(cli("silence", "list", "--json", env=env).stdout)
+    assert [s["owner"] for s in listed] == ["alice@example.com", "bob"]
+    assert listed[1]["recurrence"]["timezone"] == "Europe/Berlin" and listed[1]["next_window_start"]
+    no_end = cli("silence", "add", "-m", "service=x", "--owner", "a", "--reason", "r", env=env)
+    assert no_end.returncode != 0 and "ends_at" in no_end.stderr and "Traceback" not in no_end.stderr
+    bad_matcher = cli("silence", "add", "-m", "env=prod", "--owner", "a", "--reason", "r", "--duration", "1h",
+                      env=env)
+    assert bad_matcher.returncode != 0 and "for a tag write tag:env=" in bad_matcher.stderr
+    expired = cli("silence", "expire", "1", env=env)
+    assert expired.returncode == 0
+    assert [s["id"] for s in json.loads(cli("silence", "list", "--json", env=env).stdout)] == [2]
+    missing = cli("silence", "expire", "99", env=env)
+    assert missing.returncode != 0 and "no silence 99" in missing.stderr
+
+
+def test_postmortem_and_related_of_an_unknown_incident_fail_clearly(env: dict[str, str]) -> None:
+    for args in (("postmortem", "nope"), ("related", "nope")):
+        result = cli(*args, env=env)
+        assert result.returncode != 0
+        assert "no incident 'nope'" in result.stderr and "Traceback" not in result.stderr
