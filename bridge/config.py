@@ -121,7 +121,7 @@ class Settings:
 
         webhook_token = secret("BRIDGE_WEBHOOK_TOKEN")
         receivers: dict[str, dict[str, Any]] = {
-            "datadog": {"token": webhook_token.reveal()},
+            "datadog": {"token": webhook_token.reveal(), "site": get("DD_SITE", "datadoghq.com")},
             "alertmanager": {"token": webhook_token.reveal()},
             "aws-sns": {
                 "topic_allowlist": csv("BRIDGE_SNS_TOPICS"),

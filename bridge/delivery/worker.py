@@ -151,6 +151,7 @@ class DeliveryWorker:
             "summary": payload.get("summary"),
             "roles": details.get("roles"),
         }
+        line = {k: v for k, v in line.items() if v is not None}
         self.out.write("DRY-RUN (no PAGERDUTY_ROUTING_KEY, nothing sent): " + json.dumps(line) + "\n")
         self.out.flush()
 

@@ -406,3 +406,41 @@ def test_notify_test_pages_a_role_and_resolves(tmp_path: Path, pd: FakePagerDuty
                                 env=wrong, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad_target.returncode != 0 and "route test for InfoSec failed" in bad_target.stderr
     assert API_KEY not in bad_target.stderr + bad_target.stdout
+
+
+def test_secrets_never_reach_logs_or_error_messages(tmp_path: Path) -> None:
+    routing_key = "Rsecretroutingkey0123456789abcde"  # 32 characters
+    api_token = "u+SECRET-api-token-5f3a9c"
+    webhook_token = "SECRET-webhook-token-77"
+    with FakePagerDuty(users=USERS, escalation_policies=POLICIES, services=SERVICES,
+                       api_keys={api_token}) as pd:
+        env = env_for(tmp_path, pd, rules_dir(tmp_path))
+        env.update(PAGERDUTY_ROUTING_KEY=routing_key, PAGERDUTY_API_TOKEN=api_token,
+                   BRIDGE_WEBHOOK_TOKEN=webhook_token)
+        pd.fail(500, times=1, api="events")
+        pd.fail(429, times=1, api="events")
+        pd.drop(times=1, api="events")
+        pd.fail(503, times=2, api="rest")
+        pd.fail(400, times=1, api="events", path="/v2/enqueue")
+        bridge = BridgeProcess(tmp_path, env).start()
+        try:
+            bodies = []
+            for i, value in enumerate((30, 25)):
+                r = bridge.post("/webhooks/datadog", json.dumps(datadog_payload(f"sec{i}", monitor=f"99{i}",
+                                                                                value=value)),
+                                token=webhook_token)
+                bodies.append(r.text)
+            r = bridge.post("/webhooks/datadog", "{}", token="wrong-token")
+            bodies.append(r.text)
+            wait_for(lambda: len([e for e in pd.events if e.event_action == "trigger"]) >= 1, timeout=30)
+            wait_for(lambda: pd.requests_to("/incidents/", "POST"), timeout=30)
+            time.sleep(2.0)
+            api_text = "".join(bridge.get(p, token=webhook_token).text for p in (
+                "/api/v1/jobs?limit=1000", "/api/v1/alerts", "/api/v1/incidents", "/metrics"))
+            everything = bridge.output() + "".join(bodies) + api_text
+            for secret in (routing_key, api_token, webhook_token, api_token[-4:] + "'"):
+                assert secret not in everything, f"a secret leaked: {secret[:6]}..."
+            db = (tmp_path / "bridge.db").read_bytes()
+            assert routing_key.encode() not in db and api_token.encode() not in db
+        finally:
+            bridge.kill()
