@@ -130,8 +130,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         body_out: dict[str, Any] = {"alerts": [r.to_json() for r in results]}
         if parsed.notices:
             body_out["notices"] = [{"kind": n.kind, "message": n.message} for n in parsed.notices]
-        if holder.current is not ruleset:
-            body_out["ruleset"] = ruleset.hash
+        body_out["ruleset"] = ruleset.hash
         return jsonify(body_out), (200 if all_duplicates or not results else 202)
 
     @app.post("/webhooks/<path:name>")

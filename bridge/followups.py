@@ -83,7 +83,11 @@ class FollowUps:
     # -- after a trigger ----------------------------------------------------------------------------------
 
     def after_trigger(self, job: dict[str, Any]) -> None:
-        """Queue the set-up of the incident a delivered trigger paged (declared or security incidents)."""
+        """Queue the set-up of the incident a delivered trigger paged.
+
+        Declared incidents (P0/P1) and security incidents get roles; with the REST API every incident also
+        gets the urgency of its severity set explicitly (P2/P3 low: never a page at night).
+        """
         incident_id = job.get("incident_id")
         if incident_id is None:
             return
@@ -92,7 +96,8 @@ class FollowUps:
         severity = Severity.parse(sev_name) if sev_name else None
         ruleset = self.holder.current
         categories = set(details.get("categories") or ())
-        if not declared(ruleset, severity) and not (categories & {"security", "breach"}):
+        engages_roles = declared(ruleset, severity) or bool(categories & {"security", "breach"})
+        if severity is None or not (engages_roles or self.rest is not None):
             return
         marker = f'"severity": "{sev_name}"'
         if self.store.has_job(incident_id, "incident_setup", marker):
@@ -131,17 +136,20 @@ class FollowUps:
             wanted = [r for r in wanted if r in _immediate_roles(ruleset, set(payload.get("categories") or ()))]
         now = self.clock()
         holders = {role: _holder_text(ruleset, role) for role in wanted}
-        self.store.merge_incident_details(incident["id"], roles_requested=holders)
+        if wanted:
+            self.store.merge_incident_details(incident["id"], roles_requested=holders)
         if self.rest is None:
             self.store.add_timeline(incident["id"], now, "decision",
                                     "roles to engage: " + ", ".join(wanted) + " (PAGERDUTY_API_TOKEN is not set: "
                                     "no priority, note or responder requests sent)", "incident-bridge")
             return
         pd_id, _url = self._pd_incident(incident)
+        priority_id = None
         if is_declared:
-            names = ruleset.settings.get("priority_names") or {}
-            priority_id = self.rest.priority_for(severity.name, names)
-            self.rest.set_priority_and_urgency(pd_id, priority_id, severity.urgency)
+            priority_id = self.rest.priority_for(severity.name, ruleset.settings.get("priority_names") or {})
+        self.rest.set_priority_and_urgency(pd_id, priority_id, severity.urgency)
+        if not wanted:
+            return
         note = role_note(ruleset, severity, wanted, payload.get("reasons") or [], payload.get("rule"))
         if self.rest.add_note(pd_id, note, f"[incident-bridge:setup:{incident['id']}:{severity.name}]"):
             self.store.add_timeline(incident["id"], now, "note", f"role assignment noted ({severity.name})",

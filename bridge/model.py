@@ -278,7 +278,9 @@ class Alert:
                 dimensions={str(k): float(v) for k, v in (data.get("dimensions") or {}).items()},
                 categories=frozenset(str(c) for c in (data.get("categories") or [])),
                 links=tuple(Link(str(li["href"]), str(li.get("text", ""))) for li in (data.get("links") or [])),
-                fields={str(k): str(v) for k, v in (data.get("fields") or {}).items()},
+                # Booleans as the receivers write them ("true"), so `routine: true` in a rule matches.
+                fields={str(k): ("true" if v else "false") if isinstance(v, bool) else str(v)
+                        for k, v in (data.get("fields") or {}).items()},
                 cost=CostFacts.from_dict(cost) if cost else None,
                 raw=data.get("raw"),
             )

@@ -7,6 +7,8 @@ running bridge keeps its old ruleset otherwise (see `bridge.rules.holder`).
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import hashlib
 import json
 import re
@@ -16,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import yaml
 
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.model import Action, Severity
 from bridge.rules.model import (
+    MATCHER_OPS,
     CategorySpec,
     CostPolicy,
     Dimension,
@@ -27,10 +31,10 @@ from bridge.rules.model import (
     PagingLevel,
     PagingPolicy,
     Range,
+    RoleSpec,
     Rule,
     RuleIndex,
     Ruleset,
-    RoleSpec,
     SeverityMap,
     Target,
 )
@@ -38,8 +42,47 @@ from bridge.rules.yamlpos import PositionedYaml, load_positioned
 
 _DURATION = re.compile(r"^([0-9]+)(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_MATCHER_FIELDS_HINT = ("source, title, message, state, service, metric, group_key, category, tags, "
-                        "or a source field such as transition, monitor_id, kind, forecast")
+# Unit words people write ("5 minutes", "1w"), only to suggest the right spelling in an error.
+_UNIT_WORDS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60,
+               "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
+               "d": 86400, "day": 86400, "days": 86400, "w": 604800, "wk": 604800, "week": 604800,
+               "weeks": 604800}
+
+# What a `match:` subject can name. A misspelt subject (`servce`) silently never matches, so anything else gets
+# a warning, not an error: a generic source (rules/sources/) or a future receiver may write other fields.
+_CORE_SUBJECTS = ("source", "source_event_id", "title", "message", "state", "group_key", "service", "metric",
+                  "value", "category", "tags")
+# The `Alert.fields` the shipped receivers write (bridge/receivers/*.py; cost.py's cost_fields for every
+# cost alert). Keep in step with the receivers.
+_RECEIVER_FIELDS = (
+    # datadog.py
+    "transition", "alert_type", "priority", "monitor_id", "event_type", "scope", "query", "aggreg_key",
+    "cycle_key", "org_id", "hostname", "status", "event_date", "renotify",
+    # alertmanager.py
+    "alertname", "severity", "receiver", "starts_at", "ends_at", "fingerprint", "notification_reason",
+    "truncated_alerts", "webhook_version", "value_unparsed",
+    # cost.py (every cost alert)
+    "provider", "kind", "forecast", "new_spend", "currency", "amount", "impact", "expected", "budget",
+    "threshold", "increase_pct", "period",
+    # aws_sns.py
+    "parse_status", "account", "anomaly_id", "dimensional_value", "monitor_arn", "subscription_id",
+    "subscription_name", "anomaly_start", "anomaly_end", "max_impact", "anomaly_score", "pct_source", "topic_arn",
+    "budget_name", "budget_type", "threshold_amount", "threshold_pct", "pct_of_budget", "baseline",
+    "period_start", "notification_date",
+    # azure.py
+    "schema", "budget_id", "threshold_type", "spent_amount", "forecast_amount", "budget_start", "resource_group",
+    "alert_id", "fired_at",
+    # gcp_pubsub.py
+    "routine", "budget_amount_type", "cost_interval_start", "threshold_kind", "alert_threshold_pct",
+    "forecast_threshold_pct", "schema_version", "message_id",
+    # generic.py (plus each source's own `extract.fields`, read from <rules>/sources/)
+    "generic_source", "item_index", "source_state", "group_key_fallback",
+)
+# Families of fields: Alertmanager labels and annotations, Datadog security signal attributes, and a tag
+# written as a subject (`tag:env`, as group_by spells it).
+_SUBJECT_PREFIXES = ("label.", "annotation.", "security_", "tag:")
+_REGEX_HINT = ("check brackets and parentheses, and escape special characters such as ( [ . with a backslash "
+               "(Python re syntax)")
 
 
 def shipped_rules_dir() -> Path:
@@ -66,6 +109,23 @@ def parse_duration(value: Any) -> int:
     if not m:
         raise ValueError(f"{value!r} is not a duration: use seconds or a string like 90s, 5m, 2h, 1d")
     return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def duration_hint(value: Any) -> str:
+    """How to write a duration, with `value`'s own amount when it can be read ("5 minutes" -> 300, 5m)."""
+    seconds, short = 300, "5m"
+    m = re.match(r"^\s*([0-9]+)\s*([A-Za-z]+)\s*$", value) if isinstance(value, str) else None
+    if m and m.group(2).lower() in _UNIT_WORDS:
+        seconds = int(m.group(1)) * _UNIT_WORDS[m.group(2).lower()]
+        unit = next(u for u in ("d", "h", "m", "s") if seconds % _UNIT_SECONDS[u] == 0)
+        short = f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"use seconds ({seconds}) or a number with s, m, h or d ({short})"
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    """`did you mean 'x'? ` for the closest of `choices`, or "" when none is close."""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 @dataclass
@@ -118,7 +178,10 @@ def compile_sources(sources: list[tuple[str, str]], base_dir: Path | None = None
     warnings: list[ConfigError] = []
     docs: list[PositionedYaml] = []
     digest = hashlib.sha256()
-    validator = jsonschema.Draft7Validator(schema())
+    raw_schema = schema()
+    inlined = _inline_refs(raw_schema, raw_schema.get("definitions") or {}, ())
+    validator = jsonschema.Draft7Validator(inlined)
+    definitions = inlined.get("definitions") or {}  # what an error's `schema` is compared with
     for display, text in sources:
         digest.update(Path(display).name.encode() + b"\0" + text.encode() + b"\0")
         try:
@@ -130,18 +193,43 @@ def compile_sources(sources: list[tuple[str, str]], base_dir: Path | None = None
             errors.append(doc.error((), "a rule file must be a mapping of sections",
                                     "start the file with sections such as `rules:` or `dimensions:`"))
             continue
-        schema_errors = sorted(validator.iter_errors(doc.data), key=lambda e: list(e.absolute_path))
+        schema_errors = list(validator.iter_errors(doc.data))
         for err in schema_errors:
-            errors.append(_schema_error(doc, err))
+            errors.append(_schema_error(doc, err, definitions))
         if not schema_errors:
             docs.append(doc)
+    order = {display: i for i, (display, _) in enumerate(sources)}
+
+    def by_position(e: ConfigError) -> tuple[int, int, int]:
+        return (order.get(e.path, len(order)), e.line, e.column)
+
     if errors:
-        raise ConfigErrors(errors)
+        raise ConfigErrors(sorted(errors, key=by_position))
     compiler = _Compiler(base_dir or Path("."), errors, warnings)
     ruleset = compiler.compile(docs, digest.hexdigest()[:16], tuple(d for d, _ in sources))
     if errors:
-        raise ConfigErrors(errors)
-    return LoadResult(ruleset, warnings)
+        raise ConfigErrors(sorted(errors, key=by_position))
+    return LoadResult(ruleset, sorted(warnings, key=by_position))
+
+
+def _inline_refs(node: Any, definitions: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    """The schema with every `#/definitions/` reference replaced by its definition.
+
+    Resolving references took a third of the validation time at 10,000 rules. In draft 7 the siblings of a
+    `$ref` are ignored, so the replacement means the same; a recursive reference is left as it is.
+    """
+    if isinstance(node, list):
+        return [_inline_refs(v, definitions, seen) for v in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/definitions/"):
+        name = ref.removeprefix("#/definitions/")
+        if name in definitions and name not in seen:
+            return _inline_refs(definitions[name], definitions, (*seen, name))
+        return node
+    return {k: v if k in ("enum", "const", "default", "examples") else _inline_refs(v, definitions, seen)
+            for k, v in node.items()}
 
 
 def _display(f: Path) -> str:
@@ -151,24 +239,33 @@ def _display(f: Path) -> str:
         return str(f)
 
 
-def _schema_error(doc: PositionedYaml, err: jsonschema.ValidationError) -> ConfigError:
+def _schema_error(doc: PositionedYaml, err: jsonschema.ValidationError,
+                  definitions: dict[str, Any]) -> ConfigError:
     where = tuple(err.absolute_path)
     validator = err.validator
     hint = ""
     message = err.message
+    label = _label(where)
     if validator == "additionalProperties":
         extra = re.findall(r"'([^']+)' was unexpected", err.message)
         allowed = sorted((err.schema.get("properties") or {}).keys())  # type: ignore[union-attr]
         if extra:
             where = (*where, extra[0])
             message = f"unknown key {extra[0]!r}"
-            hint = f"allowed keys here: {', '.join(allowed)}" if allowed else "remove it"
+            hint = _did_you_mean(extra[0], allowed) + (f"allowed keys here: {', '.join(allowed)}" if allowed
+                                                        else "remove it")
             return doc.error(where, message, hint, key=True)
     elif validator == "required":
         hint = "add the missing key"
     elif validator == "enum":
+        message = f"{label}: {_quoted(err.instance)} is not allowed"
         hint = "use one of " + ", ".join(str(v) for v in err.validator_value)  # type: ignore[union-attr]
-    elif validator == "oneOf" and "matcher" in str(err.schema_path) or validator == "oneOf":
+    elif validator == "oneOf" and err.schema == definitions.get("duration"):
+        message = f"{label}: {_short(err.instance)} is not a duration"
+        hint = duration_hint(err.instance)
+    elif validator == "oneOf" and err.schema == definitions.get("matcher"):
+        return _condition_error(doc, where, label, err.instance)
+    elif validator == "oneOf":
         message = f"{_short(err.instance)} is not valid here"
         desc = err.schema.get("description") if isinstance(err.schema, dict) else None
         hint = desc or "see rules/README.md for the accepted forms"
@@ -177,6 +274,56 @@ def _schema_error(doc: PositionedYaml, err: jsonschema.ValidationError) -> Confi
     elif validator in ("type", "const"):
         hint = f"expected {err.validator_value}"
     return doc.error(where, message, hint)
+
+
+# What each condition operator takes, for errors about a condition of the wrong shape.
+_OPERAND = {"equals": "one value (text, number or boolean)", "not_equals": "one value (text, number or boolean)",
+            "regex": "a string", "not_regex": "a string", "glob": "a string", "one_of": "a non-empty list of values",
+            "not_one_of": "a non-empty list of values", "exists": "true or false"}
+
+
+def _condition_error(doc: PositionedYaml, where: tuple[str | int, ...], label: str, cond: Any) -> ConfigError:
+    """A `match:` condition that is neither a plain value nor one operator with the right operand."""
+    ops = ", ".join(MATCHER_OPS)
+    if isinstance(cond, list):
+        values = ", ".join(_text(v) for v in cond)
+        return doc.error(where, f"{label}: a list is not a condition",
+                         f"to match any of these values write {{one_of: [{values}]}}")
+    if cond is None:
+        return doc.error(where, f"{label}: a condition needs a value",
+                         "write the value to compare with, or {exists: true}")
+    if not isinstance(cond, dict) or not cond:
+        return doc.error(where, f"{label}: {_short(cond)} is not a condition",
+                         f"write a plain value, or one operator: {ops}")
+    unknown = [op for op in cond if op not in MATCHER_OPS]
+    if unknown:
+        return doc.error((*where, unknown[0]), f"{label}: unknown condition operator {unknown[0]!r}",
+                         _did_you_mean(unknown[0], MATCHER_OPS) + f"use one of {ops}; for a substring use regex",
+                         key=True)
+    if len(cond) > 1:
+        return doc.error(where, f"{label}: a condition has one operator, not {len(cond)} ({', '.join(cond)})",
+                         "keep one; a regex can express several conditions on one field")
+    op, value = next(iter(cond.items()))
+    if op in ("one_of", "not_one_of") and not isinstance(value, (list, dict)) and value is not None:
+        hint = f"write {{{op}: [{_text(value)}]}}"
+    else:
+        hint = f"give {op} {_OPERAND[op]}"
+    return doc.error((*where, op), f"{label}: {op} takes {_OPERAND[op]}, not {_short(value)}", hint)
+
+
+def _label(where: tuple[str | int, ...]) -> str:
+    """The key a value sits under, for messages: `pending`, `group_by[1]`."""
+    label = ""
+    for part in reversed(where):
+        if isinstance(part, int):
+            label = f"[{part}]{label}"
+        else:
+            return f"{part}{label}"
+    return label or "file"
+
+
+def _quoted(v: Any) -> str:
+    return repr(v) if isinstance(v, str) else _short(v)
 
 
 def _short(v: Any) -> str:
@@ -191,6 +338,10 @@ class _Compiler:
         self.root = root
         self.errors = errors
         self.warnings = warnings
+        # Rules with a condition that failed to compile (an invalid regex). Without that condition such a rule
+        # would look broader than written, so the shadowing check ignores it on both sides.
+        self.broken: set[int] = set()
+        self.subjects = frozenset(_CORE_SUBJECTS) | frozenset(_RECEIVER_FIELDS) | _generic_source_fields(root)
 
     def compile(self, docs: list[PositionedYaml], digest: str, files: tuple[str, ...]) -> Ruleset:
         dimensions: dict[str, Dimension] = {}
@@ -234,7 +385,7 @@ class _Compiler:
                     sev = Severity.parse(sev_name)
                     levels[sev] = PagingLevel(sev, tuple(lv.get("roles") or ()), lv.get("response", ""),
                                               bool(lv.get("declare", False)))
-                    for i, role in enumerate(lv.get("roles") or ()):
+                    for i, _ in enumerate(lv.get("roles") or ()):
                         origins.setdefault(f"role-use:{sev_name}:{i}", (doc, ("paging", sev_name, "roles", i)))
             for cat, role_list in (paging.get("categories") or {}).items():
                 category_roles[cat] = tuple(role_list)
@@ -243,6 +394,8 @@ class _Compiler:
             for key in ("customer_support_role", "customer_success_role", "customer_success_threshold_pct"):
                 if key in paging:
                     paging_extra[key] = paging[key]
+                    if key.endswith("_role"):
+                        origins[f"role-use:{key}"] = (doc, ("paging", key))
             for i, raw in enumerate(data.get("rules") or ()):
                 rule_docs.append((doc, i, raw))
 
@@ -266,26 +419,38 @@ class _Compiler:
 
     def _dimension(self, doc: PositionedYaml, name: str, spec: dict[str, Any]) -> Dimension:
         thresholds: list[tuple[Severity, Range]] = []
+        valid: list[tuple[Severity, Range]] = []
         for sev_name, bounds in spec["thresholds"].items():
             rng = Range(**{k: float(v) for k, v in bounds.items()})
             where = ("dimensions", name, "thresholds", sev_name)
             lo, lo_inc = rng.low
             hi, hi_inc = rng.high
+            ok = True
             if lo > hi or (lo == hi and not (lo_inc and hi_inc)):
                 self.errors.append(doc.error(where, f"{name} {sev_name}: the range {rng.describe()} is empty",
                                              "check that the lower bound is below the upper bound"))
+                ok = False
             if (rng.gt is not None and rng.gte is not None) or (rng.lt is not None and rng.lte is not None):
                 self.errors.append(doc.error(where, f"{name} {sev_name}: both an inclusive and an exclusive "
                                              "bound on the same side", "keep one of gt/gte and one of lt/lte"))
+                ok = False
             thresholds.append((Severity.parse(sev_name), rng))
+            if ok:
+                valid.append(thresholds[-1])
         thresholds.sort(key=lambda t: t[0].rank)
-        self._check_ranges(doc, name, thresholds)
+        # A range already reported as wrong would only add overlaps and gaps that fixing it removes.
+        self._check_ranges(doc, name, valid, gaps=len(valid) == len(thresholds))
         return Dimension(name, spec.get("description", ""), spec.get("unit", "percent"), tuple(thresholds))
 
-    def _check_ranges(self, doc: PositionedYaml, name: str, thresholds: list[tuple[Severity, Range]]) -> None:
-        """Ranges must not overlap (beyond one shared boundary) and must leave no gap between them."""
+    def _check_ranges(self, doc: PositionedYaml, name: str, thresholds: list[tuple[Severity, Range]], *,
+                      gaps: bool = True) -> None:
+        """Ranges must not overlap (beyond one shared boundary) and must leave no gap between them.
+
+        With gaps=False (a range of the dimension was invalid and left out) only overlaps are reported: the
+        space between the others may be the invalid range's.
+        """
         ordered = sorted(thresholds, key=lambda t: t[1].low)
-        for (sev_a, a), (sev_b, b) in zip(ordered, ordered[1:]):
+        for (sev_a, a), (sev_b, b) in zip(ordered, ordered[1:], strict=False):
             a_hi, a_hi_inc = a.high
             b_lo, b_lo_inc = b.low
             where = ("dimensions", name, "thresholds", sev_b.name)
@@ -298,11 +463,13 @@ class _Compiler:
                 self.warnings.append(doc.error(
                     where, f"{name}: {sev_a.name} and {sev_b.name} both include {a_hi:g}; the higher severity "
                     f"({winner.name}) wins there", "make one bound exclusive to say so explicitly"))
-            elif a_hi < b_lo or (a_hi == b_lo and not a_hi_inc and not b_lo_inc):
+            elif gaps and (a_hi < b_lo or (a_hi == b_lo and not a_hi_inc and not b_lo_inc)):
+                # The lower range should end exactly where the upper one starts, on the other side of the bound.
+                bound = f"{'lt' if b_lo_inc else 'lte'}: {_text(b_lo)}"
                 self.errors.append(doc.error(
                     where, f"{name}: gap between {sev_a.name} ({a.describe()}) and {sev_b.name} "
                     f"({b.describe()}): values there get no severity",
-                    "make the ranges meet (for example lt: 10 and gte: 10)"))
+                    f"end {sev_a.name} where {sev_b.name} starts ({bound})"))
 
     def _role(self, doc: PositionedYaml, name: str, spec: dict[str, Any]) -> RoleSpec:
         def target(key: str) -> Target | None:
@@ -316,8 +483,10 @@ class _Compiler:
         if "escalate_after" in spec:
             try:
                 escalate = parse_duration(spec["escalate_after"])
-            except ValueError as exc:
-                self.errors.append(doc.error(("roles", name, "escalate_after"), str(exc)))
+            except ValueError:
+                self.errors.append(doc.error(("roles", name, "escalate_after"), "escalate_after: "
+                                             f"{_short(spec['escalate_after'])} is not a duration",
+                                             duration_hint(spec["escalate_after"])))
         return RoleSpec(name, spec.get("duties", "").strip(), target("target"), target("backup"), escalate)
 
     def _rule(self, doc: PositionedYaml, i: int, raw: dict[str, Any], index: int) -> Rule | None:
@@ -329,17 +498,23 @@ class _Compiler:
                     m = self._matcher(doc, (*where, "match", "tags", tag), f"tag:{tag}", tcond)
                     if m:
                         matchers.append(m)
+                    else:
+                        self.broken.add(index)
             else:
+                self._check_subject(doc, (*where, "match", key), key)
                 m = self._matcher(doc, (*where, "match", key), key, cond)
                 if m:
                     matchers.append(m)
+                else:
+                    self.broken.add(index)
         durations: dict[str, int] = {}
         for key in ("pending", "repage_after", "auto_resolve_after"):
             if key in raw:
                 try:
                     durations[key] = parse_duration(raw[key])
-                except ValueError as exc:
-                    self.errors.append(doc.error((*where, key), str(exc)))
+                except ValueError:
+                    self.errors.append(doc.error((*where, key), f"{key}: {_short(raw[key])} is not a duration",
+                                                 duration_hint(raw[key])))
         severity_map = None
         if "severity_map" in raw:
             sm = raw["severity_map"]
@@ -356,6 +531,7 @@ class _Compiler:
             inh = raw["inhibits"]
             inh_matchers = []
             for key, cond in (inh.get("match") or {}).items():
+                self._check_subject(doc, (*where, "inhibits", "match", key), key)
                 m = self._matcher(doc, (*where, "inhibits", "match", key), key, cond)
                 if m:
                     inh_matchers.append(m)
@@ -376,6 +552,15 @@ class _Compiler:
             file=doc.path, line=pos.line, index=index,
         )
 
+    def _check_subject(self, doc: PositionedYaml, where: tuple[str | int, ...], subject: str) -> None:
+        """Warn about a match subject no shipped receiver writes: a misspelt one silently never matches."""
+        if subject in self.subjects or subject.startswith(_SUBJECT_PREFIXES):
+            return
+        self.warnings.append(doc.error(
+            where, f"match subject {subject!r} is not an alert field the receivers write: this condition "
+            "may never hold", _did_you_mean(subject, sorted(self.subjects)) + "use a field `rules explain --json` "
+            "shows (see rules/README.md, match conditions); ignore this if your own source writes it", key=True))
+
     def _matcher(self, doc: PositionedYaml, where: tuple[str | int, ...], subject: str, cond: Any) -> Matcher | None:
         if not isinstance(cond, dict):
             return Matcher(subject, "equals", _text(cond))
@@ -385,10 +570,14 @@ class _Compiler:
                 pattern = re.compile(value)
             except re.error as exc:
                 self.errors.append(doc.error((*where, op), f"invalid regular expression {value!r}: {exc}",
-                                             "fix the pattern (Python re syntax); escape special characters "
-                                             "with a backslash"))
+                                             _REGEX_HINT))
                 return None
             return Matcher(subject, op, value, pattern)
+        if op == "glob":
+            # Compiled once here: the engine matches with `pattern.match`, as fnmatch.fnmatchcase would (the
+            # translation anchors both ends; case-sensitive).
+            text = _text(value)
+            return Matcher(subject, op, text, re.compile(fnmatch.translate(text)))
         if op in ("one_of", "not_one_of"):
             return Matcher(subject, op, tuple(_text(v) for v in value))
         if op == "exists":
@@ -400,8 +589,8 @@ class _Compiler:
     def _check_rules(self, rules: list[Rule], rule_docs: list[tuple[PositionedYaml, int, dict[str, Any]]],
                      dimensions: dict[str, Dimension], categories: dict[str, CategorySpec]) -> None:
         by_name: dict[str, Rule] = {}
-        doc_of = {r.index: d for r, (d, _, _) in zip(rules, rule_docs)}
-        pos_of = {r.index: i for r, (_, i, _) in zip(rules, rule_docs)}
+        doc_of = {r.index: d for r, (d, _, _) in zip(rules, rule_docs, strict=True)}
+        pos_of = {r.index: i for r, (_, i, _) in zip(rules, rule_docs, strict=True)}
         for rule in rules:
             doc = doc_of[rule.index]
             where = ("rules", pos_of[rule.index])
@@ -413,29 +602,55 @@ class _Compiler:
                 by_name[rule.name] = rule
             if rule.dimension and rule.dimension not in dimensions:
                 self.errors.append(doc.error((*where, "dimension"), f"unknown dimension {rule.dimension!r}",
-                                             "define it under `dimensions:` or use one of "
+                                             _did_you_mean(rule.dimension, dimensions)
+                                             + "define it under `dimensions:` or use one of "
                                              + ", ".join(sorted(dimensions))))
             for cat in sorted(rule.categories):
                 if cat not in categories:
                     self.warnings.append(doc.error((*where, "categories"), f"category {cat!r} is not declared "
                                                    "under `categories:`", "declare it so its meaning is documented"))
-        # Shadowing: an earlier rule without `continue` whose conditions are a subset of a later rule's
-        # matches everything the later one would, so the later one never applies.
+        self._check_shadowing(rules, doc_of, pos_of)
+
+    def _check_shadowing(self, rules: list[Rule], doc_of: dict[int, PositionedYaml], pos_of: dict[int, int]) -> None:
+        """An earlier rule without `continue` whose conditions are a subset of a later rule's matches everything
+        the later one would, so the later one never applies. The first such earlier rule is reported.
+
+        Comparing every pair is quadratic (28 s at 10,000 rules). Instead each earlier rule is filed under one
+        of its conditions, the one fewest rules have: an earlier rule can only be a subset of a later rule that
+        has that condition too, so a later rule looks only at the files of its own conditions, plus the rules
+        without conditions (catch-alls), which are subsets of everything.
+        """
+        keys = {r.index: frozenset(m.key for m in r.matchers) for r in rules}
+        counts: dict[tuple[str, str, str], int] = {}
+        for ks in keys.values():
+            for k in ks:
+                counts[k] = counts.get(k, 0) + 1
+        filed: dict[tuple[str, str, str], list[Rule]] = {}
+        catch_alls: list[Rule] = []
         for later in rules:
-            later_keys = {m.key for m in later.matchers}
-            for earlier in rules:
-                if earlier.index >= later.index:
-                    break
-                if earlier.continue_:
-                    continue
-                if {m.key for m in earlier.matchers} <= later_keys:
-                    doc = doc_of[later.index]
-                    self.errors.append(doc.error(("rules", pos_of[later.index], "name"),
-                                                 f"rule {later.name!r} can never match: the earlier rule "
-                                                 f"{earlier.name!r} ({earlier.where}) matches every alert it would",
-                                                 f"move {later.name!r} above {earlier.name!r}, narrow "
-                                                 f"{earlier.name!r}, or give it `continue: true`"))
-                    break
+            if later.index in self.broken:
+                continue
+            later_keys = keys[later.index]
+            first: Rule | None = next(iter(catch_alls), None)
+            for k in later_keys:
+                for earlier in filed.get(k, ()):
+                    if first is not None and earlier.index > first.index:
+                        break  # each file is in rule order: nothing further in it comes first
+                    if keys[earlier.index] <= later_keys:
+                        first = earlier
+                        break
+            if first is not None:
+                self.errors.append(doc_of[later.index].error(
+                    ("rules", pos_of[later.index], "name"),
+                    f"rule {later.name!r} can never match: the earlier rule {first.name!r} ({first.where}) "
+                    "matches every alert it would",
+                    f"move {later.name!r} above {first.name!r}, narrow {first.name!r}, or give it `continue: true`"))
+            if later.continue_:
+                continue
+            if later_keys:
+                filed.setdefault(min(later_keys, key=lambda k: (counts[k], k)), []).append(later)
+            else:
+                catch_alls.append(later)
 
     def _check_roles(self, roles: dict[str, RoleSpec], levels: dict[Severity, PagingLevel],
                      category_roles: dict[str, tuple[str, ...]],
@@ -451,7 +666,30 @@ class _Compiler:
                 role = role[part]
             if role not in roles:
                 self.errors.append(doc.error(where, f"unknown role {role!r}",
-                                             "define it under `roles:` or use one of " + ", ".join(sorted(roles))))
+                                             _did_you_mean(str(role), roles)
+                                             + "define it under `roles:` or use one of " + ", ".join(sorted(roles))))
+
+
+def _generic_source_fields(root: Path) -> frozenset[str]:
+    """The field names the generic sources in `<rules>/sources/*.yaml` extract (`extract.fields`).
+
+    Best effort, only to avoid warning about their fields in `match:`: the sources are validated where they are
+    loaded (bridge.receivers.generic), so an unreadable file adds nothing here.
+    """
+    names: set[str] = set()
+    directory = root / "sources"
+    if not directory.is_dir():
+        return frozenset()
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        extract = data.get("extract") if isinstance(data, dict) else None
+        fields = extract.get("fields") if isinstance(extract, dict) else None
+        if isinstance(fields, dict):
+            names.update(str(k) for k in fields)
+    return frozenset(names)
 
 
 def _text(v: Any) -> str:

@@ -12,6 +12,7 @@ and review the diff of the .expected files like code.
 from __future__ import annotations
 
 import os
+import random
 import textwrap
 from pathlib import Path
 
@@ -19,9 +20,17 @@ import jsonschema
 import pytest
 import yaml
 
-from bridge.errors import ConfigErrors
-from bridge.model import Severity
-from bridge.rules.loader import compile_sources, load_ruleset, parse_duration, schema, shipped_rules_dir
+from bridge.errors import ConfigError, ConfigErrors
+from bridge.model import Alert, Severity
+from bridge.rules.loader import (
+    compile_sources,
+    duration_hint,
+    load_ruleset,
+    parse_duration,
+    schema,
+    shipped_rules_dir,
+)
+from bridge.rules.yamlpos import Position, load_positioned
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden" / "rules-bad"
@@ -85,7 +94,7 @@ def test_schema_errors_are_all_reported_in_one_pass() -> None:
             severity: P5
             pending: 1w
         """)
-    assert sorted(e.split(": ", 1)[0] for e in errors) == ["t.yaml:4:5", "t.yaml:7:15", "t.yaml:8:14"]
+    assert [e.split(": ", 1)[0] for e in errors] == ["t.yaml:4:5", "t.yaml:7:15", "t.yaml:8:14"]
 
 
 def test_semantic_errors_are_all_reported_together() -> None:
@@ -103,11 +112,18 @@ def test_semantic_errors_are_all_reported_together() -> None:
           d:
             thresholds: {P0: {gt: 10}, P1: {gt: 1, lt: 5}}
         """)
-    assert sorted(e.split(": ", 1)[0] for e in errors) == ["t.yaml:12:22", "t.yaml:6:12", "t.yaml:8:11"]
+    # In file order, then line and column: the dimension (line 12) is compiled first but reported last.
+    assert [e.split(": ", 1)[0] for e in errors] == ["t.yaml:6:12", "t.yaml:8:11", "t.yaml:12:22"]
 
 
-@pytest.mark.xfail(strict=True, reason="loader bug: a rule whose regex failed to compile is treated as a "
-                   "catch-all and reported as shadowing every later rule (see the rules report)")
+def test_errors_are_sorted_by_file_order_then_position() -> None:
+    with pytest.raises(ConfigErrors) as info:
+        compile_sources([("b.yaml", "rules:\n  - name: x\n    severity: P9\n    severty: P1\n"),
+                         ("a.yaml", "rules:\n  - name: y\n    cap: P7\n")])
+    assert [(e.path, e.line, e.column) for e in info.value.errors] == [("b.yaml", 3, 15), ("b.yaml", 4, 5),
+                                                                      ("a.yaml", 3, 10)]
+
+
 def test_invalid_regex_does_not_cascade_into_shadowing_errors() -> None:
     errors = compile_text("""\
         rules:
@@ -117,6 +133,72 @@ def test_invalid_regex_does_not_cascade_into_shadowing_errors() -> None:
             match: {service: x}
         """)
     assert [e.split(": ", 1)[0] for e in errors] == ["t.yaml:3:28"]
+
+
+def test_a_rule_with_an_invalid_regex_is_not_reported_as_shadowed() -> None:
+    errors = compile_text("""\
+        rules:
+          - name: datadog
+            match: {source: datadog}
+          - name: datadog-checkout
+            match: {source: datadog, title: {regex: "[checkout"}}
+        """)
+    assert [e.split(": ", 1)[0] for e in errors] == ["t.yaml:5:45"]
+
+
+def test_the_first_earlier_shadowing_rule_is_named() -> None:
+    errors = compile_text("""\
+        rules:
+          - name: checkout
+            match: {service: checkout, source: datadog}
+            continue: true
+          - name: datadog
+            match: {source: datadog}
+          - name: everything
+            severity: P3
+          - name: datadog-checkout
+            match: {source: datadog, service: checkout}
+        """)
+    # 'checkout' has continue; 'everything' has no conditions, so it is broader than 'datadog', not shadowed.
+    assert [e.split(": ", 1)[1].split(" (fix")[0] for e in errors] == [
+        "rule 'datadog-checkout' can never match: the earlier rule 'datadog' (t.yaml:5) matches every alert it would",
+    ]
+
+
+def _naive_shadowing(rules: list[tuple[str, frozenset[str], bool]]) -> list[tuple[str, str]]:
+    """The definition the loader's bucketed check must agree with: each rule and its first earlier rule
+    without continue whose conditions are a subset of its own."""
+    out = []
+    for i, (name, keys, _) in enumerate(rules):
+        for earlier, ekeys, cont in rules[:i]:
+            if not cont and ekeys <= keys:
+                out.append((name, earlier))
+                break
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_shadowing_check_agrees_with_the_pairwise_definition(seed: int) -> None:
+    rng = random.Random(seed)
+    conditions = ["source: a", "source: b", "service: x", "service: y", "metric: m", "tags: {env: prod}",
+                  "title: {regex: '^x'}"]
+    rules = []
+    for i in range(60):
+        keys = frozenset(rng.sample(conditions, rng.choice([0, 1, 1, 2, 2, 2, 3])))
+        keys = frozenset(k for k in keys if not (k.startswith("source") and f"source: {'ab'[k[-1] == 'a']}"
+                                                  in keys))  # one value per subject
+        keys = frozenset({k.split(":")[0]: k for k in sorted(keys)}.values())
+        rules.append((f"r{i}", keys, rng.random() < 0.3))
+    text = "rules:\n" + "".join(
+        f"  - name: {name}\n    match: {{{', '.join(sorted(keys))}}}\n" + ("    continue: true\n" if cont else "")
+        for name, keys, cont in rules)
+    with pytest.raises(ConfigErrors) as info:
+        compile_sources([("t.yaml", text)])
+    found = []
+    for e in info.value.errors:
+        words = e.message.split("'")
+        found.append((words[1], words[3]))
+    assert found == _naive_shadowing(rules)
 
 
 def test_shared_boundary_is_a_warning_and_the_higher_severity_wins() -> None:
@@ -131,6 +213,144 @@ def test_shared_boundary_is_a_warning_and_the_higher_severity_wins() -> None:
         "t.yaml:4:11: users_affected_pct: P2 and P1 both include 10; the higher severity (P1) wins there "
         "(fix: make one bound exclusive to say so explicitly)"]
     assert result.ruleset.dimensions["users_affected_pct"].severity_for(10)[0] is Severity.P1
+
+
+def test_gap_hint_names_the_bound_to_write() -> None:
+    errors = compile_text("""\
+        dimensions:
+          d:
+            thresholds: {P1: {gt: 20}, P2: {gte: 5, lt: 10}}
+        """)
+    assert errors == ["t.yaml:3:22: d: gap between P2 (>= 5 and < 10) and P1 (> 20): values there get no severity "
+                      "(fix: end P2 where P1 starts (lte: 20))"]
+
+
+def test_an_invalid_range_adds_no_overlap_or_gap_errors() -> None:
+    errors = compile_text("""\
+        dimensions:
+          d:
+            thresholds: {P0: {gt: 50}, P1: {gte: 60, lt: 30}, P2: {gte: 5, lt: 10}}
+        """)
+    assert [e.split(": ", 1)[1] for e in errors] == [
+        "d P1: the range >= 60 and < 30 is empty (fix: check that the lower bound is below the upper bound)"]
+
+
+DURATION_HINTS = [("5 minutes", "use seconds (300) or a number with s, m, h or d (5m)"),
+                  ("2 hours", "use seconds (7200) or a number with s, m, h or d (2h)"),
+                  ("1w", "use seconds (604800) or a number with s, m, h or d (7d)"),
+                  ("soon", "use seconds (300) or a number with s, m, h or d (5m)")]
+
+
+@pytest.mark.parametrize(("value", "hint"), DURATION_HINTS, ids=[v for v, _ in DURATION_HINTS])
+def test_duration_hint_uses_the_written_amount(value: str, hint: str) -> None:
+    assert duration_hint(value) == hint
+
+
+CONDITION_ERRORS = [
+    ("{service: {one_of: checkout}}", "t.yaml:3:31: service: one_of takes a non-empty list of values, not "
+     "\"checkout\" (fix: write {one_of: [checkout]})"),
+    ("{title: {regx: '^a'}}", "t.yaml:3:21: title: unknown condition operator 'regx' (fix: did you mean 'regex'? "
+     "use one of equals, not_equals, regex, not_regex, glob, one_of, not_one_of, exists; for a substring use "
+     "regex)"),
+    ("{title: {regex: a, glob: b}}", "t.yaml:3:20: title: a condition has one operator, not 2 (regex, glob) "
+     "(fix: keep one; a regex can express several conditions on one field)"),
+    ("{tags: {env: [prod, staging]}}", "t.yaml:3:25: env: a list is not a condition (fix: to match any of these "
+     "values write {one_of: [prod, staging]})"),
+]
+
+
+@pytest.mark.parametrize(("match", "error"), CONDITION_ERRORS, ids=[m for m, _ in CONDITION_ERRORS])
+def test_condition_errors_say_how_to_write_the_condition(match: str, error: str) -> None:
+    assert compile_text(f"rules:\n  - name: r\n    match: {match}\n") == [error]
+
+
+def test_glob_conditions_are_compiled_case_sensitive_and_anchored() -> None:
+    rs = compile_sources([("t.yaml", "rules:\n  - name: r\n    match: {service: {glob: 'svc-*'}}\n")]).ruleset
+    (m,) = rs.rules[0].matchers
+    assert m.pattern is not None
+    assert [bool(m.pattern.match(v)) for v in ("svc-1", "SVC-1", "x-svc-1", "svc-1\nx")] == [True, False, False,
+                                                                                            True]
+
+
+def test_misspelt_match_subject_is_a_warning_with_a_suggestion() -> None:
+    result = compile_sources([("t.yaml", textwrap.dedent("""\
+        rules:
+          - name: r
+            match: {servce: checkout, transition: Triggered, label.team: a, annotation.x: b,
+                    security_rule_type: c, category: d, tags: {env: prod}, routine: "true"}
+            inhibits: {match: {severty: P3}}
+        """))])
+    assert [str(w) for w in result.warnings] == [
+        "t.yaml:3:13: match subject 'servce' is not an alert field the receivers write: this condition may never "
+        "hold (fix: did you mean 'service'? use a field `rules explain --json` shows (see rules/README.md, match "
+        "conditions); ignore this if your own source writes it)",
+        "t.yaml:5:24: match subject 'severty' is not an alert field the receivers write: this condition may never "
+        "hold (fix: did you mean 'severity'? use a field `rules explain --json` shows (see rules/README.md, match "
+        "conditions); ignore this if your own source writes it)"]
+
+
+def test_fields_of_the_generic_sources_are_known_match_subjects(tmp_path: Path) -> None:
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "acme.yaml").write_text("name: acme\nextract:\n  fields:\n    incident_status: x\n",
+                                                    encoding="utf-8")
+    (tmp_path / "r.yaml").write_text("rules:\n  - name: r\n    match: {incident_status: open, incident_stat: a}\n",
+                                     encoding="utf-8")
+    warnings = load_ruleset(tmp_path).warnings
+    assert [w.message.split(" is not")[0] for w in warnings] == ["match subject 'incident_stat'"]
+
+
+def test_boolean_alert_fields_read_as_the_receivers_write_them() -> None:
+    rs = compile_sources([("t.yaml", "rules:\n  - name: r\n    match: {routine: true}\n")]).ruleset
+    alert = Alert.from_dict({"source": "gcp-pubsub", "title": "t", "fields": {"routine": True, "forecast": False}})
+    assert alert.fields == {"routine": "true", "forecast": "false"}
+    assert rs.rules[0].matches(alert)
+
+
+def test_merge_keys_share_settings_and_keep_positions() -> None:
+    text = textwrap.dedent("""\
+        rules:
+          - &paged
+            name: checkout
+            match: {service: checkout}
+            pending: 5m
+            repage_after: 2 hours
+          - <<: *paged
+            name: payments
+            match: {service: payments}
+        """)
+    doc = load_positioned(text, "t.yaml")
+    assert doc.data["rules"][1] == {"name": "payments", "match": {"service": "payments"}, "pending": "5m",
+                                    "repage_after": "2 hours"}
+    assert doc.at(("rules", 1, "pending")) == Position(5, 14)
+    assert doc.at(("rules", 1, "match", "service")) == Position(9, 22)
+    errors = compile_text(text)
+    assert errors == ['t.yaml:6:19: repage_after: "2 hours" is not a duration (fix: use seconds (7200) or a '
+                      'number with s, m, h or d (2h))'] * 2
+    ok = compile_sources([("t.yaml", text.replace("2 hours", "2h"))]).ruleset
+    assert [(r.name, r.pending_seconds, r.repage_seconds) for r in ok.rules] == [("checkout", 300, 7200),
+                                                                                ("payments", 300, 7200)]
+
+
+YAML_ERRORS = [
+    ("a: 1\na: 2\n", "t.yaml:2:1: duplicate key 'a'"),
+    ("a: &x {b: 1}\nc: {<<: *x, b: 2, b: 3}\n", "t.yaml:2:19: duplicate key 'b'"),
+    ("a: {<<: 1}\n", "t.yaml:1:9: a merge key `<<:` takes a mapping or a list of mappings"),
+    ("a: &x {<<: *x}\n", "t.yaml:1:4: recursive alias"),
+    ("a: !!python/object:os.system 1\n", "t.yaml:1:4: unsupported YAML value"),
+]
+
+
+@pytest.mark.parametrize(("text", "error"), YAML_ERRORS, ids=[e.split(": ", 1)[1] for _, e in YAML_ERRORS])
+def test_yaml_errors_have_positions(text: str, error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_positioned(text, "t.yaml")
+    assert str(info.value).startswith(error)
+
+
+def test_a_merged_key_may_be_overridden() -> None:
+    doc = load_positioned("a: &x {b: 1, c: 2}\nd: {<<: *x, b: 3}\ne: *x\n", "t.yaml")
+    assert doc.data == {"a": {"b": 1, "c": 2}, "d": {"b": 3, "c": 2}, "e": {"b": 1, "c": 2}}
+    assert doc.at(("d", "c")) == Position(1, 17)
 
 
 def test_undeclared_category_is_a_warning() -> None:
