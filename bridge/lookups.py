@@ -46,11 +46,7 @@ def incident_candidate(incident: dict[str, Any], first_alert: dict[str, Any] | N
 
 def store_candidates(store: Store, limit: int = 20000) -> list[Candidate]:
     """Every stored incident as a candidate (the bridge's own history)."""
-    out = []
-    for incident in store.list_incidents(limit=limit):
-        alerts = store.list_alerts(incident_id=incident["id"], limit=1)
-        out.append(incident_candidate(incident, alerts[0] if alerts else None))
-    return out
+    return [incident_candidate(incident, first) for incident, first in store.incidents_with_first_alert(limit)]
 
 
 def query_for_alert(alert: Alert) -> Query:

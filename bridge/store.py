@@ -704,6 +704,18 @@ class Store:
             "hash": ok.hash if ok else None,
         }
 
+    def incidents_with_first_alert(self, limit: int = 20000) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """Incidents, newest first, each with its first alert (one query; for related-incident lookups)."""
+        first = (sa.select(alerts.c.incident_id, sa.func.min(alerts.c.id).label("first_id"))
+                 .where(alerts.c.incident_id.is_not(None)).group_by(alerts.c.incident_id).subquery())
+        q = (sa.select(incidents, alerts.c.alert_json)
+             .select_from(incidents.outerjoin(first, first.c.incident_id == incidents.c.id)
+                          .outerjoin(alerts, alerts.c.id == first.c.first_id))
+             .order_by(incidents.c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [(_incident_json(r), {"alert": json.loads(r.alert_json)} if r.alert_json else None) for r in rows]
+
     def incident_row(self, incident_id: int) -> dict[str, Any] | None:
         """One incident as JSON, by id."""
         with self.engine.connect() as conn:
