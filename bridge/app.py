@@ -38,6 +38,10 @@ from bridge.store import Store
 log = logging.getLogger(__name__)
 
 
+# The receivers authenticated by the shared BRIDGE_WEBHOOK_TOKEN.
+SHARED_TOKEN_RECEIVERS = frozenset({"datadog", "alertmanager"})
+
+
 def is_loopback(address: str) -> bool:
     """Whether `address` is a loopback IP (127.0.0.0/8 or ::1)."""
     try:
@@ -98,9 +102,10 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
                               query=dict(request.args.items()), path=request.path,
                               remote_addr=request.remote_addr or "", url=request.url)
 
-    def check_open_access(receiver: Receiver, source_settings: Mapping[str, Any]) -> None:
-        """Without a shared token, a token-authenticated receiver accepts loopback senders only."""
-        if "token" in source_settings and not source_settings.get("token"):
+    def check_open_access(receiver: Receiver) -> None:
+        """Without BRIDGE_WEBHOOK_TOKEN, the receivers that use it accept loopback senders only. (Receivers with
+        their own secret, such as Azure's, refuse a missing one themselves and name it.)"""
+        if receiver.name in SHARED_TOKEN_RECEIVERS and not settings.webhook_token:
             if not is_loopback(request.remote_addr or ""):
                 raise AuthError("no BRIDGE_WEBHOOK_TOKEN is configured: unauthenticated webhooks are "
                                 "accepted from loopback only; set BRIDGE_WEBHOOK_TOKEN")
@@ -111,7 +116,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         body = read_body()
         req = inbound(body)
         ctx = ReceiverContext(now=now_fn(), settings=source_settings, services=io_services)
-        check_open_access(receiver, source_settings)
+        check_open_access(receiver)
         receiver.authenticate(req, ctx)
         parsed = receiver.parse(req, ctx)
         ruleset = holder.current  # one snapshot decides the whole request
