@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -68,14 +68,14 @@ def highest(severities: Iterable[Severity | None]) -> Severity | None:
     return best
 
 
-class AlertState(str, enum.Enum):
+class AlertState(enum.StrEnum):
     """Whether the sender says the condition holds (firing) or has cleared (resolved)."""
 
     FIRING = "firing"
     RESOLVED = "resolved"
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """What the bridge does with an alert."""
 
     PAGE = "page"          # open or update a PagerDuty incident
@@ -222,7 +222,7 @@ class Alert:
         out: dict[str, Any] = {
             "source": self.source,
             "source_event_id": self.source_event_id,
-            "received_at": self.received_at.astimezone(timezone.utc).isoformat(),
+            "received_at": self.received_at.astimezone(UTC).isoformat(),
             "title": self.title,
             "message": self.message,
             "state": self.state.value,
@@ -250,9 +250,9 @@ class Alert:
         try:
             received = data.get("received_at")
             received_at = (datetime.fromisoformat(str(received).replace("Z", "+00:00"))
-                           if received else datetime.now(timezone.utc))
+                           if received else datetime.now(UTC))
             if received_at.tzinfo is None:
-                received_at = received_at.replace(tzinfo=timezone.utc)
+                received_at = received_at.replace(tzinfo=UTC)
             tags_in = data.get("tags") or []
             if isinstance(tags_in, str):
                 tags = parse_tags(tags_in)
