@@ -62,6 +62,7 @@ class Settings:
     receivers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     events_rate_per_minute: int = 120
     http_timeout_seconds: float = 10.0
+    related_window_days: int = 180  # how far back related-incident lookups search (PagerDuty: 6 months/query)
     pagerduty_ca_bundle: str = ""  # a private CA for PagerDuty's hosts (a TLS-inspecting proxy, or tests)
 
     def tls_verify(self) -> Any:
@@ -156,6 +157,7 @@ class Settings:
             events_rate_per_minute=int(number("BRIDGE_EVENTS_PER_MINUTE", 120)),
             http_timeout_seconds=number("BRIDGE_HTTP_TIMEOUT", 10.0),
             pagerduty_ca_bundle=get("BRIDGE_PAGERDUTY_CA_BUNDLE"),
+            related_window_days=int(number("BRIDGE_RELATED_WINDOW_DAYS", 180)),
         )
 
     def secrets(self) -> list[str]:

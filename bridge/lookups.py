@@ -59,8 +59,10 @@ def query_for_alert(alert: Alert) -> Query:
                  dedup_key=alert.group_key)
 
 
-def build_sources(settings: Settings, store: Store, *, window_days: int = 180) -> list[Source]:
+def build_sources(settings: Settings, store: Store, *, window_days: int | None = None) -> list[Source]:
     """The sources this configuration allows: always our own store; PagerDuty and Datadog when keyed."""
+    if window_days is None:
+        window_days = settings.related_window_days
     sources: list[Source] = [StoreSource(lambda: store_candidates(store), window_days)]
     if settings.api_token:
         import pagerduty
