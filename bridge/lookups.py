@@ -68,7 +68,7 @@ def build_sources(settings: Settings, store: Store, *, window_days: int | None =
         import pagerduty
 
         client = pagerduty.RestApiV2Client(settings.api_token.reveal(), default_from=settings.pd_from or None,
-                                           base_url=settings.api_url)
+                                           base_url=settings.api_url, verify=settings.tls_verify())
         sources.append(PagerDutySource(client, window_days=window_days))
     if settings.dd_api_key and settings.dd_app_key:
         from datadog_api_client import Configuration

@@ -546,7 +546,7 @@ class Store:
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(
                 state="dry_run" if dry_run else "delivered", delivered_at=now, updated_at=now,
                 attempts=row.attempts + 1, lease_until=None, last_error=None))
-            if row.incident_id is not None:
+            if row.incident_id is not None and row.kind == "event":
                 if row.action == "trigger":
                     conn.execute(incidents.update().where(incidents.c.id == row.incident_id).values(
                         last_paged_at=now))

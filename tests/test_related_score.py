@@ -98,12 +98,27 @@ def test_explanation_relative_to_an_old_query() -> None:
     assert top.explanation.endswith("4 days earlier")
 
 
-@pytest.mark.parametrize("field", ["id", "pagerduty_id", "dedup_key", "datadog_id"])
+@pytest.mark.parametrize("field", ["id", "pagerduty_id", "datadog_id"])
 def test_query_incident_itself_is_excluded(field: str) -> None:
     same = {"id": "q"} if field == "id" else {"id": "other-id", field: "K1"}
     query = Query(id="q", title="disk full", services=("db",), **({} if field == "id" else {field: "K1"}))
     pool = [cand(title="disk full", services=("db",), **same), cand("x", title="disk full", services=("db",))]
     assert ids(rank(query, pool, now=NOW)) == ["x"]
+
+
+def test_dedup_key_excludes_the_query_incident_seen_in_pagerduty_but_keeps_earlier_incidents_of_the_group(
+) -> None:
+    # One alert group (dedup key K1) paged twice: an earlier incident (resolved, 5 days ago) and the query's own,
+    # which PagerDuty also reports under K1 before the bridge learned its PagerDuty id.
+    query = Query(id="q", title="disk full", services=("db",), dedup_key="K1", created_at=NOW)
+    own_in_pd = cand("PNOW", source="pagerduty", title="disk full", services=("db",), days=0, dedup_key="K1",
+                     pagerduty_id="PNOW")
+    earlier = cand("7", title="disk full", services=("db",), days=5, dedup_key="K1", pagerduty_id="PEARLY")
+    earlier_in_pd = cand("PEARLY", source="pagerduty", title="disk full", services=("db",), days=5,
+                         dedup_key="K1", pagerduty_id="PEARLY")
+    results = rank(query, merge({"bridge": [earlier], "pagerduty": [own_in_pd, earlier_in_pd]}), now=NOW)
+    assert [r.candidate.pagerduty_id for r in results] == ["PEARLY"]
+    assert set(results[0].candidate.all_sources) == {"bridge", "pagerduty"}
 
 
 def test_limit_and_empty_pool() -> None:

@@ -55,6 +55,9 @@ DAY = 86400.0
 # A tag on more than about half of all incidents explains nothing: it neither qualifies a candidate for the
 # signature comparison nor counts in "N shared tags" (its small idf still counts in the score).
 INFORMATIVE_IDF = math.log(2)
+# A PagerDuty record of the query's dedup key created within this long before the query's incident is that
+# incident itself (clocks and ingestion differ by seconds), not an earlier one of the same alert group.
+SAME_INCIDENT_SLACK_SECONDS = 120.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,12 +83,14 @@ class _Record:
         return self.signature or self.title
 
     def external_keys(self) -> frozenset[tuple[str, str]]:
-        """Ids under which other sources may know this incident (used for merge and self-exclusion)."""
+        """Ids under which other sources may know this incident (used for merge and self-exclusion).
+
+        The dedup key is not among them: every incident of one alert group shares it (a recovery closes one,
+        the next trigger opens another), so it links records only where no id says otherwise (see `merge`).
+        """
         keys = set()
         if self.pagerduty_id:
             keys.add(("pagerduty_id", self.pagerduty_id))
-        if self.dedup_key:
-            keys.add(("dedup_key", self.dedup_key))
         if self.datadog_id:
             keys.add(("datadog_id", self.datadog_id))
         if self.datadog_public_id:
@@ -245,7 +250,7 @@ class Index:
         self._n = n
         postings: dict[str, dict[str, list[int]]] = {"service": defaultdict(list), "tag": defaultdict(list),
                                                       "monitor": defaultdict(list), "word": defaultdict(list),
-                                                      "key": defaultdict(list)}
+                                                      "key": defaultdict(list), "dedup": defaultdict(list)}
         for i, (c, f) in enumerate(zip(self.candidates, self.features, strict=True)):
             for s in f.services:
                 postings["service"][s].append(i)
@@ -257,6 +262,8 @@ class Index:
                 postings["word"][w].append(i)
             for k in c.keys():
                 postings["key"][f"{k[0]}={k[1]}"].append(i)
+            if c.dedup_key and c.source != "bridge":
+                postings["dedup"][c.dedup_key].append(i)
         self._post = {kind: {k: np.asarray(v, dtype=np.int64) for k, v in d.items()}
                       for kind, d in postings.items()}
         self._ts = np.array([f.ts for f in self.features], dtype=np.float64)
@@ -325,6 +332,13 @@ class Index:
             idx = self._post["key"].get(f"{k[0]}={k[1]}")
             if idx is not None:
                 eligible[idx] = False  # the query's own incident, under any of its ids
+        if query.dedup_key and not query.pagerduty_id and query.created_at is not None:
+            # Without a PagerDuty id, the query's own incident seen in PagerDuty is known by its dedup key only:
+            # the record of that key created with (not before) the query's incident.
+            own_since = query.created_at.timestamp() - SAME_INCIDENT_SLACK_SECONDS
+            same_key = self._post.get("dedup", {}).get(query.dedup_key)
+            if same_key is not None:
+                eligible[same_key[self._ts[same_key] >= own_since]] = False
 
         cheap = (w.service * service + w.tags * tag_acc + w.monitor * monitor + w.recency * recency
                  + w.hint * self._hint)
@@ -427,14 +441,26 @@ def merge(candidates_by_source: Mapping[str, Iterable[Candidate]] | Iterable[Ite
             x = parent[x]
         return x
 
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
     owner: dict[tuple[str, str], int] = {}
     for i, c in enumerate(items):
         for k in c.keys():
             j = owner.setdefault(k, i)
             if j != i:
-                a, b = find(i), find(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
+                union(i, j)
+    # A dedup key links a bridge record that has no PagerDuty id yet (dry-run, or before its set-up) to the
+    # PagerDuty incident of that key; two bridge records of one key are two incidents and stay apart.
+    unlinked_bridge: dict[str, int] = {}
+    for i, c in enumerate(items):
+        if c.source == "bridge" and c.dedup_key and not c.pagerduty_id:
+            unlinked_bridge.setdefault(c.dedup_key, i)
+    for i, c in enumerate(items):
+        if c.source == "pagerduty" and c.dedup_key and c.dedup_key in unlinked_bridge:
+            union(i, unlinked_bridge[c.dedup_key])
     clusters: dict[int, list[Candidate]] = defaultdict(list)
     for i, c in enumerate(items):
         clusters[find(i)].append(c)
