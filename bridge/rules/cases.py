@@ -36,7 +36,7 @@ from bridge.config import Settings
 from bridge.errors import ConfigError, ConfigErrors, RequestError
 from bridge.model import Action, Alert, Decision, Severity
 from bridge.rules.engine import evaluate
-from bridge.rules.loader import load_ruleset, parse_duration
+from bridge.rules.loader import load_ruleset, parse_duration, scalar_text
 from bridge.rules.model import Ruleset
 from bridge.rules.yamlpos import Path_, PositionedYaml, load_positioned
 
@@ -324,7 +324,7 @@ class _Validator:
                 if isinstance(value, dict | list) or value is None:
                     self.err((*where, "fields", name), f"field {name} must be a string, number or boolean")
                 else:
-                    fields[name] = _text(value)
+                    fields[name] = scalar_text(value)
             out["fields"] = fields
         if isinstance(raw.get("cost"), dict):
             self.unknown_keys((*where, "cost"), raw["cost"], _COST_KEYS, "cost")
@@ -401,12 +401,6 @@ class _Validator:
         return out
 
 
-def _text(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
 
 
 # -- running --------------------------------------------------------------------------------------------------

@@ -286,7 +286,7 @@ def _condition_error(doc: PositionedYaml, where: tuple[str | int, ...], label: s
     """A `match:` condition that is neither a plain value nor one operator with the right operand."""
     ops = ", ".join(MATCHER_OPS)
     if isinstance(cond, list):
-        values = ", ".join(_text(v) for v in cond)
+        values = ", ".join(scalar_text(v) for v in cond)
         return doc.error(where, f"{label}: a list is not a condition",
                          f"to match any of these values write {{one_of: [{values}]}}")
     if cond is None:
@@ -305,7 +305,7 @@ def _condition_error(doc: PositionedYaml, where: tuple[str | int, ...], label: s
                          "keep one; a regex can express several conditions on one field")
     op, value = next(iter(cond.items()))
     if op in ("one_of", "not_one_of") and not isinstance(value, (list, dict)) and value is not None:
-        hint = f"write {{{op}: [{_text(value)}]}}"
+        hint = f"write {{{op}: [{scalar_text(value)}]}}"
     else:
         hint = f"give {op} {_OPERAND[op]}"
     return doc.error((*where, op), f"{label}: {op} takes {_OPERAND[op]}, not {_short(value)}", hint)
@@ -465,7 +465,7 @@ class _Compiler:
                     f"({winner.name}) wins there", "make one bound exclusive to say so explicitly"))
             elif gaps and (a_hi < b_lo or (a_hi == b_lo and not a_hi_inc and not b_lo_inc)):
                 # The lower range should end exactly where the upper one starts, on the other side of the bound.
-                bound = f"{'lt' if b_lo_inc else 'lte'}: {_text(b_lo)}"
+                bound = f"{'lt' if b_lo_inc else 'lte'}: {scalar_text(b_lo)}"
                 self.errors.append(doc.error(
                     where, f"{name}: gap between {sev_a.name} ({a.describe()}) and {sev_b.name} "
                     f"({b.describe()}): values there get no severity",
@@ -563,7 +563,7 @@ class _Compiler:
 
     def _matcher(self, doc: PositionedYaml, where: tuple[str | int, ...], subject: str, cond: Any) -> Matcher | None:
         if not isinstance(cond, dict):
-            return Matcher(subject, "equals", _text(cond))
+            return Matcher(subject, "equals", scalar_text(cond))
         op, value = next(iter(cond.items()))
         if op in ("regex", "not_regex"):
             try:
@@ -576,13 +576,13 @@ class _Compiler:
         if op == "glob":
             # Compiled once here: the engine matches with `pattern.match`, as fnmatch.fnmatchcase would (the
             # translation anchors both ends; case-sensitive).
-            text = _text(value)
+            text = scalar_text(value)
             return Matcher(subject, op, text, re.compile(fnmatch.translate(text)))
         if op in ("one_of", "not_one_of"):
-            return Matcher(subject, op, tuple(_text(v) for v in value))
+            return Matcher(subject, op, tuple(scalar_text(v) for v in value))
         if op == "exists":
             return Matcher(subject, op, bool(value))
-        return Matcher(subject, op, _text(value))
+        return Matcher(subject, op, scalar_text(value))
 
     # -- meaning ------------------------------------------------------------------------------------------
 
@@ -692,7 +692,8 @@ def _generic_source_fields(root: Path) -> frozenset[str]:
     return frozenset(names)
 
 
-def _text(v: Any) -> str:
+def scalar_text(v: Any) -> str:
+    """A YAML scalar as the text alert fields hold: booleans as true/false, whole floats without ".0"."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float) and v.is_integer():
