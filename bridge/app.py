@@ -21,7 +21,7 @@ from bridge import metrics
 from bridge.config import Settings
 from bridge.delivery.events import build_event
 from bridge.errors import AuthError, ConfigErrors, NotFound, PayloadTooLarge, RequestError
-from bridge.receivers import build_receivers
+from bridge.receivers import build_receivers, generic_receivers
 from bridge.receivers.base import (
     Headers,
     InboundRequest,
@@ -138,8 +138,27 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         body_out["ruleset"] = ruleset.hash
         return jsonify(body_out), (200 if all_duplicates or not results else 202)
 
+    generic = {"generation": holder.generation}
+
+    def refresh_generic_sources() -> None:
+        """Generic sources live in the rules directory: re-read them when the rules were reloaded."""
+        current = holder.generation
+        if generic["generation"] == current:
+            return
+        generic["generation"] = current
+        try:
+            fresh = generic_receivers(holder.path)
+        except ConfigErrors as exc:
+            log.error("generic sources are invalid; the previous ones stay active:\n%s", exc)
+            return
+        for name in [n for n in receivers if n.startswith("generic/")]:
+            del receivers[name]
+        receivers.update(fresh)
+
     @app.post("/webhooks/<path:name>")
     def webhook(name: str) -> tuple[Response, int]:
+        if name.startswith("generic/"):
+            refresh_generic_sources()
         receiver = receivers.get(name)
         if receiver is None:
             raise NotFound(f"no receiver {name!r}; known: {', '.join(sorted(receivers))}")

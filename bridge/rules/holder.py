@@ -43,6 +43,12 @@ class RulesetHolder:
         assert self._current is not None, "RulesetHolder used before load()"
         return self._current
 
+    @property
+    def generation(self) -> int:
+        """Changes with every successful (re)load, also when the rule files did not change."""
+        _ = self.current
+        return self._snapshot_id
+
     def load(self) -> LoadResult:
         """Load from disk at start; raises ConfigErrors when the files are invalid."""
         return self.reload()
