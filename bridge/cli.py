@@ -74,6 +74,8 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool) -> None:
         code = supervisor.run()
     except ConfigErrors as exc:
         raise click.ClickException(f"the rules are invalid:\n{exc}") from None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     sys.exit(code)
 
 

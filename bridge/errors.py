@@ -80,10 +80,10 @@ class ConfigError(BridgeError):
         self.hint = hint
 
     def __str__(self) -> str:
-        where = self.path or "<config>"
-        if self.line:
+        where = self.path
+        if where and self.line:
             where += f":{self.line}:{self.column or 1}"
-        text = f"{where}: {self.message}"
+        text = f"{where}: {self.message}" if where else self.message
         if self.hint:
             text += f" (fix: {self.hint})"
         return text

@@ -83,6 +83,11 @@ class Supervisor:
                  result.ruleset.hash)
         if self.settings.dry_run:
             log.warning("no PAGERDUTY_ROUTING_KEY set: DRY-RUN, pages are recorded and printed, never sent")
+        rest = make_rest(self.settings)  # fails here, with its reason, when the REST settings are incomplete
+        if rest is None:
+            log.warning("no PAGERDUTY_API_TOKEN set: no priorities, responder requests or notes on incidents")
+        else:
+            rest.close()
 
     def start_web(self) -> None:
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
