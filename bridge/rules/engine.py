@@ -263,6 +263,11 @@ def _details(alert: Alert, applied: list[Rule], ruleset: Ruleset) -> dict[str, o
     for rule in applied:
         for key, value in rule.extra.items():
             details.setdefault(key, value)
+    default_auto_resolve = ruleset.settings.get("auto_resolve_after")
+    if default_auto_resolve and "auto_resolve_seconds" not in details:
+        from bridge.rules.loader import parse_duration
+
+        details["auto_resolve_seconds"] = parse_duration(default_auto_resolve)
     return details
 
 
