@@ -27,21 +27,31 @@ log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 
+
+def _text(length: int) -> sa.types.TypeEngine[str]:
+    """A string column: VARCHAR(length) in the SQLite schema (which never enforces it), TEXT on PostgreSQL.
+
+    PostgreSQL enforces VARCHAR lengths; a sender's over-long event id or service name would then fail the
+    whole receipt (a 500, retried forever) where SQLite stores it. Both databases keep the same values.
+    """
+    return sa.String(length).with_variant(sa.Text(), "postgresql")
+
+
 alerts = sa.Table(
     "alerts", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("source_event_id", sa.String(512), nullable=False),
+    sa.Column("source", _text(64), nullable=False),
+    sa.Column("source_event_id", _text(512), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
     sa.Column("title", sa.Text, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("state", _text(16), nullable=False),
     sa.Column("group_key", sa.Text, nullable=False),
-    sa.Column("dedup_key", sa.String(255), nullable=False),
-    sa.Column("service", sa.String(255)),
-    sa.Column("severity", sa.String(2)),
-    sa.Column("action", sa.String(16), nullable=False),
-    sa.Column("rule", sa.String(255)),
-    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("dedup_key", _text(255), nullable=False),
+    sa.Column("service", _text(255)),
+    sa.Column("severity", _text(2)),
+    sa.Column("action", _text(16), nullable=False),
+    sa.Column("rule", _text(255)),
+    sa.Column("outcome", _text(32), nullable=False),
     sa.Column("incident_id", sa.Integer),
     sa.Column("alert_json", sa.Text, nullable=False),
     sa.Column("decision_json", sa.Text, nullable=False),
@@ -54,14 +64,14 @@ sa.Index("ix_alerts_received", alerts.c.received_at)
 incidents = sa.Table(
     "incidents", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("dedup_key", sa.String(255), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # open | resolved
-    sa.Column("severity", sa.String(2)),
+    sa.Column("dedup_key", _text(255), nullable=False),
+    sa.Column("status", _text(16), nullable=False),  # open | resolved
+    sa.Column("severity", _text(2)),
     sa.Column("title", sa.Text, nullable=False),
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("service", sa.String(255)),
-    sa.Column("rule", sa.String(255)),
-    sa.Column("storm_key", sa.String(512)),  # rule + monitor: what an alert storm is counted by
+    sa.Column("source", _text(64), nullable=False),
+    sa.Column("service", _text(255)),
+    sa.Column("rule", _text(255)),
+    sa.Column("storm_key", _text(512)),  # rule + monitor: what an alert storm is counted by
     sa.Column("opened_at", sa.Float, nullable=False),
     sa.Column("resolved_at", sa.Float),
     sa.Column("last_alert_at", sa.Float, nullable=False),
@@ -70,7 +80,7 @@ incidents = sa.Table(
     sa.Column("categories_json", sa.Text, nullable=False, default="[]"),
     sa.Column("dimensions_json", sa.Text, nullable=False, default="{}"),
     sa.Column("tags_json", sa.Text, nullable=False, default="[]"),
-    sa.Column("pd_incident_id", sa.String(32)),
+    sa.Column("pd_incident_id", _text(32)),
     sa.Column("pd_html_url", sa.Text),
     sa.Column("details_json", sa.Text, nullable=False, default="{}"),
 )
@@ -79,21 +89,21 @@ sa.Index("ix_incidents_dedup_status", incidents.c.dedup_key, incidents.c.status)
 jobs = sa.Table(
     "jobs", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("kind", sa.String(32), nullable=False),       # event
-    sa.Column("dedup_key", sa.String(255), nullable=False),
+    sa.Column("kind", _text(32), nullable=False),       # event
+    sa.Column("dedup_key", _text(255), nullable=False),
     sa.Column("incident_id", sa.Integer),
     sa.Column("alert_id", sa.Integer),
-    sa.Column("action", sa.String(16), nullable=False),     # trigger | resolve
+    sa.Column("action", _text(16), nullable=False),     # trigger | resolve
     sa.Column("priority", sa.Integer, nullable=False, default=5),  # 0 = most severe first
     sa.Column("payload_json", sa.Text, nullable=False),
     # pending | sending | delivered | dry_run | dead | superseded
-    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("state", _text(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("lease_until", sa.Float),
-    sa.Column("leased_by", sa.String(255)),  # "<host>:<pid>" of the worker holding the lease
+    sa.Column("leased_by", _text(255)),  # "<host>:<pid>" of the worker holding the lease
     sa.Column("last_error", sa.Text),
-    sa.Column("reason", sa.String(32)),
+    sa.Column("reason", _text(32)),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("delivered_at", sa.Float),
@@ -106,7 +116,7 @@ timeline = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("incident_id", sa.Integer, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("kind", _text(32), nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("personnel", sa.Text, nullable=False, default=""),
     sa.Column("actions", sa.Text, nullable=False, default=""),
@@ -116,9 +126,9 @@ sa.Index("ix_timeline_incident", timeline.c.incident_id, timeline.c.at)
 notices = sa.Table(
     "notices", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(64), nullable=False),
-    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("source", _text(64), nullable=False),
+    sa.Column("kind", _text(64), nullable=False),
+    sa.Column("level", _text(16), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("details_json", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -127,7 +137,7 @@ notices = sa.Table(
 rulesets = sa.Table(
     "rulesets", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("hash", sa.String(64)),
+    sa.Column("hash", _text(64)),
     sa.Column("ok", sa.Boolean, nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("files_json", sa.Text),
@@ -139,8 +149,8 @@ members = sa.Table(
     "incident_members", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("incident_id", sa.Integer, nullable=False),
-    sa.Column("dedup_key", sa.String(255), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("dedup_key", _text(255), nullable=False),
+    sa.Column("state", _text(16), nullable=False),  # firing | resolved
     sa.Column("joined_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.UniqueConstraint("incident_id", "dedup_key", name="uq_member"),
@@ -167,12 +177,21 @@ silences = sa.Table(
     "silences", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("spec_json", sa.Text, nullable=False),  # the silence as silence_to_json writes it
-    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("owner", _text(255), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("ends_at", sa.Float, nullable=False),
     sa.Column("expired_at", sa.Float),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# PostgreSQL: the transactions that read, decide and then write (receipt, resolving an incident, queueing a job)
+# hold this transaction-level advisory lock, so they run one at a time, as every write transaction does on SQLite
+# (BEGIN IMMEDIATE). Without it two replicas receiving one group at once would both open an incident, and a job
+# could commit after a later job of its dedup key, so a worker would send the later one first. Leasing does not
+# take it: workers lock rows (FOR UPDATE SKIP LOCKED) and never wait for a receipt.
+WRITER_LOCK = 0x6272_6964_6765  # "bridge"
+# How long a PostgreSQL transaction waits for a lock (SQLite: busy_timeout).
+LOCK_TIMEOUT = "30s"
 
 OPEN = "open"
 ORDERED_KINDS = ("event", "incident_setup")
@@ -267,9 +286,17 @@ class Store:
         metadata.create_all(self.engine)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One transaction; commits on success, rolls back on any error."""
+    def transaction(self, *, serialized: bool = False) -> Iterator[Connection]:
+        """One transaction; commits on success, rolls back on any error.
+
+        `serialized`: on PostgreSQL, wait for the other serialized transactions of every replica first (see
+        `WRITER_LOCK`); on SQLite every write transaction already is.
+        """
         with self.engine.begin() as conn:
+            if self.is_postgres:
+                conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+                if serialized:
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(WRITER_LOCK)))
             yield conn
 
     def ping(self) -> None:
@@ -286,8 +313,23 @@ class Store:
         All in one transaction: either everything is committed or nothing is. A repeat of an accepted
         (source, source_event_id) returns the original result and changes nothing.
         """
+        # PostgreSQL: should a replica without the writer lock (an older version during a rolling upgrade) insert
+        # the same (source, source_event_id) first, the unique constraint aborts this transaction; run it once
+        # more and the repeat is answered as the duplicate it is, not as a 500.
+        tries = 2 if self.is_postgres else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return self._accept(decided, found, now, event_builder, ruleset)
+            except sa.exc.IntegrityError:
+                if attempt == tries:
+                    raise
+                log.info("an alert was stored concurrently by another replica; receiving the batch again")
+        raise AssertionError("unreachable")
+
+    def _accept(self, decided: Sequence[tuple[Alert, Decision]], found: Sequence[Notice], now: datetime,
+                event_builder: Any, ruleset: Ruleset | None) -> list[Accepted]:
         results: list[Accepted] = []
-        with self.transaction() as conn:
+        with self.transaction(serialized=True) as conn:
             for notice in found:
                 conn.execute(notices.insert().values(
                     source=notice.source, kind=notice.kind, level=notice.level, message=notice.message,
@@ -392,7 +434,7 @@ class Store:
     def enqueue(self, kind: str, dedup_key: str, incident_id: int | None, payload: Any, now: float,
                 due: float | None = None, *, action: str = "", priority: int = 5) -> int:
         """Add one job to the outbox (follow-ups: incident setup, escalation checks, notes...)."""
-        with self.transaction() as conn:
+        with self.transaction(serialized=True) as conn:
             return self._enqueue(conn, kind, dedup_key, incident_id, None, payload, now,
                                  now if due is None else due, action=action, priority=priority)
 
@@ -472,8 +514,15 @@ class Store:
         return self._state_of(conn, row)
 
     def _state_of(self, conn: Connection, row: Any) -> IncidentState:
-        trig = conn.execute(sa.select(jobs.c.state, jobs.c.attempts).where(
-            jobs.c.incident_id == row.id, jobs.c.kind == "event", jobs.c.action == "trigger")).all()
+        triggers = sa.select(jobs.c.state, jobs.c.attempts).where(
+            jobs.c.incident_id == row.id, jobs.c.kind == "event", jobs.c.action == "trigger")
+        if self.is_postgres:
+            # The plan depends on whether a trigger was attempted: lock the triggers so no worker of another
+            # replica leases one between this read and the plan's writes (a trigger leased while being
+            # superseded would page for an incident we then consider resolved). A lease in progress is waited
+            # for, and then seen as sending.
+            triggers = triggers.with_for_update()
+        trig = conn.execute(triggers).all()
         attempted = any(s in ("delivered", "dry_run", "sending", "dead") or a > 0 for s, a in trig)
         pending = sum(1 for s, a in trig if s == "pending" and a == 0)
         firing = int(conn.execute(sa.select(sa.func.count()).select_from(members).where(
@@ -730,7 +779,7 @@ class Store:
 
     def merge_incident_details(self, incident_id: int, **values: Any) -> None:
         """Add keys to an incident's details (related incidents found, roles requested...)."""
-        with self.transaction() as conn:
+        with self.transaction(serialized=True) as conn:
             row = conn.execute(sa.select(incidents.c.details_json).where(incidents.c.id == incident_id)).one()
             details = json.loads(row.details_json)
             details.update(values)
@@ -751,7 +800,7 @@ class Store:
         With `send_resolve`, a resolve event is queued when a trigger was ever attempted. Returns False when
         the incident was not open.
         """
-        with self.transaction() as conn:
+        with self.transaction(serialized=True) as conn:
             row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).first()
             if row is None or row.status != OPEN:
                 return False
