@@ -267,13 +267,12 @@ def related_cmd(key: str | None, payload: Path | None, source: str | None, as_js
     if payload is not None:
         if not source:
             raise click.UsageError("--payload needs --source")
+        from bridge.explain import parse_raw
         from bridge.receivers import receiver_for
-        from bridge.receivers.base import Headers, InboundRequest, ReceiverContext
 
         try:
             receiver = receiver_for(source, settings, settings.effective_rules_path())
-            parsed = receiver.parse(InboundRequest(body=payload.read_bytes(), headers=Headers(
-                {"content-type": "application/json"})), ReceiverContext(now=now, settings={}))
+            parsed = parse_raw(receiver, source, payload.read_bytes(), settings, now)
         except KeyError as exc:
             raise click.ClickException(str(exc.args[0])) from None
         except RequestError as exc:

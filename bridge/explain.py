@@ -9,22 +9,27 @@ from typing import Any
 from bridge.config import Settings
 from bridge.model import Action
 from bridge.receivers import receiver_for
-from bridge.receivers.base import Headers, InboundRequest, ReceiverContext
+from bridge.receivers.base import Headers, InboundRequest, Parsed, Receiver, ReceiverContext
 from bridge.rules.engine import explain
 from bridge.rules.loader import load_ruleset
+
+
+def parse_raw(receiver: Receiver, source: str, body: bytes, settings: Settings, now: datetime) -> Parsed:
+    """Parse a raw body as the provider sends it, without authentication and without any network access.
+
+    The one place `rules explain`, `rules test` payload cases and `related --payload` build that request.
+    """
+    content_type = "text/plain; charset=UTF-8" if source == "aws-sns" else "application/json"
+    ctx = ReceiverContext(now=now, settings=settings.receivers.get(source.split("/", 1)[0], {}),
+                          services={"fetch_url": _no_fetch})
+    return receiver.parse(InboundRequest(body=body, headers=Headers({"content-type": content_type})), ctx)
 
 
 def explain_payload(source: str, body: bytes, rules_path: Path, settings: Settings, *,
                     now: datetime) -> list[dict[str, Any]]:
     """Parse `body` as `source` sends it (no authentication) and explain the decision for each alert."""
     ruleset = load_ruleset(rules_path).ruleset
-    receiver = receiver_for(source, settings, rules_path)
-    headers = {"content-type": "application/json"}
-    if source == "aws-sns":
-        headers = {"content-type": "text/plain; charset=UTF-8"}
-    ctx = ReceiverContext(now=now, settings=settings.receivers.get(source.split("/", 1)[0], {}),
-                          services={"fetch_url": _no_fetch})
-    parsed = receiver.parse(InboundRequest(body=body, headers=Headers(headers)), ctx)
+    parsed = parse_raw(receiver_for(source, settings, rules_path), source, body, settings, now)
     out: list[dict[str, Any]] = []
     for alert in parsed.alerts:
         ev = explain(alert, ruleset, now)
