@@ -29,6 +29,7 @@ The seed is fixed by default so that figures can be reproduced. Weights are tune
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import string
@@ -275,7 +276,8 @@ def generate(n: int = 1200, seed: int = DEFAULT_SEED) -> list[tuple[Candidate, s
     r = random.Random(seed)
     out: list[tuple[Candidate, str]] = []
     shared_monitors: dict[tuple[str, str], str] = {}
-    monitor_seq = iter(range(100_000_000, 200_000_000, 7919))
+    # Unbounded: a bounded range ran out past ~12,000 incidents (the lookup ranks up to 20,000).
+    monitor_seq = itertools.count(100_000_000, 7919)
     problems = 0
 
     def monitor_for(svc: str, kind: Kind, dedicated: bool) -> str:

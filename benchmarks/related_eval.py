@@ -73,7 +73,7 @@ def speed(n: int = 10_000, queries: int = 300, seed: int = DEFAULT_SEED) -> dict
     build = time.perf_counter() - t0
     r = random.Random(seed)
     picks = [Query.from_candidate(c) for c in r.sample(data, min(queries, len(data)))]
-    for q in picks[:10]:  # warm-up (numpy, rapidfuzz, query feature cache)
+    for q in picks[:10]:  # warm-up (rapidfuzz, query feature cache)
         index.rank(q, now=END)
     times = []
     for q in picks:

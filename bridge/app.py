@@ -7,27 +7,36 @@ delivery worker does, so a slow or failing PagerDuty never slows a sender down.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from bridge import metrics
+from bridge.access import (
+    ADMIN_REALM,
+    FORM_TYPE,
+    WEBHOOK_REALM,
+    Credential,
+    admin_credential,
+    check_browser,
+    check_content_type,
+    check_host,
+    is_loopback,
+)
 from bridge.config import Settings
 from bridge.delivery.events import build_event
-from bridge.errors import AuthError, ConfigErrors, NotFound, PayloadTooLarge, RequestError
+from bridge.errors import AuthError, ConfigErrors, NotFound, PayloadTooLarge, RequestError, ServiceUnavailable
 from bridge.receivers import build_receivers, generic_receivers
 from bridge.receivers.base import (
     Headers,
     InboundRequest,
     Receiver,
     ReceiverContext,
-    constant_time_equals,
     presented_token,
 )
 from bridge.rules.engine import evaluate
@@ -42,12 +51,13 @@ log = logging.getLogger(__name__)
 SHARED_TOKEN_RECEIVERS = frozenset({"datadog", "alertmanager"})
 
 
-def is_loopback(address: str) -> bool:
-    """Whether `address` is a loopback IP (127.0.0.0/8 or ::1)."""
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+# Re-exported: the server's bind check uses the same definition of loopback.
+__all__ = ["create_app", "draft_postmortem", "is_loopback"]
+
+# Content types besides JSON that a source's real sender uses. SNS posts its JSON envelope as text/plain; a
+# browser could send that cross-site, but SNS messages are signed. Datadog's "encode as form" option is accepted
+# only when a webhook token authenticates the request (see `content_types_for`).
+EXTRA_CONTENT_TYPES: dict[str, tuple[str, ...]] = {"aws-sns": ("text/plain",)}
 
 
 def create_app(settings: Settings, *, store: Store | None = None, holder: RulesetHolder | None = None,
@@ -103,12 +113,21 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
                               remote_addr=request.remote_addr or "", url=request.url)
 
     def check_open_access(receiver: Receiver) -> None:
-        """Without BRIDGE_WEBHOOK_TOKEN, the receivers that use it accept loopback senders only. (Receivers with
-        their own secret, such as Azure's, refuse a missing one themselves and name it.)"""
-        if receiver.name in SHARED_TOKEN_RECEIVERS and not settings.webhook_token:
-            if not is_loopback(request.remote_addr or ""):
-                raise AuthError("no BRIDGE_WEBHOOK_TOKEN is configured: unauthenticated webhooks are "
-                                "accepted from loopback only; set BRIDGE_WEBHOOK_TOKEN")
+        """Without BRIDGE_WEBHOOK_TOKEN, the receivers that use it accept loopback senders only, naming a loopback
+        host. (Receivers with their own secret, such as Azure's, refuse a missing one themselves and name it.)"""
+        open_access = receiver.name in SHARED_TOKEN_RECEIVERS and not settings.webhook_token
+        if open_access and not is_loopback(request.remote_addr or ""):
+            raise AuthError("no BRIDGE_WEBHOOK_TOKEN is configured: unauthenticated webhooks are "
+                            "accepted from loopback only; set BRIDGE_WEBHOOK_TOKEN")
+        check_host(request.host, trusted_by_loopback=open_access, allowed_hosts=settings.allowed_hosts,
+                   public_url=settings.public_url)
+
+    def content_types_for(receiver: Receiver) -> tuple[str, ...]:
+        source = receiver.name.split("/", 1)[0]
+        extra = EXTRA_CONTENT_TYPES.get(source, ())
+        if source == "datadog" and settings.webhook_token:
+            extra = (*extra, FORM_TYPE)
+        return extra
 
     def receive(receiver: Receiver) -> tuple[Response, int]:
         started = time.perf_counter()
@@ -117,6 +136,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         req = inbound(body)
         ctx = ReceiverContext(now=now_fn(), settings=source_settings, services=io_services)
         check_open_access(receiver)
+        check_content_type(request.headers.get("Content-Type", ""), extra=content_types_for(receiver))
         receiver.authenticate(req, ctx)
         parsed = receiver.parse(req, ctx)
         ruleset = holder.current  # one snapshot decides the whole request
@@ -188,36 +208,48 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         data, content_type = metrics.render()
         return Response(data, content_type=content_type)
 
-    def require_api_auth() -> None:
-        token = settings.webhook_token.reveal()
-        if not token:
-            if not is_loopback(request.remote_addr or ""):
-                raise AuthError("the API needs BRIDGE_WEBHOOK_TOKEN when reached from outside loopback")
-            return
-        given = presented_token(Headers(dict(request.headers.items())))
-        if given is None or not constant_time_equals(given, token):
-            raise AuthError("missing or wrong token: send Authorization: Bearer <BRIDGE_WEBHOOK_TOKEN>")
+    def is_admin_path(path: str) -> bool:
+        return path.startswith("/api/v1/") or path == "/-/reload"
+
+    @app.before_request
+    def guard() -> None:
+        """Every request: no other site's browser page. Admin endpoints: the admin credential (or loopback
+        without one, naming a loopback host). Webhooks authenticate in their receiver."""
+        check_browser(Headers(dict(request.headers.items())), request.host_url)
+        if is_admin_path(request.path):
+            credential = admin_credential(presented_token(Headers(dict(request.headers.items()))),
+                                          settings.admin_token.reveal(), request.remote_addr or "")
+            check_host(request.host, trusted_by_loopback=credential.kind == "loopback",
+                       allowed_hosts=settings.allowed_hosts, public_url=settings.public_url)
+            g.credential = credential
+
+    def actor() -> str:
+        credential: Credential = g.credential
+        return credential.actor
 
     @app.post("/-/reload")
     def reload_rules() -> tuple[Response, int]:
-        require_api_auth()
+        before = holder.current.hash
         try:
             result = holder.reload()
         except ConfigErrors as exc:
+            store.record_audit(actor(), "rules.reload", str(holder.path),
+                               {"ok": False, "errors": len(exc.errors), "active_ruleset": before},
+                               now_fn().timestamp())
             return jsonify({"status": "error", "message": "rules are invalid; the previous ruleset stays active",
                             "errors": [str(e) for e in exc.errors],
                             "active_ruleset": holder.current.hash}), 400
+        store.record_audit(actor(), "rules.reload", str(holder.path),
+                           {"ok": True, "from": before, "to": result.ruleset.hash}, now_fn().timestamp())
         return jsonify({"status": "ok", "ruleset": result.ruleset.hash, "rules": len(result.ruleset.rules),
                         "warnings": [str(w) for w in result.warnings]}), 200
 
     @app.get("/api/v1/alerts")
     def api_alerts() -> Response:
-        require_api_auth()
         return jsonify({"alerts": store.list_alerts(limit=_limit())})
 
     @app.get("/api/v1/alerts/<int:alert_id>")
     def api_alert(alert_id: int) -> Response:
-        require_api_auth()
         found = store.get_alert(alert_id)
         if found is None:
             raise NotFound(f"no alert {alert_id}")
@@ -225,12 +257,10 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
 
     @app.get("/api/v1/incidents")
     def api_incidents() -> Response:
-        require_api_auth()
         return jsonify({"incidents": store.list_incidents(status=request.args.get("status"), limit=_limit())})
 
     @app.get("/api/v1/incidents/<path:key>")
     def api_incident(key: str) -> Response:
-        require_api_auth()
         found = incident_or_404(key)
         found["timeline"] = store.incident_timeline(found["id"])
         found["alerts"] = store.list_alerts(incident_id=found["id"], limit=1000)
@@ -244,7 +274,6 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
 
     @app.get("/api/v1/incidents/<path:key>/related")
     def api_related(key: str) -> Response:
-        require_api_auth()
         from bridge.lookups import related_for_incident
 
         incident = incident_or_404(key)
@@ -253,51 +282,68 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
 
     @app.get("/api/v1/incidents/<path:key>/postmortem")
     def api_postmortem(key: str) -> Response:
-        require_api_auth()
         incident = incident_or_404(key)
         markdown = store.get_postmortem(incident["id"]) or draft_postmortem(store, holder, incident, now_fn())
         return Response(markdown, content_type="text/markdown; charset=utf-8")
 
     @app.post("/api/v1/silences")
     def api_silence_add() -> tuple[Response, int]:
-        require_api_auth()
         body = request.get_json(force=True, silent=True)
         if body is None:
             raise RequestError("the body must be a JSON object describing the silence", code="bad_payload")
-        return jsonify(create_silence(store, body, now_fn())), 201
+        return jsonify(create_silence(store, body, now_fn(), actor=actor())), 201
 
     @app.get("/api/v1/silences")
     def api_silences() -> Response:
-        require_api_auth()
         include = request.args.get("all", "").lower() in ("1", "true", "yes")
         return jsonify({"silences": list_silences(store, now_fn(), include_expired=include)})
 
     @app.delete("/api/v1/silences/<int:silence_id>")
     def api_silence_expire(silence_id: int) -> Response:
-        require_api_auth()
-        return jsonify(expire_silence(store, silence_id, now_fn()))
+        return jsonify(expire_silence(store, silence_id, now_fn(), actor=actor()))
 
     @app.get("/api/v1/jobs")
     def api_jobs() -> Response:
-        require_api_auth()
         return jsonify({"jobs": store.list_jobs(state=request.args.get("state"), limit=_limit()),
                         "counts": store.job_counts()})
 
+    @app.post("/api/v1/jobs/<int:job_id>/retry")
+    def api_job_retry(job_id: int) -> Response:
+        found = store.retry_job(job_id, now_fn().timestamp(), actor=actor())
+        if found is None:
+            raise NotFound(f"no job {job_id}")
+        return jsonify(found)
+
+    @app.post("/api/v1/jobs/<int:job_id>/discard")
+    def api_job_discard(job_id: int) -> Response:
+        found = store.discard_job(job_id, now_fn().timestamp(), actor=actor())
+        if found is None:
+            raise NotFound(f"no job {job_id}")
+        return jsonify(found)
+
+    @app.get("/api/v1/audit")
+    def api_audit() -> Response:
+        return jsonify({"audit": store.list_audit(limit=_limit(), action=request.args.get("action") or None)})
+
     @app.get("/api/v1/notices")
     def api_notices() -> Response:
-        require_api_auth()
         return jsonify({"notices": store.list_notices(limit=_limit())})
 
     @app.get("/api/v1/rules")
     def api_rules() -> Response:
-        require_api_auth()
         rs = holder.current
         return jsonify({"hash": rs.hash, "files": list(rs.files), "rules": [r.name for r in rs.rules],
                         "reload": store.reload_status()})
 
     @app.errorhandler(RequestError)
     def on_request_error(exc: RequestError) -> tuple[Response, int]:
-        return jsonify(exc.to_json()), exc.status
+        response = jsonify(exc.to_json())
+        if isinstance(exc, ServiceUnavailable):
+            response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        if exc.status == 401:
+            realm = ADMIN_REALM if is_admin_path(request.path) else WEBHOOK_REALM
+            response.headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
+        return response, exc.status
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -318,15 +364,10 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
 def draft_postmortem(store: Store, holder: RulesetHolder, incident: dict[str, Any], now: datetime) -> str:
     """Render the post-mortem draft of an incident from what the store recorded (any severity, on demand)."""
     from bridge.lookups import postmortem_facts
-    from bridge.postmortem import load_template, render_postmortem
+    from bridge.postmortem import custom_template, render_postmortem
 
-    ruleset = holder.current
-    template = None
-    name = "<default template>"
-    if ruleset.settings.get("postmortem_template"):
-        base = holder.path if holder.path.is_dir() else holder.path.parent
-        name = str(base / ruleset.settings["postmortem_template"])
-        template = load_template(name)
+    # custom_template refuses a template outside the rules directory, even if the ruleset holds one.
+    template, name = custom_template(holder.path, holder.current.settings.get("postmortem_template"))
     return render_postmortem(postmortem_facts(store, incident), template, now=now, template_name=name)
 
 

@@ -18,10 +18,8 @@ from bridge.errors import BridgeError, ConfigError, ConfigErrors, RequestError
 
 
 def _settings() -> Settings:
-    try:
-        return Settings.from_env(os.environ)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    # A ConfigError goes up to `run()`, which prints it as one line like every other start-up mistake.
+    return Settings.from_env(os.environ)
 
 
 @click.group()
@@ -56,11 +54,17 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool) -> None:
     configure_logging()
     settings = _settings()
     supervisor = Supervisor(settings, host, port, workers=workers, threads=threads)
+    try:
+        # Database, rules and the port are checked before the demo starts: with the port in use, the demo would
+        # post its alerts to whichever process holds it. A ConfigError goes to `run`, which prints one line.
+        supervisor.prepare()
+    except ConfigErrors as exc:
+        raise click.ClickException(f"the rules are invalid:\n{exc}") from None
     if demo:
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
         def run_demo() -> None:
-            if not wait_until_ready(url):
+            if not wait_until_ready(url) or supervisor.web is None or supervisor.web.poll() is not None:
                 click.echo("demo: the bridge did not become ready", err=True)
                 return
             click.echo(f"demo: replaying {len(example_payloads())} example Datadog alerts into {url}")
@@ -70,13 +74,7 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool) -> None:
             click.echo("demo: done. The bridge keeps running; see GET /api/v1/incidents, Ctrl-C to stop.")
 
         threading.Thread(target=run_demo, daemon=True).start()
-    try:
-        code = supervisor.run()
-    except ConfigErrors as exc:
-        raise click.ClickException(f"the rules are invalid:\n{exc}") from None
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    sys.exit(code)
+    sys.exit(supervisor.run())
 
 
 @main.command()
@@ -212,10 +210,52 @@ def rules_diff(against: Path, rules_path: Path | None, replay: str | None, as_js
         sys.exit(1)
 
 
+@rules.command("reload")
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="The running bridge.")
+def rules_reload(url: str) -> None:
+    """Ask a running bridge to re-read its rules (POST /-/reload), with BRIDGE_ADMIN_TOKEN from the environment.
+
+    Without an admin token the bridge answers this from loopback only. The reload is audited.
+    """
+    import httpx2
+
+    token = _settings().admin_token.reveal()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx2.post(f"{url.rstrip('/')}/-/reload", headers=headers, timeout=30.0)
+    except httpx2.TransportError as exc:
+        raise click.ClickException(f"cannot reach the bridge at {url}: {type(exc).__name__}") from None
+    try:
+        answer: Any = response.json()
+    except ValueError:
+        raise click.ClickException(f"{url} answered HTTP {response.status_code} without JSON: is it a bridge?"
+                                   ) from None
+    if response.status_code == 200:
+        warnings = "".join(f"\n  warning: {w}" for w in answer.get("warnings", []))
+        click.echo(f"reloaded: ruleset {answer.get('ruleset')} ({answer.get('rules')} rules){warnings}")
+        return
+    if response.status_code == 400 and "errors" in answer:
+        raise click.ClickException("the rules are invalid; the previous ruleset stays active:\n"
+                                   + "\n".join(answer["errors"]))
+    raise click.ClickException(f"HTTP {response.status_code}: {answer.get('message', answer)}")
+
+
 def run() -> None:
-    """Entry point that turns our own errors into messages, never tracebacks."""
+    """Entry point that turns our own errors into messages, never tracebacks.
+
+    A setting the bridge cannot start with (a database URL, a rules path, a port: `ConfigError`) is one line on
+    stderr, `incident-bridge: <what is wrong> (fix: <how>)`, and exit 2; BRIDGE_LOG_LEVEL=DEBUG prints the
+    traceback before it.
+    """
     try:
         main(standalone_mode=True)
+    except (ConfigError, ConfigErrors) as exc:
+        if os.environ.get("BRIDGE_LOG_LEVEL", "").strip().upper() == "DEBUG":
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"incident-bridge: {exc}", err=True)
+        sys.exit(2)
     except BridgeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -228,10 +268,13 @@ def _store() -> Any:
 
 
 def _find_incident(store: Any, key: str) -> dict[str, Any]:
+    from bridge.store import redact_url
+
     incident = store.find_incident(key)
     if incident is None:
-        raise click.ClickException(f"no incident {key!r} in {_settings().database_url} (use an incident id, a "
-                                   "dedup key or a PagerDuty incident id; `incident-bridge incidents` lists them)")
+        raise click.ClickException(f"no incident {key!r} in {redact_url(_settings().database_url)} (use an "
+                                   "incident id, a dedup key or a PagerDuty incident id; `incident-bridge incidents` "
+                                   "lists them)")
     return dict(incident)
 
 
@@ -271,7 +314,7 @@ def related_cmd(key: str | None, payload: Path | None, source: str | None, as_js
         from bridge.receivers import receiver_for
 
         try:
-            receiver = receiver_for(source, settings, settings.effective_rules_path())
+            receiver = receiver_for(source, settings, settings.checked_rules_path())
             parsed = parse_raw(receiver, source, payload.read_bytes(), settings, now)
         except KeyError as exc:
             raise click.ClickException(str(exc.args[0])) from None
@@ -300,7 +343,7 @@ def postmortem_cmd(key: str, output: Path | None) -> None:
     incident = _find_incident(store, key)
     markdown = store.get_postmortem(incident["id"])
     if markdown is None:
-        holder = RulesetHolder(settings.effective_rules_path(), store)
+        holder = RulesetHolder(settings.checked_rules_path(), store)
         try:
             holder.ensure()
         except ConfigErrors as exc:
@@ -363,6 +406,18 @@ def notify_test(role: str, rules_path: Path | None) -> None:
         rest.close()
 
 
+def cli_actor() -> str:
+    """Who the audit log names for a change made from this CLI: the local user, on this host."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in a bare container: the uid still says who
+        user = f"uid {os.getuid()}"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
 @main.group()
 def silence() -> None:
     """Silences and maintenance windows: matchers, an owner, a reason and a mandatory end."""
@@ -393,7 +448,7 @@ def silence_add(matchers: tuple[str, ...], owner: str, reason: str, end: str | N
     if days or from_ or to:
         body["recurrence"] = {k: v for k, v in (("days", days), ("start", from_), ("end", to)) if v}
     try:
-        spec = create_silence(_store(), body, datetime.now(UTC))
+        spec = create_silence(_store(), body, datetime.now(UTC), actor=cli_actor())
     except RequestError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"silence {spec['id']} added: {spec['description']} (status {spec['status']}, ends "
@@ -425,7 +480,7 @@ def silence_expire(silence_id: int) -> None:
     from bridge.silencing import expire_silence
 
     try:
-        spec = expire_silence(_store(), silence_id, datetime.now(UTC))
+        spec = expire_silence(_store(), silence_id, datetime.now(UTC), actor=cli_actor())
     except RequestError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"silence {silence_id} expired ({spec['status']})")

@@ -47,6 +47,12 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     rules_path: str = ""
     webhook_token: Secret = field(default_factory=lambda: Secret(""))
+    # The operators' credential: the JSON API, rules reloads, silences, job retries and the console. Never
+    # accepted on webhooks, and the webhook token is never accepted here (senders hold that one).
+    admin_token: Secret = field(default_factory=lambda: Secret(""))
+    # Host names the bridge answers to (DNS-rebinding guard). Empty: loopback names only for requests trusted
+    # because they come from loopback; any host for requests that present a credential.
+    allowed_hosts: tuple[str, ...] = ()
     routing_key: Secret = field(default_factory=lambda: Secret(""))
     events_url: str = DEFAULT_EVENTS_URL
     api_token: Secret = field(default_factory=lambda: Secret(""))
@@ -89,6 +95,22 @@ class Settings:
             return local
         return shipped_rules_dir()
 
+    def checked_rules_path(self) -> Path:
+        """`effective_rules_path()`, or a ConfigError naming BRIDGE_RULES when that path does not exist.
+
+        For the commands that start from the rules (serve, worker, ...): a missing path is the setting's fault,
+        said in one line before anything starts. `rules lint` reports it among its own errors instead.
+        """
+        path = self.effective_rules_path()
+        if path.exists():
+            return path
+        if self.rules_path:
+            raise ConfigError(f"BRIDGE_RULES={self.rules_path} does not exist",
+                              hint="set BRIDGE_RULES to a rules directory or file, or unset it to use ./rules or "
+                                   "the shipped rules")
+        raise ConfigError(f"no rules: the shipped rules are missing at {path}",
+                          hint="set BRIDGE_RULES to a rules directory or file, or reinstall incident-bridge")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read the documented environment variables (DESIGN.md's external contract)."""
@@ -121,9 +143,14 @@ class Settings:
             return [x.strip() for x in get(name).split(",") if x.strip()]
 
         webhook_token = secret("BRIDGE_WEBHOOK_TOKEN")
+        admin_token = secret("BRIDGE_ADMIN_TOKEN")
+        if webhook_token and admin_token and webhook_token.reveal() == admin_token.reveal():
+            raise ConfigError("BRIDGE_ADMIN_TOKEN equals BRIDGE_WEBHOOK_TOKEN: every sender would hold the admin "
+                              "credential", hint="generate a separate BRIDGE_ADMIN_TOKEN (openssl rand -hex 32)")
+        # Tokens stay `Secret` inside the receivers' settings too, so no repr or log of them shows a value.
         receivers: dict[str, dict[str, Any]] = {
-            "datadog": {"token": webhook_token.reveal(), "site": get("DD_SITE", "datadoghq.com")},
-            "alertmanager": {"token": webhook_token.reveal()},
+            "datadog": {"token": webhook_token, "site": get("DD_SITE", "datadoghq.com")},
+            "alertmanager": {"token": webhook_token},
             "aws-sns": {
                 "topic_allowlist": csv("BRIDGE_SNS_TOPICS"),
                 "max_age_seconds": number("BRIDGE_SNS_MAX_AGE", 3600),
@@ -135,12 +162,14 @@ class Settings:
                 "service_accounts": csv("BRIDGE_GCP_SERVICE_ACCOUNTS"),
                 "certs": get("BRIDGE_GCP_CERTS"),
             },
-            "azure": {"token": secret("BRIDGE_AZURE_TOKEN").reveal()},
+            "azure": {"token": secret("BRIDGE_AZURE_TOKEN")},
         }
         return cls(
             database_url=get("BRIDGE_DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
             rules_path=get("BRIDGE_RULES"),
             webhook_token=webhook_token,
+            admin_token=admin_token,
+            allowed_hosts=tuple(h.lower() for h in csv("BRIDGE_ALLOWED_HOSTS")),
             routing_key=secret("PAGERDUTY_ROUTING_KEY"),
             events_url=get("PAGERDUTY_EVENTS_URL", DEFAULT_EVENTS_URL).rstrip("/") or DEFAULT_EVENTS_URL,
             api_token=secret("PAGERDUTY_API_TOKEN"),
@@ -162,12 +191,21 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction."""
-        values = [self.webhook_token, self.routing_key, self.api_token, self.dd_api_key, self.dd_app_key]
+        values = [self.webhook_token, self.admin_token, self.routing_key, self.api_token, self.dd_api_key,
+                  self.dd_app_key]
         out = [s.reveal() for s in values if s]
-        azure = self.receivers.get("azure", {}).get("token")
-        if azure:
-            out.append(str(azure))
+        for source in self.receivers.values():
+            for value in source.values():
+                if isinstance(value, Secret) and value and value.reveal() not in out:
+                    out.append(value.reveal())
         return out
+
+
+def reveal(value: Any) -> str:
+    """The text of a setting that may be a `Secret` (receivers' settings) or a plain string (tests)."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    return "" if value is None else str(value)
 
 
 def current() -> Settings:

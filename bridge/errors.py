@@ -2,7 +2,8 @@
 
 - `RequestError` and its children become 4xx answers with a JSON body: the sender's input is wrong and a retry
   will not help. Only raise them for the sender's mistakes: our own bugs must be 5xx, because a 400 tells the
-  sender not to retry and the alert would be lost.
+  sender not to retry and the alert would be lost. The one 5xx child, `ServiceUnavailable`, is for a missing
+  dependency or setting (503 with `Retry-After`): the sender retries.
 - `ConfigError` carries a file position and a hint, for rule and config files.
 - `DeliveryError` carries a retryable flag and a bounded reason that doubles as a metric label.
 """
@@ -40,6 +41,16 @@ class BadPayload(RequestError):
     code = "bad_payload"
 
 
+class ServiceUnavailable(RequestError):
+    """Not the sender's mistake, and not a bug: something the bridge depends on is missing right now (a provider's
+    signing certificates, a setting the operator has yet to make). Answered 503 with a JSON reason and
+    `Retry-After`, so the sender retries and the alert is not lost."""
+
+    status = 503
+    code = "unavailable"
+    retry_after_seconds = 30
+
+
 class AuthError(RequestError):
     """Missing or wrong credentials or signature."""
 
@@ -66,6 +77,14 @@ class NotFound(RequestError):
 
     status = 404
     code = "not_found"
+
+
+class Conflict(RequestError, ValueError):
+    """The request is understood, but the resource's current state does not allow it (retrying a delivered
+    job, discarding one being sent right now). Also a `ValueError`, for callers outside HTTP (the CLI)."""
+
+    status = 409
+    code = "conflict"
 
 
 class ConfigError(BridgeError):

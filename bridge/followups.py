@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from bridge.config import Settings
 from bridge.errors import DeliveryError
 from bridge.model import Severity
-from bridge.postmortem import load_template, needs_postmortem, render_postmortem
+from bridge.postmortem import custom_template, needs_postmortem, render_postmortem
 from bridge.rules.holder import RulesetHolder
 from bridge.rules.model import Ruleset
 from bridge.store import Store
@@ -54,7 +54,9 @@ def declared(ruleset: Ruleset, severity: Severity | None) -> bool:
 
 
 class FollowUps:
-    """Handlers for the follow-up job kinds. `handle(job)` raises DeliveryError to retry or dead-letter."""
+    """Handlers for the follow-up job kinds. `handle(job)` raises DeliveryError to retry or dead-letter, and
+    Reschedule to run again later; any other exception is a bug of ours, which the worker retries a bounded
+    number of times (`MAX_INTERNAL_FAILURES`) before dead-lettering the job."""
 
     def __init__(self, store: Store, settings: Settings, holder: RulesetHolder, rest: Rest | None, *,
                  clock: Callable[[], float], related_sources: Callable[[], list[Any]] | None = None) -> None:
@@ -327,12 +329,8 @@ class FollowUps:
             (rule.extra.get("postmortem") and rule.name in facts.rules) for rule in ruleset.rules)
         if not needs_postmortem(facts.peak_severity, p2_flag=p2_flag):
             return
-        template = None
-        template_name = "<default template>"
-        if ruleset.settings.get("postmortem_template"):
-            path = self.holder.path if self.holder.path.is_dir() else self.holder.path.parent
-            template_name = str(path / ruleset.settings["postmortem_template"])
-            template = load_template(template_name)
+        # custom_template refuses a template outside the rules directory, even if the ruleset holds one.
+        template, template_name = custom_template(self.holder.path, ruleset.settings.get("postmortem_template"))
         now = self.clock()
         markdown = render_postmortem(facts, template, now=datetime.fromtimestamp(now, tz=UTC),
                                      template_name=template_name)

@@ -32,7 +32,7 @@ class StoreCollector:
         counts = self.store.job_counts()
         queue = GaugeMetricFamily("bridge_delivery_jobs", "Delivery jobs by state (pending = the queue)",
                                   labels=["state"])
-        for state in ("pending", "sending", "delivered", "dry_run", "dead", "superseded"):
+        for state in ("pending", "sending", "delivered", "dry_run", "dead", "superseded", "discarded"):
             queue.add_metric([state], counts.get(state, 0))
         yield queue
         open_incidents = GaugeMetricFamily("bridge_open_incidents", "Incidents the bridge holds open")

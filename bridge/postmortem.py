@@ -13,7 +13,9 @@ parameter, and the store builds `IncidentFacts` from its records.
 Custom templates
 ----------------
 A team can replace the default template (`bridge/templates/postmortem.md.j2`) with its own Jinja2 source:
-`render_postmortem(facts, template=load_template(path), template_name=str(path), now=now)`. Templates render with
+`render_postmortem(facts, template=load_template(path), template_name=str(path), now=now)`; the rules setting
+`settings.postmortem_template` is read through `custom_template`, which accepts only a file inside the rules
+directory (`template_path`: symlinks followed, no absolute path, no `..`). Templates render with
 `autoescape=False` (the output is Markdown, not HTML), `StrictUndefined` (a misspelt variable is an error, not a
 silently empty section), `trim_blocks` and `lstrip_blocks`, in Jinja2's sandbox. Errors are `ConfigError`s that
 name the template and its line.
@@ -478,6 +480,61 @@ def default_template() -> str:
 def _syntax_error(exc: jinja2.TemplateSyntaxError, name: str) -> ConfigError:
     return ConfigError(f"post-mortem template syntax error: {exc.message}", path=name, line=exc.lineno or 0,
                        hint="check the Jinja2 tags on that line")
+
+
+DEFAULT_TEMPLATE_LABEL = "<default template>"
+_TEMPLATE_HINT = ("put the template in the rules directory and name it relative to that directory, e.g. "
+                  "postmortem_template: postmortem.md.j2")
+
+
+def template_path(rules_dir: str | Path, name: Any) -> Path:
+    """The file `settings.postmortem_template: <name>` names: resolved (symlinks followed) and inside `rules_dir`.
+
+    A draft is served by the API and posted to PagerDuty, so a template outside the rules directory
+    (`/proc/self/environ`, `../../etc/...`, or a symlink pointing out) would publish that file. Raises ConfigError
+    (message and hint, no position: the rules loader adds the file, line and column of the setting) when `name`
+    is absolute, leaves the directory through `..` or a symlink, or is not an existing regular file. The message
+    names only `name`, never the resolved path, so it reads the same on every machine.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("postmortem_template must name a file", hint=_TEMPLATE_HINT)
+    if "\0" in name:
+        raise ConfigError("postmortem_template contains a NUL character", hint=_TEMPLATE_HINT)
+    relative = Path(name)
+    if relative.is_absolute() or relative.drive:
+        raise ConfigError(f"postmortem_template {name!r} is an absolute path: the template must be a file inside "
+                          "the rules directory", hint=_TEMPLATE_HINT)
+    root = Path(rules_dir).resolve()
+    try:
+        resolved = (root / relative).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+        raise ConfigError(f"postmortem_template {name!r} cannot be resolved (a symlink loop or an unreadable "
+                          "directory)", hint=_TEMPLATE_HINT) from None
+    if not resolved.is_relative_to(root):
+        how = "goes up out of it with '..'" if ".." in relative.parts else "is a symlink that points out of it"
+        raise ConfigError(f"postmortem_template {name!r} is outside the rules directory: it {how}",
+                          hint=_TEMPLATE_HINT)
+    if not resolved.is_file():
+        what = "is not a regular file" if resolved.exists() else "does not exist"
+        raise ConfigError(f"postmortem_template {name!r} {what} in the rules directory",
+                          hint="create the template there, or remove the setting to use the shipped template")
+    return resolved
+
+
+def custom_template(rules_path: str | Path, setting: Any) -> tuple[str | None, str]:
+    """The post-mortem template to render with: `(source, name)`; `(None, "<default template>")` when `setting`
+    (`settings.postmortem_template` of the active ruleset) is empty.
+
+    `rules_path` is the rules directory or one rule file (BRIDGE_RULES). The place is checked again here, at
+    use time (`template_path`), not only when the rules load, so a ruleset that somehow holds an outside path
+    (adopted from another process's snapshot, a symlink swapped after loading) still cannot publish another
+    file. Raises ConfigError.
+    """
+    if not setting:
+        return None, DEFAULT_TEMPLATE_LABEL
+    base = Path(rules_path)
+    path = template_path(base if base.is_dir() else base.parent, setting)
+    return load_template(path), str(path)
 
 
 def load_template(path: str | Path) -> str:

@@ -13,10 +13,12 @@ starts, watches and signals the two:
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +30,8 @@ from flask import Flask
 
 from bridge.app import create_app, is_loopback
 from bridge.config import Settings
-from bridge.errors import ConfigErrors
+from bridge.errors import ConfigError, ConfigErrors
+from bridge.logformat import LOG_FORMAT, EscapingFormatter, escaping
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
 
@@ -42,14 +45,27 @@ def wsgi() -> Flask:
 
 
 def configure_logging() -> None:
-    """Plain, one-line logs on stderr; secrets never reach them (they are never passed to a logger)."""
+    """Plain, one-line logs on stderr; secrets never reach them (they are never passed to a logger).
+
+    Every record is exactly one line: control characters in messages and tracebacks are escaped
+    (`bridge.logformat`), so a sender cannot write a log line of its own through an alert field, a URL or a
+    header. Used by `serve` (the supervisor), each gunicorn worker (`wsgi()`) and `worker` (the delivery worker).
+    """
     level = os.environ.get("BRIDGE_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+    # basicConfig adds nothing when the root logger already has a handler (a library that logged before this
+    # ran gets one implicitly): make whatever is there escape too, so no record can bypass the escaping.
+    for existing in logging.getLogger().handlers:
+        existing.setFormatter(escaping(existing.formatter))
 
 
 def check_bind(settings: Settings, host: str) -> None:
-    """Refuse to listen beyond loopback without a webhook token; warn at every start without one."""
+    """Refuse to listen beyond loopback without a webhook token; warn at every start without either token."""
+    if not settings.admin_token:
+        log.warning("no BRIDGE_ADMIN_TOKEN set: the API, rules reloads and silences answer loopback clients only "
+                    "(naming a loopback host); set BRIDGE_ADMIN_TOKEN to reach them from elsewhere")
     if settings.webhook_token:
         return
     if not is_loopback(host) and host != "localhost":
@@ -57,6 +73,35 @@ def check_bind(settings: Settings, host: str) -> None:
                          "webhooks are only accepted on a loopback address. Set BRIDGE_WEBHOOK_TOKEN (or "
                          "BRIDGE_WEBHOOK_TOKEN_FILE), or bind to 127.0.0.1.")
     log.warning("no BRIDGE_WEBHOOK_TOKEN set: accepting unauthenticated webhooks on loopback only")
+
+
+# gunicorn retries an address in use for about 5 s, then exits: an exit this early is a start-up failure.
+WEB_START_SECONDS = 30.0
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise ConfigError, in one line, when gunicorn could not listen on host:port.
+
+    Checked before anything starts: gunicorn itself would retry for 5 s and then exit, and `serve --demo` would
+    post its alerts to whatever process holds the port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as gunicorn chooses
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # SO_REUSEADDR as gunicorn sets it: a port left in TIME_WAIT by a bridge just stopped is free to it, while
+        # one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host.strip("[]"), port))
+    except (OSError, OverflowError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"cannot listen on {host}:{port} (serve --host/--port): {reason}; another process "
+                              "listens there", hint="stop that process, or choose another port with --port") from None
+        raise ConfigError(f"cannot listen on {host}:{port} (serve --host/--port): {reason}",
+                          hint="use --host with an address of this machine (default 127.0.0.1) and --port with a "
+                               "port from 1 to 65535") from None
+    finally:
+        probe.close()
 
 
 class Supervisor:
@@ -72,12 +117,20 @@ class Supervisor:
         self.worker: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self.holder: RulesetHolder | None = None
+        self.prepared = False
 
     def prepare(self) -> None:
-        """Validate everything that can be validated before starting: bind, database, rules."""
+        """Validate everything that can be validated before starting: bind, database, rules, port.
+
+        A wrong setting raises ConfigError (one line naming it and the fix); `run` calls this unless done.
+        """
         check_bind(self.settings, self.host)
+        # The checks without side effects first: a wrong rules path or a port in use is reported alone, before
+        # a database is created or rules are loaded and logged.
+        rules_path = self.settings.checked_rules_path()
+        check_port(self.host, self.port)
         store = Store.open(self.settings.database_url)
-        self.holder = RulesetHolder(self.settings.effective_rules_path(), store)
+        self.holder = RulesetHolder(rules_path, store)
         result = self.holder.load()
         log.info("rules: %s (%d rules, hash %s)", self.holder.path, len(result.ruleset.rules),
                  result.ruleset.hash)
@@ -88,10 +141,19 @@ class Supervisor:
             log.warning("no PAGERDUTY_API_TOKEN set: no priorities, responder requests or notes on incidents")
         else:
             rest.close()
+        # Again, last: opening the database and loading the rules took a while, and the time between this check
+        # and gunicorn's bind should be as short as can be.
+        check_port(self.host, self.port)
+        self.prepared = True
 
     def start_web(self) -> None:
+        # The worker class answers gunicorn's own errors (bad request line, 414, 431) in JSON like every other
+        # error of the bridge; the logger class keeps gunicorn's error and access lines one line each (a
+        # request path may hold an encoded newline). Both in bridge/gunicorn_worker.py.
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
-               "--worker-class", "gthread", "--workers", str(self.workers), "--threads", str(self.threads),
+               "--worker-class", "bridge.gunicorn_worker.JsonErrorThreadWorker",
+               "--logger-class", "bridge.gunicorn_worker.EscapingLogger",
+               "--workers", str(self.workers), "--threads", str(self.threads),
                "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
                # %(U)s is the path without the query string: a generic source's ?token= never reaches a log.
                "--access-logformat", '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss',
@@ -108,26 +170,42 @@ class Supervisor:
         return env
 
     def run(self) -> int:
-        """Start both children and supervise until told to stop; returns the exit code."""
-        self.prepare()
+        """Start both children and supervise until told to stop; returns the exit code.
+
+        Raises ConfigError when gunicorn exits at start because its address is taken (by a process that got the
+        port after `prepare` checked it).
+        """
+        if not self.prepared:
+            self.prepare()
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         self.start_worker()
         self.start_web()
+        web_started = time.monotonic()
         code = 0
+        failure: ConfigError | None = None
         while not self.stopping:
             time.sleep(0.2)
             assert self.web is not None and self.worker is not None
             if self.web.poll() is not None and not self.stopping:
                 code = self.web.returncode or 1
-                log.error("web server exited (%s); stopping", self.web.returncode)
+                if time.monotonic() - web_started < WEB_START_SECONDS:
+                    try:
+                        check_port(self.host, self.port)
+                    except ConfigError as exc:
+                        failure = ConfigError(f"the web server (gunicorn) could not start: {exc.message}",
+                                              hint=exc.hint)
+                if failure is None:
+                    log.error("web server exited (%s); stopping", self.web.returncode)
                 break
             if self.worker.poll() is not None and not self.stopping:
                 log.error("delivery worker exited (%s); restarting it", self.worker.returncode)
                 time.sleep(1.0)
                 self.start_worker()
         self._stop_children()
+        if failure is not None:
+            raise failure
         return code
 
     def _on_stop(self, signum: int, _frame: Any) -> None:
@@ -136,10 +214,21 @@ class Supervisor:
 
     def _on_hup(self, _signum: int, _frame: Any) -> None:
         assert self.holder is not None
+        before = self.holder.current.hash
+        actor = f"signal:SIGHUP to pid {os.getpid()}"
         try:
-            self.holder.reload()
-        except ConfigErrors:
-            pass  # logged and recorded by the holder; the old ruleset stays active
+            result = self.holder.reload()
+        except ConfigErrors as exc:
+            # logged and recorded by the holder; the old ruleset stays active
+            details: dict[str, Any] = {"ok": False, "errors": len(exc.errors), "active_ruleset": before}
+        else:
+            details = {"ok": True, "from": before, "to": result.ruleset.hash}
+        if self.holder.store is None:
+            return
+        try:
+            self.holder.store.record_audit(actor, "rules.reload", str(self.holder.path), details, time.time())
+        except Exception:  # a signal handler must not kill the supervisor; the reload itself is done
+            log.exception("could not record the reload in the audit log")
 
     def _stop_children(self) -> None:
         for proc in (self.web, self.worker):
@@ -158,17 +247,19 @@ class Supervisor:
 
 def run_worker(settings: Settings) -> int:
     """`incident-bridge worker`: the delivery worker alone (SIGTERM finishes the job in hand, then stops)."""
-    from bridge.delivery.worker import DeliveryWorker
+    from bridge.delivery.worker import MAX_INTERNAL_FAILURES, DeliveryWorker
     from bridge.followups import FollowUps
 
     store = Store.open(settings.database_url)
-    holder = RulesetHolder(settings.effective_rules_path(), store)
+    holder = RulesetHolder(settings.checked_rules_path(), store)
     holder.ensure()
     rest = make_rest(settings)
     followups = FollowUps(store, settings, holder, rest, clock=time.time)
     worker = DeliveryWorker(store, settings, followups=followups,
                             retry_multiplier=float(os.environ.get("BRIDGE_RETRY_MULTIPLIER", "2")),
-                            retry_max=float(os.environ.get("BRIDGE_RETRY_MAX", "300")))
+                            retry_max=float(os.environ.get("BRIDGE_RETRY_MAX", "300")),
+                            max_internal_failures=int(os.environ.get("BRIDGE_MAX_INTERNAL_FAILURES",
+                                                                     str(MAX_INTERNAL_FAILURES))))
     try:
         followups.reconcile()
     except Exception:  # reconciliation is best effort; deliveries must start regardless

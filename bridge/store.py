@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from bridge.errors import ConfigError, Conflict
 from bridge.model import Action, Alert, Decision, Notice, Severity, dedup_key_for
 from bridge.policy import IncidentState, Plan, PolicyContext, plan
 from bridge.rules.model import Ruleset
@@ -96,9 +98,12 @@ jobs = sa.Table(
     sa.Column("action", _text(16), nullable=False),     # trigger | resolve
     sa.Column("priority", sa.Integer, nullable=False, default=5),  # 0 = most severe first
     sa.Column("payload_json", sa.Text, nullable=False),
-    # pending | sending | delivered | dry_run | dead | superseded
+    # pending | sending | delivered | dry_run | dead | superseded | discarded (see JOB_STATES)
     sa.Column("state", _text(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # Attempts that ended in our own exception (a bug, not PagerDuty's answer) since the job was queued or last
+    # retried by an operator: bounded, unlike PagerDuty's retryable failures (see DeliveryWorker).
+    sa.Column("internal_failures", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("lease_until", sa.Float),
     sa.Column("leased_by", _text(255)),  # "<host>:<pid>" of the worker holding the lease
@@ -184,6 +189,19 @@ silences = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# Who did what to the bridge's behaviour: silences created or expired, rules reloaded, jobs retried or discarded.
+# `actor` names the credential (admin token, loopback without one, the CLI's local user, a signal), never its value.
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", _text(255), nullable=False),
+    sa.Column("action", _text(64), nullable=False),   # silence.create | silence.expire | rules.reload | job.retry...
+    sa.Column("target", _text(255), nullable=False, default=""),
+    sa.Column("details_json", sa.Text, nullable=False, default="{}"),
+)
+sa.Index("ix_audit_at", audit.c.at)
+
 # PostgreSQL: the transactions that read, decide and then write (receipt, resolving an incident, queueing a job)
 # hold this transaction-level advisory lock, so they run one at a time, as every write transaction does on SQLite
 # (BEGIN IMMEDIATE). Without it two replicas receiving one group at once would both open an incident, and a job
@@ -192,11 +210,21 @@ silences = sa.Table(
 WRITER_LOCK = 0x6272_6964_6765  # "bridge"
 # How long a PostgreSQL transaction waits for a lock (SQLite: busy_timeout).
 LOCK_TIMEOUT = "30s"
+# How long opening a PostgreSQL connection may take (libpq's own default is to wait forever on a host that drops
+# packets, so a start or a reconnect would hang instead of failing); a URL's own ?connect_timeout= wins.
+CONNECT_TIMEOUT_SECONDS = 10
 
 OPEN = "open"
 ORDERED_KINDS = ("event", "incident_setup")
 RESOLVED = "resolved"
 UNFINISHED = ("pending", "sending")
+# Every job state. pending and sending are unfinished; the rest are terminal: delivered, dry_run (printed, not
+# sent), dead (dead-lettered: PagerDuty refused it, or our own bug repeated; an operator may retry it),
+# superseded (a trigger whose resolve came first) and discarded (an operator decided it is never to be sent).
+JOB_STATES = ("pending", "sending", "delivered", "dry_run", "dead", "superseded", "discarded")
+# Columns added to existing tables after databases were created with them, and the DDL that adds each one to
+# such a database at start (there is no migration tool yet; keep these until there is one).
+ADDED_COLUMNS = {("jobs", "internal_failures"): "INTEGER NOT NULL DEFAULT 0"}
 
 
 def _inserted_id(result: Any) -> int:
@@ -264,7 +292,76 @@ def create_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    parsed = sa.make_url(url)
+    if (parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2")
+            and "connect_timeout" not in parsed.query):
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password shown as `***`, for messages and logs; also when SQLAlchemy cannot parse it."""
+    try:
+        shown = sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads (the very error being reported): mask "user:...@" alike
+        # Greedy up to the last "@": a password may itself contain "@" or "/"; hiding too much is the safe side.
+        return re.sub(r"(://[^:/@]*):.*@", r"\1:***@", url)
+    # SQLAlchemy ends the password at its first "@"; a raw "@" in it would leave the rest shown as the host.
+    return re.sub(r"(://[^:/@?#]*):[^/?#]*@", r"\1:***@", shown)
+
+
+POSTGRES_EXTRA = "pip install 'incident-bridge[postgres]'"
+EXAMPLE_URLS = "sqlite:///incident-bridge.db or postgresql+psycopg://USER:PASSWORD@HOST:5432/DBNAME"
+
+
+def database_error(url: str, exc: BaseException, setting: str = "BRIDGE_DATABASE_URL") -> ConfigError:
+    """Why the database at `url` (from `setting`) cannot be used, as one line naming the setting and the fix.
+
+    The password never appears: the URL is redacted and the driver's message is scrubbed of it.
+    """
+    shown = f"{setting}={redact_url(url)}"
+    try:
+        parsed: sa.URL | None = sa.make_url(url)
+    except Exception:
+        parsed = None
+    if parsed is None:
+        return ConfigError(f"{shown} is not a database URL", hint=f"set it to a URL like {EXAMPLE_URLS}")
+    backend = parsed.get_backend_name()
+    if isinstance(exc, sa.exc.NoSuchModuleError):
+        if backend == "postgres":
+            return ConfigError(f"{shown}: SQLAlchemy does not accept the scheme postgres://",
+                               hint=f"write postgresql+psycopg:// instead, with the driver from {POSTGRES_EXTRA}")
+        return ConfigError(f"{shown}: {parsed.drivername!r} is not a database SQLAlchemy knows",
+                           hint=f"use a URL like {EXAMPLE_URLS}")
+    if isinstance(exc, ImportError):
+        missing = f"the driver module {exc.name!r}" if exc.name else f"its driver ({_one_line(str(exc))})"
+        if backend == "postgresql":
+            fix = (f"install it with {POSTGRES_EXTRA}" if parsed.get_driver_name() == "psycopg" else
+                   f"use postgresql+psycopg://... with the driver the bridge supports: {POSTGRES_EXTRA}")
+        else:
+            fix = f"install that driver, or use {EXAMPLE_URLS} ({POSTGRES_EXTRA})"
+        return ConfigError(f"{shown} needs {missing}, which is not installed", hint=fix)
+    orig = getattr(exc, "orig", None)  # the driver's own exception, whose message says what happened
+    detail = _one_line(str(orig if orig is not None else exc))
+    if parsed.password:
+        detail = detail.replace(parsed.password, "***")
+    if backend == "sqlite":
+        return ConfigError(f"{shown}: cannot open or create the SQLite database {parsed.database}: {detail}",
+                           hint="point it at a file in an existing directory the bridge can write to, e.g. "
+                                "sqlite:////var/lib/incident-bridge/incident-bridge.db")
+    if isinstance(exc, sa.exc.OperationalError):
+        return ConfigError(f"{shown}: cannot connect to the database: {detail}",
+                           hint="check that the server runs and accepts connections at that host and port, and "
+                                "the user, password and database name")
+    return ConfigError(f"{shown}: cannot set up the bridge's tables: {detail}",
+                       hint="check that this database user may create tables in that database")
+
+
+def _one_line(text: str) -> str:
+    # Drivers' messages span lines (libpq adds "Is the server running...?"); the first says what happened.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else text.strip()
 
 
 class Store:
@@ -275,15 +372,34 @@ class Store:
         self.is_postgres = engine.dialect.name == "postgresql"
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Open (and create the schema of) the database at `url`."""
-        store = cls(create_engine(url))
-        store.create_schema()
+    def open(cls, url: str, *, setting: str = "BRIDGE_DATABASE_URL") -> Store:
+        """Open (and create the schema of) the database at `url`.
+
+        Raises ConfigError naming `setting` (where the URL came from) when the URL is malformed, its driver is
+        not installed, or the database cannot be reached or created: nothing can start without it, and the
+        cause is the setting, so the user gets one line saying how to fix it rather than a driver's traceback.
+        """
+        try:
+            store = cls(create_engine(url))
+            store.create_schema()
+        except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            # ValueError: SQLAlchemy's URL parser raises it for a port that is not a number.
+            raise database_error(url, exc, setting) from exc
         return store
 
     def create_schema(self) -> None:
         """Create missing tables (idempotent)."""
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Add the columns of `ADDED_COLUMNS` to a database created before them (create_all adds tables only)."""
+        # Serialized: two processes starting at once (web and worker, or replicas) must not both add a column.
+        with self.transaction(serialized=True) as conn:
+            for (table, column), ddl in ADDED_COLUMNS.items():
+                if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+                    conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+                    log.warning("database upgraded: added column %s.%s", table, column)
 
     @contextmanager
     def transaction(self, *, serialized: bool = False) -> Iterator[Connection]:
@@ -541,7 +657,9 @@ class Store:
         """
         earlier = jobs.alias("earlier")
         # Events of one dedup key leave in order (and so do incident set-ups); timers such as escalation
-        # checks wait for their time without holding anything back.
+        # checks wait for their time without holding anything back. Only unfinished jobs hold later ones back:
+        # a dead, superseded or discarded job never goes out by itself, so it must not block its key forever
+        # (an operator's retry_job makes a dead job pending again, and it then goes before the later ones).
         blocked = sa.exists().where(
             earlier.c.dedup_key == jobs.c.dedup_key, earlier.c.id < jobs.c.id, earlier.c.kind == jobs.c.kind,
             jobs.c.kind.in_(ORDERED_KINDS),
@@ -608,12 +726,23 @@ class Store:
                                                       description=text, personnel="incident-bridge",
                                                       actions=f"Events API {row.action}"))
 
-    def job_failed(self, job_id: int, now: float, *, error: str, reason: str, retry_at: float | None) -> None:
-        """Record a failed attempt: back to pending at `retry_at`, or dead (dead-letter) when None."""
+    def job_failed(self, job_id: int, now: float, *, error: str, reason: str, retry_at: float | None,
+                   internal: bool = False) -> None:
+        """Record a failed attempt: back to pending at `retry_at`, or dead (dead-letter) when None.
+
+        `internal`: the attempt failed on our own exception, counted in `internal_failures` (the worker bounds
+        those). A job an operator discarded while a slow worker still held its expired lease stays discarded.
+        """
         with self.transaction() as conn:
-            row = conn.execute(sa.select(jobs.c.attempts).where(jobs.c.id == job_id)).one()
+            row = conn.execute(sa.select(jobs.c.attempts, jobs.c.internal_failures, jobs.c.state)
+                               .where(jobs.c.id == job_id)).one()
+            if row.state == "discarded":
+                log.info("job %s was discarded during its attempt; it stays discarded (%s)", job_id, reason)
+                return
             values: dict[str, Any] = {"attempts": row.attempts + 1, "last_error": error[:2000], "reason": reason,
                                       "updated_at": now, "lease_until": None}
+            if internal:
+                values["internal_failures"] = (row.internal_failures or 0) + 1
             if retry_at is None:
                 values["state"] = "dead"
             else:
@@ -646,6 +775,89 @@ class Store:
             q = q.where(jobs.c.state == state)
         with self.engine.connect() as conn:
             return [_job_json(r) for r in conn.execute(q)]
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        """One job as JSON, by id (None when there is no such job)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        return _job_json(row) if row is not None else None
+
+    def retry_job(self, job_id: int, now: float, *, actor: str = "") -> dict[str, Any] | None:
+        """Send a dead-lettered job again, once an operator has dealt with its cause: it becomes pending, due `now`.
+
+        Returns the job's JSON after the change, None when there is no such job. `attempts`, `last_error` and
+        `reason` are kept: they are the job's history, and a trigger ever attempted may have reached PagerDuty,
+        which decides whether its incident's recovery sends a resolve (resetting them would forget that). The
+        count of our own failures restarts, so the retried job gets the whole bound again; PagerDuty's retryable
+        failures keep the persisted backoff. Jobs of one dedup key still leave in order: the retried job goes
+        before the later pending ones of its key.
+
+        Raises `Conflict` when the job is not dead: pending or sending (it goes out anyway), delivered or
+        dry_run, superseded or discarded (final); and when it is an event or incident set-up whose dedup key has
+        a later job of its kind already sent or being sent (it would go out of order: a trigger re-opening an
+        incident after its resolve). With `actor`, audited as `job.retry` in the same transaction.
+        """
+        with self.transaction() as conn:
+            row = self._job_for_update(conn, job_id)
+            if row is None:
+                return None
+            if row.state != "dead":
+                raise Conflict(f"job {job_id} is {row.state}, not dead: {_RETRY_REFUSED.get(row.state, '')}")
+            if row.kind in ORDERED_KINDS:
+                later = sa.select(jobs.c.id, jobs.c.state).where(
+                    jobs.c.dedup_key == row.dedup_key, jobs.c.kind == row.kind, jobs.c.id > row.id
+                ).order_by(jobs.c.id)
+                if self.is_postgres:
+                    # Lock the later jobs of the key: a worker leasing one now is waited for (and seen as
+                    # sending), and none is leased before this retry commits and blocks them.
+                    later = later.with_for_update()
+                gone = [r for r in conn.execute(later).all() if r.state in ("sending", "delivered", "dry_run")]
+                if gone:
+                    raise Conflict(f"job {job_id} cannot be retried: job {gone[0].id} of the same dedup key "
+                                   f"({row.dedup_key}) was created after it and is already {gone[0].state}; "
+                                   f"sending this {row.action} now would put it out of order")
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+                state="pending", next_attempt_at=now, lease_until=None, leased_by=None, internal_failures=0,
+                updated_at=now))
+            if actor:
+                self._audit(conn, now, actor, "job.retry", str(job_id), _job_audit(row))
+            return _job_json(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one())
+
+    def discard_job(self, job_id: int, now: float, *, actor: str = "") -> dict[str, Any] | None:
+        """Never send this job: it becomes `discarded`, a final state, and no longer holds back later jobs of its
+        dedup key.
+
+        Returns the job's JSON after the change, None when there is no such job. Allowed for a pending or dead
+        job, and for one left sending by a worker whose lease has expired (it died or overran; should it still
+        report a failure, the job stays discarded). Discarding a discarded job changes nothing. Raises `Conflict`
+        while a worker holds a live lease (the send may be reaching PagerDuty right now: discard it once the
+        attempt ends), and for a delivered, dry_run or superseded job (already finished). With `actor`, audited
+        as `job.discard` in the same transaction.
+        """
+        with self.transaction() as conn:
+            row = self._job_for_update(conn, job_id)
+            if row is None:
+                return None
+            if row.state == "discarded":
+                return _job_json(row)
+            live_lease = row.state == "sending" and (row.lease_until or 0.0) > now
+            if live_lease:
+                raise Conflict(f"job {job_id} is being sent right now (leased by {row.leased_by} until "
+                               f"{_iso(row.lease_until)}): discard it once this attempt has ended")
+            if row.state not in ("pending", "dead", "sending"):
+                raise Conflict(f"job {job_id} is {row.state}: it has already finished and will not be sent")
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+                state="discarded", lease_until=None, leased_by=None, updated_at=now))
+            if actor:
+                self._audit(conn, now, actor, "job.discard", str(job_id), _job_audit(row))
+            return _job_json(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one())
+
+    def _job_for_update(self, conn: Connection, job_id: int) -> Any:
+        """The job's row, locked on PostgreSQL until the transaction ends (a worker's lease waits, or skips it)."""
+        query = sa.select(jobs).where(jobs.c.id == job_id)
+        if self.is_postgres:
+            query = query.with_for_update()
+        return conn.execute(query).first()
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -875,12 +1087,18 @@ class Store:
 
     # -- silences -----------------------------------------------------------------------------------------
 
-    def add_silence(self, spec: dict[str, Any], owner: str, reason: str, ends_at: float, now: float) -> int:
-        """Store a silence; returns its id."""
+    def add_silence(self, spec: dict[str, Any], owner: str, reason: str, ends_at: float, now: float,
+                    *, actor: str = "") -> int:
+        """Store a silence; returns its id. With `actor`, the audit entry is written in the same transaction."""
         with self.transaction() as conn:
-            return int(_inserted_id(conn.execute(silences.insert().values(
+            silence_id = int(_inserted_id(conn.execute(silences.insert().values(
                 spec_json=json.dumps(spec, default=str), owner=owner, reason=reason, ends_at=ends_at,
                 created_at=now))))
+            if actor:
+                self._audit(conn, now, actor, "silence.create", str(silence_id),
+                            {"owner": owner, "reason": reason, "ends_at": _iso(ends_at),
+                             "matchers": spec.get("matchers")})
+            return silence_id
 
     def update_silence_spec(self, silence_id: int, spec: dict[str, Any]) -> None:
         """Rewrite a stored silence's spec (to record its id inside it)."""
@@ -899,11 +1117,39 @@ class Store:
         return [{"id": r.id, "spec": json.loads(r.spec_json), "owner": r.owner, "reason": r.reason,
                  "ends_at": r.ends_at, "expired_at": r.expired_at, "created_at": r.created_at} for r in rows]
 
-    def expire_silence(self, silence_id: int, now: float) -> bool:
-        """End a silence now; False when there is no such active silence."""
+    def expire_silence(self, silence_id: int, now: float, *, actor: str = "") -> bool:
+        """End a silence now; False when there is no such active silence. With `actor`, audited in the same
+        transaction."""
         with self.transaction() as conn:
-            return bool(conn.execute(silences.update().where(
+            ended = bool(conn.execute(silences.update().where(
                 silences.c.id == silence_id, silences.c.expired_at.is_(None)).values(expired_at=now)).rowcount)
+            if ended and actor:
+                self._audit(conn, now, actor, "silence.expire", str(silence_id), {})
+            return ended
+
+    # -- audit ----------------------------------------------------------------------------------------------
+
+    def _audit(self, conn: Connection, now: float, actor: str, action: str, target: str,
+               details: dict[str, Any]) -> None:
+        conn.execute(audit.insert().values(at=now, actor=actor[:255], action=action, target=target[:255],
+                                           details_json=json.dumps(details, default=str)))
+        # The log line carries the same facts; control characters in them are escaped by the log formatter.
+        log.info("audit: %s %s %s by %s", action, target, json.dumps(details, default=str), actor)
+
+    def record_audit(self, actor: str, action: str, target: str, details: dict[str, Any], now: float) -> None:
+        """Store and log one audit entry (who did what, when)."""
+        with self.transaction() as conn:
+            self._audit(conn, now, actor, action, target, details)
+
+    def list_audit(self, limit: int = 100, action: str | None = None) -> list[dict[str, Any]]:
+        """Audit entries, newest first; `action` filters by exact action or by prefix ending in '.'."""
+        q = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if action:
+            q = q.where(audit.c.action.startswith(action) if action.endswith(".") else audit.c.action == action)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [{"id": r.id, "at": _iso(r.at), "actor": r.actor, "action": r.action, "target": r.target,
+                 "details": json.loads(r.details_json)} for r in rows]
 
     def list_notices(self, limit: int = 100) -> list[dict[str, Any]]:
         """Recorded notices (SNS subscriptions to confirm, unsubscribes), newest first."""
@@ -934,9 +1180,28 @@ def _incident_json(r: Any) -> dict[str, Any]:
 def _job_json(r: Any) -> dict[str, Any]:
     return {"id": r.id, "kind": r.kind, "dedup_key": r.dedup_key, "incident_id": r.incident_id,
             "alert_id": r.alert_id, "action": r.action, "state": r.state, "attempts": r.attempts,
-            "next_attempt_at": _iso(r.next_attempt_at), "last_error": r.last_error, "reason": r.reason,
-            "created_at": _iso(r.created_at), "delivered_at": _iso(r.delivered_at),
+            "internal_failures": r.internal_failures, "next_attempt_at": _iso(r.next_attempt_at),
+            "last_error": r.last_error, "reason": r.reason, "created_at": _iso(r.created_at),
+            "updated_at": _iso(r.updated_at), "delivered_at": _iso(r.delivered_at),
             "payload": json.loads(r.payload_json)}
+
+
+def _job_audit(r: Any) -> dict[str, Any]:
+    """What the audit log keeps of a job an operator retried or discarded: the state it was in and why."""
+    return {"kind": r.kind, "action": r.action, "dedup_key": r.dedup_key, "incident_id": r.incident_id,
+            "from_state": r.state, "attempts": r.attempts, "reason": r.reason, "last_error": r.last_error}
+
+
+# Why retry_job refuses a job in each state other than dead.
+_RETRY_REFUSED = {
+    "pending": "it is queued and goes out at its next attempt anyway",
+    "sending": "it is being sent right now",
+    "delivered": "it was delivered already",
+    "dry_run": "it was printed in dry-run mode already (nothing is sent without a routing key)",
+    "superseded": "its incident's recovery came before it was delivered; sending it now would page for a "
+                  "resolved incident",
+    "discarded": "an operator discarded it, which is final",
+}
 
 
 def storm_key(alert: Alert, decision: Decision) -> str:

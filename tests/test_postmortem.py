@@ -17,12 +17,14 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from bridge.app import draft_postmortem
 from bridge.errors import ConfigError
 from bridge.model import CostFacts, Severity
 from bridge.postmortem import (
     IncidentFacts,
     RelatedIncident,
     TimelineEvent,
+    custom_template,
     format_duration,
     load_template,
     md_cell,
@@ -31,6 +33,8 @@ from bridge.postmortem import (
     needs_postmortem,
     render_postmortem,
 )
+from bridge.rules.holder import RulesetHolder
+from bridge.store import Store
 from tests.shared import REPO, shared_text
 
 GOLDEN = REPO / "tests" / "golden" / "postmortem-p0.md"
@@ -524,6 +528,53 @@ def test_load_template_reads_a_valid_file(tmp_path: Path) -> None:
 def test_load_template_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read post-mortem template"):
         load_template(tmp_path / "absent.j2")
+
+
+def rules_with_template(tmp_path: Path) -> tuple[Path, Path]:
+    """A rules directory whose `team.md.j2` is a symlink to a template inside it; and a secret file beside it."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text("settings:\n  postmortem_template: team.md.j2\n", encoding="utf-8")
+    (rules / "real.md.j2").write_text("# {{ title }}\n", encoding="utf-8")
+    (rules / "team.md.j2").symlink_to(rules / "real.md.j2")
+    secret = tmp_path / "environ"
+    secret.write_text("PAGERDUTY_API_TOKEN=u+secret0123456789\n", encoding="utf-8")
+    return rules, secret
+
+
+@pytest.mark.parametrize(("setting", "error"), [
+    pytest.param(None, None, id="unset-is-the-shipped-template"),
+    pytest.param("team.md.j2", None, id="inside"),
+    pytest.param("/proc/self/environ", "absolute path", id="proc-environ"),
+    pytest.param("../environ", "outside the rules directory", id="dot-dot"),
+    pytest.param("missing.md.j2", "does not exist", id="missing"),
+])
+@pytest.mark.parametrize("as_file", [False, True], ids=["rules-dir", "rules-file"])
+def test_custom_template_refuses_files_outside_the_rules_directory(tmp_path: Path, setting: str | None,
+                                                                     error: str | None, as_file: bool) -> None:
+    rules, _ = rules_with_template(tmp_path)
+    rules_path = rules / "r.yaml" if as_file else rules  # BRIDGE_RULES may name one file
+    if error is None:
+        source, name = custom_template(rules_path, setting)
+        assert (source, name) == ((None, "<default template>") if setting is None
+                                  else ("# {{ title }}\n", str((rules / "real.md.j2").resolve())))
+        return
+    with pytest.raises(ConfigError, match=error) as info:
+        custom_template(rules_path, setting)
+    assert "PAGERDUTY_API_TOKEN" not in str(info.value)
+
+
+def test_draft_refuses_a_template_swapped_for_an_outside_file_after_loading(tmp_path: Path) -> None:
+    # The rules loaded cleanly; then the symlink was pointed at a secret. The draft must not render it.
+    rules, secret = rules_with_template(tmp_path)
+    holder = RulesetHolder(rules, None)
+    holder.load()
+    store = Store.open(f"sqlite:///{tmp_path / 'bridge.db'}")
+    (rules / "team.md.j2").unlink()
+    (rules / "team.md.j2").symlink_to(secret)
+    with pytest.raises(ConfigError, match="symlink that points out") as info:
+        draft_postmortem(store, holder, {}, NOW)
+    assert "PAGERDUTY_API_TOKEN" not in str(info.value)
 
 
 def test_undefined_variable_is_an_error_with_its_line() -> None:

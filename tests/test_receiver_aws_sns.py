@@ -149,6 +149,75 @@ def test_lambda_record_needs_an_unpublished_certificate() -> None:
         AwsSnsReceiver().authenticate(request(envelope), ctx(sent_at(envelope), topics=["*"], fetch=offline))
 
 
+@pytest.mark.parametrize(("header", "value"), [
+    pytest.param("x-amz-sns-message-id", "22b80b92\n2026-03-06 CRITICAL forged", id="newline"),
+    pytest.param("x-amz-sns-topic-arn", f"{TOPIC}\r", id="carriage-return"),
+    pytest.param("x-amz-sns-subscription-arn", f"{TOPIC}:\x1b[2Jb24e11a2", id="escape-sequence"),
+    pytest.param("x-amz-sns-message-type", "Notification\x00", id="nul"),
+    pytest.param("X-Amz-Sns-Message-Id", "22b80b92\x7f", id="del-mixed-case-name"),
+    pytest.param("x-amz-sns-message-id", "22b80b92\u2028", id="line-separator"),
+])
+def test_sns_header_with_control_characters_is_401_before_any_fetch(tmp_path: Path, header: str,
+                                                                      value: str) -> None:
+    envelope = shared_json(NOTIFICATION)
+    calls: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        calls.append(url)
+        return (shared_path(CERTS) / "SimpleNotificationService-7506a1e35b36ef5a444dd1a8e7cc3ed8.pem").read_bytes()
+
+    context = ctx(sent_at(envelope), cert_dir=str(tmp_path), fetch=fetch)  # empty directory: would fetch
+    with pytest.raises(AuthError) as err:
+        AwsSnsReceiver().authenticate(request(envelope, {header: value}), context)
+    assert err.value.status == 401 and err.value.code == "sns_bad_header"
+    assert calls == []
+    # With a clean value the same request fetches the certificate and verifies.
+    clean = "Notification" if header.lower() == "x-amz-sns-message-type" else "22b80b92"
+    AwsSnsReceiver().authenticate(request(envelope, {header: clean}), context)
+    assert calls == [envelope["SigningCertURL"]]
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    pytest.param("SigningCertURL", "https://sns.us-west-2.amazonaws.com/x/../"
+                 "SimpleNotificationService-7506a1e35b36ef5a444dd1a8e7cc3ed8.pem", id="cert-url-dotdot"),
+    pytest.param("SigningCertURL", "https://sns.us-west-2.amazonaws.com/"
+                 "SimpleNotificationService-7506a1e35b36ef5a444dd1a8e7cc3ed8.pem\n2026 CRITICAL forged",
+                 id="cert-url-newline"),
+    pytest.param("UnsubscribeURL", "https://sns.us-west-2.amazonaws.com/?Action=Unsubscribe%0aCRITICAL",
+                 id="unsubscribe-url-encoded-newline"),
+])
+def test_malformed_envelope_url_is_401_before_any_fetch(tmp_path: Path, key: str, value: str) -> None:
+    envelope = dict(shared_json(NOTIFICATION), **{key: value})
+    calls: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        calls.append(url)
+        raise AssertionError("must not fetch")
+
+    with pytest.raises(AuthError) as err:
+        AwsSnsReceiver().authenticate(request(envelope), ctx(sent_at(envelope), cert_dir=str(tmp_path), fetch=fetch))
+    assert err.value.status == 401 and err.value.code == "sns_bad_url"
+    assert calls == []
+
+
+def test_unfetchable_certificate_is_503_with_a_reason(tmp_path: Path) -> None:
+    envelope = shared_json(NOTIFICATION)
+    calls: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        calls.append(url)
+        return b"<html><body>502 Bad Gateway</body></html>"  # a proxy's error page, not a PEM
+
+    receiver = AwsSnsReceiver()
+    for _ in range(2):  # a failure is not cached: the next delivery (SNS's retry) fetches again
+        with pytest.raises(CertificateUnavailable) as err:
+            receiver.authenticate(request(envelope), ctx(sent_at(envelope), cert_dir=str(tmp_path), fetch=fetch))
+        assert err.value.status == 503
+        assert err.value.to_json() == {"error": "sns_certificate_unavailable", "message": err.value.message}
+        assert "not a PEM" in err.value.message
+    assert calls == [envelope["SigningCertURL"]] * 2
+
+
 def test_raw_delivery_header_is_400() -> None:
     text = shared_text("fixtures/aws-budgets/budgets-actual-monthly-2026-02-17.raw-delivery.txt")
     for method in ("authenticate", "parse"):

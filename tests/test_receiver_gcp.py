@@ -26,6 +26,7 @@ from bridge.model import CLOUD_COST_INCREASE_PCT, AlertState
 from bridge.receivers.base import Headers, InboundRequest, ReceiverContext
 from bridge.receivers.gcp_pubsub import (
     GOOGLE_CERTS_URL,
+    AudienceNotConfigured,
     GcpPubSubReceiver,
     GoogleCerts,
     GoogleCertsUnavailable,
@@ -78,7 +79,7 @@ def no_fetch(url: str) -> bytes:
 
 
 def ctx(keys: KeyPair | None, *, now: datetime = NOW, fetch: Any = no_fetch, **settings: Any) -> ReceiverContext:
-    base: dict[str, Any] = {"service_accounts": [SA]}
+    base: dict[str, Any] = {"service_accounts": [SA], "audience": URL}
     if keys is not None:
         base["certs"] = {keys.kid: keys.cert_pem}
     base.update(settings)
@@ -127,6 +128,18 @@ def test_bare_issuer_accepted_and_custom_audience(keys: KeyPair) -> None:
     pytest.param({"exp": int(NOW.timestamp()) - 120, "iat": int(NOW.timestamp()) - 3720}, AuthError, "expired",
                  id="expired"),
     pytest.param({"exp": None}, AuthError, "exp", id="no-expiry"),
+    # exp and iat are NumericDates (RFC 7519 §2): finite JSON numbers. Anything else could never expire.
+    pytest.param({"exp": "inf"}, AuthError, "exp is not a number", id="exp-string-inf"),
+    pytest.param({"exp": str(int(NOW.timestamp()) + 600)}, AuthError, "exp is not a number", id="exp-numeric-string"),
+    pytest.param({"exp": float("inf")}, AuthError, "exp is not a finite", id="exp-Infinity"),
+    pytest.param({"exp": float("nan")}, AuthError, "exp is not a finite", id="exp-NaN"),
+    pytest.param({"exp": 10**400}, AuthError, "exp is not a finite", id="exp-beyond-float"),
+    pytest.param({"exp": True}, AuthError, "exp is not a number", id="exp-bool"),
+    pytest.param({"exp": [int(NOW.timestamp()) + 600]}, AuthError, "exp is not a number", id="exp-list"),
+    pytest.param({"iat": None}, AuthError, "no iat", id="no-iat"),
+    pytest.param({"iat": "-inf"}, AuthError, "iat is not a number", id="iat-string"),
+    pytest.param({"iat": float("-inf")}, AuthError, "iat is not a finite", id="iat-minus-Infinity"),
+    pytest.param({"iat": False}, AuthError, "iat is not a number", id="iat-bool"),
     pytest.param({"iat": int(NOW.timestamp()) + 600}, AuthError, "future", id="issued-in-future"),
     pytest.param({"email": "someone-else@evil.iam.gserviceaccount.com"}, Forbidden, "not in", id="unlisted-email"),
     pytest.param({"email": None}, Forbidden, "not in", id="no-email"),
@@ -192,10 +205,26 @@ def test_service_accounts_as_comma_string(keys: KeyPair) -> None:
                                      ctx(keys, service_accounts=f"other@x.iam.gserviceaccount.com, {SA}"))
 
 
-def test_audience_defaults_to_request_url(keys: KeyPair) -> None:
+@pytest.mark.parametrize("audience", [None, "", "   "], ids=["unset", "empty", "blank"])
+def test_without_configured_audience_every_request_is_503(keys: KeyPair, audience: str | None) -> None:
+    # The token's audience is exactly the URL the request arrived on, which the old default took as the expected
+    # audience (from the sender's own Host header). Now nothing is accepted until BRIDGE_GCP_AUDIENCE is set,
+    # and nothing is fetched: `certs` is unset and the fetcher fails the test if called.
+    settings: dict[str, Any] = {"service_accounts": [SA]} if audience is None else {"service_accounts": [SA],
+                                                                                     "audience": audience}
+    context = ReceiverContext(now=NOW, settings=settings, services={"fetch_url": no_fetch})
+    for token in (keys.token(), None):
+        with pytest.raises(AudienceNotConfigured) as err:
+            GcpPubSubReceiver().authenticate(push(envelope(BUDGET), token, url=URL), context)
+        assert err.value.status == 503 and err.value.code == "gcp_audience_not_configured"
+        assert "BRIDGE_GCP_AUDIENCE" in err.value.message
+
+
+def test_audience_is_never_taken_from_the_request_url(keys: KeyPair) -> None:
+    # A token minted for another endpoint, sent with a Host/URL that matches it: still the configured audience.
+    other = "https://other-service.example/push"
     with pytest.raises(AuthError, match="audience"):
-        GcpPubSubReceiver().authenticate(push(envelope(BUDGET), keys.token(), url="https://moved.example/x"),
-                                         ctx(keys))
+        GcpPubSubReceiver().authenticate(push(envelope(BUDGET), keys.token(aud=other), url=other), ctx(keys))
 
 
 def test_certs_from_json_file(keys: KeyPair, tmp_path: Path) -> None:
@@ -231,8 +260,9 @@ def test_google_certs_unavailable_is_not_a_4xx(keys: KeyPair) -> None:
     def fetch(url: str) -> bytes:
         raise OSError("no route")
 
-    with pytest.raises(GoogleCertsUnavailable):
+    with pytest.raises(GoogleCertsUnavailable) as err:
         GcpPubSubReceiver().authenticate(push(envelope(BUDGET), keys.token()), ctx(None, fetch=fetch))
+    assert err.value.status == 503 and err.value.code == "gcp_certs_unavailable"
 
 
 # --- budget notifications ---------------------------------------------------------------------------------------

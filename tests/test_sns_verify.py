@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -67,7 +68,7 @@ class TestSigner:
     __test__ = False
 
     def __init__(self, directory: Path, *, cn: str = "sns.amazonaws.com",
-                 name: str = "SimpleNotificationService-0000test.pem",
+                 name: str = "SimpleNotificationService-00000000000000000000000000007e57.pem",
                  not_before: datetime | None = None, not_after: datetime | None = None) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -202,11 +203,108 @@ def test_string_to_sign_notification_without_subject() -> None:
     pytest.param("https://sns.us-west-2.amazonaws.com/cert.txt?x=.pem", id="pem-in-query-only"),
     pytest.param("", id="empty"),
     pytest.param("https://[::1/x.pem", id="malformed"),
+    # Strict shape: one path segment, SimpleNotificationService-<hex>.pem, no query or fragment.
+    pytest.param("https://sns.us-west-2.amazonaws.com/other.pem", id="other-file-name"),
+    pytest.param("https://sns.us-west-2.amazonaws.com/SimpleNotificationService-xyz.pem", id="id-not-hex"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/certs/{CERT_NAME}", id="two-segments"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/{CERT_NAME}?x=1", id="query"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/{CERT_NAME}?", id="empty-query"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/{CERT_NAME}#x", id="fragment"),
+    # Control characters, whitespace, '..' segments, encoded dots/slashes, backslashes: never in an SNS URL.
+    # urlsplit drops \n and \t silently, so these would pass a check on the parsed parts alone.
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/{CERT_NAME}\n2026-01-01 CRITICAL forged", id="newline"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/Simple\nNotificationService-{CERT_NAME[26:]}",
+                 id="newline-inside"),
+    pytest.param(f"https://sns.us-west-2.amazon\taws.com/{CERT_NAME}", id="tab-in-host"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/{CERT_NAME}\r", id="carriage-return"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/\x00{CERT_NAME}", id="nul"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/\x85{CERT_NAME}", id="c1-nel"),
+    pytest.param(f" https://sns.us-west-2.amazonaws.com/{CERT_NAME}", id="leading-space"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/{CERT_NAME} ", id="trailing-space"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/../{CERT_NAME}", id="dot-dot-segment"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/x/../{CERT_NAME}", id="dot-dot-inside"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/%2e%2e/{CERT_NAME}", id="encoded-dots"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/x%2F..%2F{CERT_NAME}", id="encoded-slash"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/{CERT_NAME[:-4]}%2Epem", id="encoded-dot-upper"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/x%5C{CERT_NAME}", id="encoded-backslash"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/{CERT_NAME}%0a", id="encoded-newline"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com\\@evil.example/{CERT_NAME}", id="backslash"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com/\u2028{CERT_NAME}", id="line-separator"),
+    pytest.param(f"https://sns.us-west-2.amazonaws.com./{CERT_NAME}", id="trailing-dot-host"),
 ])
 def test_bad_certificate_urls_rejected(url: str) -> None:
     with pytest.raises(AuthError) as err:
         validate_sns_url(url)
     assert err.value.code == "sns_bad_url"
+    # The answer never repeats the raw URL (it may be crafted to forge a log line).
+    assert "\n" not in err.value.message and "\r" not in err.value.message
+
+
+# The real UnsubscribeURL and SubscribeURL shapes (fixtures/aws-sns), then variations on them.
+UNSUBSCRIBE_URL = ("https://sns.us-west-2.amazonaws.com/?Action=Unsubscribe&SubscriptionArn="
+                   "arn:aws:sns:us-west-2:131990247566:dongie-standard-topic:b24e11a2-06bd-4e73-aa29-0ed2de3b41b5")
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    pytest.param(UNSUBSCRIBE_URL, True, id="real-unsubscribe"),
+    pytest.param(fixture(VALID[0])["SubscribeURL"], True, id="real-subscribe"),
+    pytest.param("https://sns.us-west-2.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:x:1:t.fifo:id",
+                 True, id="fifo-topic"),
+    pytest.param(UNSUBSCRIBE_URL.replace("/?", "/x?"), False, id="other-path"),
+    pytest.param(UNSUBSCRIBE_URL.replace("/?", "/../?"), False, id="dot-dot"),
+    pytest.param(UNSUBSCRIBE_URL + "\nCRITICAL forged", False, id="newline"),
+    pytest.param(UNSUBSCRIBE_URL + "%0d%0aCRITICAL", False, id="encoded-crlf"),
+    pytest.param(UNSUBSCRIBE_URL + "&x=%2e%2e%2f", False, id="encoded-dot-slash"),
+    pytest.param(UNSUBSCRIBE_URL + "#frag", False, id="fragment"),
+    pytest.param(UNSUBSCRIBE_URL.replace("https://", "https://user@"), False, id="userinfo"),
+    pytest.param(UNSUBSCRIBE_URL.replace("amazonaws.com/", "amazonaws.com:443/"), False, id="port"),
+    pytest.param(UNSUBSCRIBE_URL.replace("sns.us-west-2", "sqs.us-west-2"), False, id="other-service"),
+    pytest.param(UNSUBSCRIBE_URL.replace("https", "http", 1), False, id="http"),
+])
+def test_subscribe_and_unsubscribe_urls(url: str, ok: bool) -> None:
+    for what in ("SubscribeURL", "UnsubscribeURL"):
+        if ok:
+            assert validate_sns_url(url, what=what, require_pem=False) == url
+        else:
+            with pytest.raises(AuthError, match=what) as err:
+                validate_sns_url(url, what=what, require_pem=False)
+            assert err.value.code == "sns_bad_url"
+
+
+def recording_loader(calls: list[str]) -> Any:
+    """A loader over the real fixture certificate that records every URL it is asked to fetch."""
+    pem = shared_path(f"{CERT_DIR}/{CERT_NAME}").read_bytes()
+
+    def fetch(url: str) -> bytes:
+        calls.append(url)
+        return pem
+
+    return make_cert_loader(cert_dir=None, fetch_url=fetch, cache=CertificateCache())
+
+
+@pytest.mark.parametrize(("name", "key", "value"), [
+    pytest.param(VALID[1], "SigningCertURL", "https://sns.us-west-2.amazonaws.com/{cert}\n2026-03-06 CRITICAL x",
+                 id="cert-url-newline"),
+    pytest.param(VALID[1], "SigningCertURL", "https://sns.us-west-2.amazonaws.com/x/../{cert}", id="cert-url-dotdot"),
+    pytest.param(VALID[1], "SigningCertURL", "https://sns.us-west-2.amazonaws.com/%2e%2e/{cert}",
+                 id="cert-url-encoded-dots"),
+    pytest.param(VALID[1], "UnsubscribeURL", UNSUBSCRIBE_URL + "\r\nCRITICAL forged", id="unsubscribe-url-crlf"),
+    pytest.param(VALID[1], "UnsubscribeURL", "https://evil.example/?Action=Unsubscribe", id="unsubscribe-url-host"),
+    pytest.param(VALID[0], "SubscribeURL", "https://sns.us-west-2.amazonaws.com/..\\?Action=ConfirmSubscription",
+                 id="subscribe-url-backslash"),
+    pytest.param(VALID[0], "SubscribeURL", 42, id="subscribe-url-not-a-string"),
+])
+def test_malformed_urls_are_401_before_any_fetch(name: str, key: str, value: Any) -> None:
+    message = fixture(name)
+    message[key] = value.format(cert=CERT_NAME) if isinstance(value, str) else value
+    calls: list[str] = []
+    with pytest.raises(AuthError) as err:
+        verify_message(message, now=as_of(message), load_cert=recording_loader(calls))
+    assert err.value.status == 401 and err.value.code == "sns_bad_url" and key in err.value.message
+    assert calls == []
+    # The same message with its real URLs verifies through the same fetcher: the fetch is the only difference.
+    verify_message(fixture(name), now=as_of(message), load_cert=recording_loader(calls))
+    assert calls == [fixture(name)["SigningCertURL"]]
 
 
 @pytest.mark.parametrize("url", [
@@ -341,11 +439,31 @@ def test_fetch_failure_is_unavailable(tmp_path: Path) -> None:
         verify_message(message, now=as_of(message), load_cert=load)
 
 
-def test_fetched_garbage_is_rejected() -> None:
-    load = make_cert_loader(cert_dir=None, fetch_url=lambda url: b"<html>", cache=CertificateCache())
+def _network_error(url: str) -> bytes:
+    raise httpx2.ConnectError("connection refused")
+
+
+def _not_found(url: str) -> bytes:
+    # What the production fetcher (bridge.app._fetch_url) raises for a non-200: raise_for_status().
+    httpx2.Response(404, request=httpx2.Request("GET", url)).raise_for_status()
+    return b""
+
+
+@pytest.mark.parametrize(("fetch", "match"), [
+    pytest.param(_network_error, "ConnectError: connection refused", id="network-error"),
+    pytest.param(_not_found, "HTTPStatusError: Client error '404 Not Found'", id="non-200"),
+    pytest.param(lambda url: b"<html>captive portal</html>", "not a PEM", id="not-a-pem"),
+    pytest.param(lambda url: b"", "not a PEM", id="empty"),
+])
+def test_certificate_that_cannot_be_had_is_503_not_401(fetch: Any, match: str) -> None:
+    # The envelope may be genuine: a 5xx makes SNS retry, a 401 would drop the alert.
+    load = make_cert_loader(cert_dir=None, fetch_url=fetch, cache=CertificateCache())
     message = fixture(VALID[1])
-    with pytest.raises(AuthError, match="not a PEM"):
+    with pytest.raises(CertificateUnavailable, match=match) as err:
         verify_message(message, now=as_of(message), load_cert=load)
+    assert err.value.status == 503 and err.value.code == "sns_certificate_unavailable"
+    assert "\n" not in err.value.message
+    assert err.value.to_json()["error"] == "sns_certificate_unavailable"
 
 
 def test_timestamp_parsing() -> None:

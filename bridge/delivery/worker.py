@@ -3,8 +3,14 @@
 - Jobs of one dedup key go out in the order they were created (the store never leases a job while an earlier
   one of the same key is unfinished), so a resolve is never overtaken by its trigger's retry.
 - Retryable failures (429, 5xx, timeouts, network) go back to the outbox with the attempt count and the next
-  attempt time persisted: a restarted worker resumes the same schedule. A 400 is dead-lettered with
-  PagerDuty's reason, visible in `GET /api/v1/jobs?state=dead` and in the log.
+  attempt time persisted: a restarted worker resumes the same schedule. They are retried for as long as it
+  takes: a page is never given up because PagerDuty was down. A 400 is dead-lettered with PagerDuty's reason,
+  visible in `GET /api/v1/jobs?state=dead` and in the log.
+- Our own exceptions (a bug in a follow-up or in the client: anything but PagerDuty's answer) are retried with
+  the same backoff `max_internal_failures` times at most, then dead-lettered with reason "internal" and the
+  exception's one-line summary (secrets redacted). The traceback is logged at the first failure and at the
+  dead-lettering; the attempts between log one line. An operator retries or discards dead jobs
+  (`Store.retry_job`, `Store.discard_job`).
 - Without a routing key the worker runs dry: every event is printed, clearly labelled, and recorded.
 - At most `events_rate_per_minute` events leave per sliding minute (PagerDuty: about 120 per integration key);
   beyond that jobs wait in the outbox, the most severe first. Nothing is dropped.
@@ -19,7 +25,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from bridge.config import Settings
@@ -31,6 +38,13 @@ from bridge.store import Store
 
 log = logging.getLogger(__name__)
 
+# How many attempts of one job may fail on our own exception before it is dead-lettered: enough to ride out a
+# transient fault (a database hiccup inside a follow-up), few enough that a bug costs a handful of tracebacks,
+# not one per backoff period forever. `incident-bridge worker` reads BRIDGE_MAX_INTERNAL_FAILURES.
+MAX_INTERNAL_FAILURES = 5
+# The longest error summary kept on a job (the store keeps 2000 characters; a summary is one line).
+SUMMARY_LENGTH = 500
+
 
 class DeliveryWorker:
     """Delivers outbox jobs. `run_once` handles one job; `run` loops until stopped."""
@@ -38,8 +52,9 @@ class DeliveryWorker:
     def __init__(self, store: Store, settings: Settings, *, client: EventsClient | None = None,
                  clock: Callable[[], float] = time.time, out: TextIO | None = None,
                  retry_multiplier: float = 2.0, retry_max: float = 300.0,
-                 followups: FollowUps | None = None) -> None:
+                 followups: FollowUps | None = None, max_internal_failures: int = MAX_INTERNAL_FAILURES) -> None:
         self.store = store
+        self.max_internal_failures = max(1, max_internal_failures)
         self.followups = followups
         self.settings = settings
         self.clock = clock
@@ -99,10 +114,8 @@ class DeliveryWorker:
         except DeliveryError as exc:
             self._failed(job, exc)
             return
-        except Exception as exc:  # a bug in a follow-up must not stop deliveries; it is retried and logged
-            log.exception("follow-up job %s (%s) failed", job["id"], job["kind"])
-            self._failed(job, DeliveryError(f"internal error: {type(exc).__name__}", retryable=True,
-                                            reason="internal"))
+        except Exception as exc:  # a bug in a follow-up must not stop deliveries: retried a few times, then dead
+            self._internal_failure(job, exc)
             return
         DELIVERIES.labels(action=job["kind"], result="done").inc()
         self.store.job_delivered(job["id"], self.clock(), dry_run=False, response=None)
@@ -121,10 +134,40 @@ class DeliveryWorker:
                       exc.message, exc.reason)
             self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=None)
 
+    def _internal_failure(self, job: dict[str, Any], exc: Exception) -> None:
+        """Our own exception ended this attempt: retry with backoff, dead-letter at `max_internal_failures`.
+
+        The traceback is logged at the first failure and at the dead-lettering only: in between, one line each.
+        """
+        now = self.clock()
+        attempt = int(job["attempts"]) + 1
+        failures = int(job.get("internal_failures") or 0) + 1
+        secrets = self.settings.secrets()
+        summary = error_summary(exc, secrets)
+        give_up = failures >= self.max_internal_failures
+        DELIVERIES.labels(action=job["action"], result="internal").inc()
+        what = (f"job {job['id']} ({job['kind']} {job['dedup_key']}) failed on our own error "
+                f"({failures} of at most {self.max_internal_failures})")
+        if give_up:
+            log.error("%s, dead-lettered: %s\n%s", what, summary, redacted_traceback(exc, secrets))
+            self.store.job_failed(job["id"], now, error=summary, reason="internal", retry_at=None, internal=True)
+            return
+        delay = retry_delay(attempt, multiplier=self.retry_multiplier, maximum=self.retry_max)
+        if failures == 1:
+            log.error("%s, retry in %.1fs: %s\n%s", what, delay, summary, redacted_traceback(exc, secrets))
+        else:
+            log.warning("%s, retry in %.1fs: %s", what, delay, summary)
+        self.store.job_failed(job["id"], now, error=summary, reason="internal", retry_at=now + delay,
+                              internal=True)
+
     def _deliver(self, job: dict[str, Any]) -> None:
         event = job["payload"]
         if self.dry_run:
-            self._print_dry_run(job, event)
+            try:
+                self._print_dry_run(job, event)
+            except Exception as exc:  # our own bug (an odd payload): bounded like any other
+                self._internal_failure(job, exc)
+                return
             self.store.job_delivered(job["id"], self.clock(), dry_run=True, response=None)
         else:
             assert self.client is not None
@@ -132,6 +175,9 @@ class DeliveryWorker:
                 response = self.client.send(event)
             except DeliveryError as exc:
                 self._failed(job, exc)
+                return
+            except Exception as exc:  # not PagerDuty's answer but our bug: bounded, unlike PagerDuty's failures
+                self._internal_failure(job, exc)
                 return
             log.info("delivered job %s: %s %s", job["id"], job["action"], job["dedup_key"])
             DELIVERIES.labels(action=job["action"], result="delivered").inc()
@@ -179,6 +225,28 @@ class DeliveryWorker:
         if due is None:
             return idle_sleep
         return max(0.01, min(idle_sleep, due - self.clock()))
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def error_summary(exc: BaseException, secrets: Iterable[str] = (), limit: int = SUMMARY_LENGTH) -> str:
+    """`TypeName: message`, the message's first line only, every secret replaced by `***`, at most `limit`
+    characters: what a job keeps of the exception that ended its attempt (shown by the API)."""
+    # Redact before cutting: a secret cut in half by the limit or the line break would no longer match.
+    message = _redact(str(exc), secrets).strip()
+    first = message.splitlines()[0] if message else ""
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def redacted_traceback(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """The exception's full traceback for the log, with every secret replaced by `***`."""
+    return _redact("".join(traceback.format_exception(exc)).rstrip(), secrets)
 
 
 def _pid_alive(pid: int) -> bool:

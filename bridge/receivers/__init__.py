@@ -17,7 +17,30 @@ SOURCES = ("datadog", "aws-sns", "gcp-pubsub", "azure", "alertmanager")
 
 
 def build_receivers(settings: Settings, rules_path: Path) -> dict[str, Receiver]:
-    """Every receiver by the name in its URL (`/webhooks/<name>`), generic sources as `generic/<name>`."""
+    """Every receiver by the name in its URL (`/webhooks/<name>`), generic sources as `generic/<name>`.
+
+    Warns once per process about a receiver that will refuse every request as configured (the web app builds
+    its receivers at start, so the warning is in the start-up log).
+    """
+    receivers = _all_receivers(rules_path)
+    _warn_unconfigured(settings)
+    return receivers
+
+
+# Settings already warned about in this process: once is enough, however many apps a process builds.
+_warned: set[str] = set()
+
+
+def _warn_unconfigured(settings: Settings) -> None:
+    from bridge.receivers.gcp_pubsub import AUDIENCE_MISSING
+
+    gcp = settings.receivers.get("gcp-pubsub", {})
+    if not str(gcp.get("audience") or "").strip() and "gcp-audience" not in _warned:
+        _warned.add("gcp-audience")
+        log.warning("POST /webhooks/gcp-pubsub answers 503 to every request: %s", AUDIENCE_MISSING)
+
+
+def _all_receivers(rules_path: Path) -> dict[str, Receiver]:
     from bridge.receivers.alertmanager import AlertmanagerReceiver
     from bridge.receivers.aws_sns import AwsSnsReceiver
     from bridge.receivers.azure import AzureReceiver
@@ -49,7 +72,8 @@ def generic_receivers(rules_path: Path) -> dict[str, Receiver]:
 
 def receiver_for(source: str, settings: Settings, rules_path: Path) -> Receiver:
     """The receiver of a source name as `rules explain --source` takes it; raises KeyError with the choices."""
-    receivers = build_receivers(settings, rules_path)
+    # Not build_receivers: `rules explain` only parses, so the start-up warnings would be noise on its stderr.
+    receivers = _all_receivers(rules_path)
     key = source if source in receivers else f"generic/{source.removeprefix('generic:')}"
     if key not in receivers:
         raise KeyError(f"unknown source {source!r}; known: {', '.join(sorted(receivers))}")

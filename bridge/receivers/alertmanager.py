@@ -39,6 +39,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from bridge.config import reveal
 from bridge.errors import AuthError, BadPayload
 from bridge.model import Alert, AlertState, Link, Notice
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
@@ -81,7 +82,7 @@ class AlertmanagerReceiver:
 
         The error never repeats what was presented: a wrong token may be a real secret of something else.
         """
-        expected = ctx.settings.get("token")
+        expected = reveal(ctx.settings.get("token"))
         if not expected:
             return
         given = presented_token(request.headers)
@@ -90,7 +91,7 @@ class AlertmanagerReceiver:
                 "missing credentials: send the webhook token as 'Authorization: Bearer <token>' "
                 "(http_config.authorization) or as the basic-auth password (http_config.basic_auth)"
             )
-        if not constant_time_equals(given, str(expected)):
+        if not constant_time_equals(given, expected):
             raise AuthError("wrong webhook token")
 
     def parse(self, request: InboundRequest, ctx: ReceiverContext) -> Parsed:

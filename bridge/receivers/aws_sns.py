@@ -50,6 +50,7 @@ from bridge.receivers.cost import (
 )
 from bridge.receivers.sns_verify import (
     CertificateCache,
+    check_sns_headers,
     make_cert_loader,
     normalize_envelope,
     parse_sns_timestamp,
@@ -651,9 +652,12 @@ class AwsSnsReceiver:
     def authenticate(self, request: InboundRequest, ctx: ReceiverContext) -> None:
         """Verify the SNS signature, then the TopicArn allowlist (403), then the message age (403).
 
-        Raises BadPayload (raw delivery, not an envelope), AuthError (signature, certificate URL, certificate),
-        Forbidden (topic not allowed, stale), `CertificateUnavailable` (cannot get the certificate: a 5xx).
+        Raises BadPayload (raw delivery, not an envelope), AuthError (401: signature, a malformed URL or SNS
+        header, certificate), Forbidden (topic not allowed, stale), `CertificateUnavailable` (503: the
+        certificate cannot be fetched or is not a PEM; SNS retries a 5xx, so the alert is not lost).
+        Everything a sender controls (headers, the envelope's URLs) is checked before any certificate fetch.
         """
+        check_sns_headers(request.headers)
         envelope = load_envelope(request)
         allowed = _setting_list(ctx.settings.get("topic_allowlist"))
         if not allowed:

@@ -34,6 +34,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from bridge.config import reveal
 from bridge.errors import AuthError, BadPayload, Forbidden
 from bridge.model import Alert, AlertState, CostFacts
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
@@ -313,7 +314,7 @@ class AzureReceiver:
 
     def authenticate(self, request: InboundRequest, ctx: ReceiverContext) -> None:
         """Check the shared secret; raises Forbidden (not configured) or AuthError (missing or wrong)."""
-        expected = str(ctx.settings.get("token") or "")
+        expected = reveal(ctx.settings.get("token"))
         if not expected:
             raise Forbidden("no Azure webhook token is configured: set BRIDGE_AZURE_TOKEN and put it in the "
                             "action group's webhook URL (?token=...)", code="azure_token_not_configured")

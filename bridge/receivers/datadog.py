@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.config import reveal
 from bridge.errors import AuthError, BadPayload
 from bridge.model import SECURITY, Alert, AlertState, Link, Notice, Tag, parse_tags
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
@@ -156,7 +157,7 @@ class DatadogReceiver:
         Without a configured token this does nothing: the server layer only allows that on loopback. Error
         messages never contain the presented or the expected token.
         """
-        expected = ctx.settings.get("token")
+        expected = reveal(ctx.settings.get("token"))
         if not expected:
             return
         presented = presented_token(request.headers)
@@ -171,7 +172,7 @@ class DatadogReceiver:
                 "the presented webhook token is an unsubstituted Datadog variable: define the custom variable "
                 "the 'Authorization' header refers to in the Datadog Webhooks tile"
             )
-        if not constant_time_equals(presented, str(expected)):
+        if not constant_time_equals(presented, expected):
             raise AuthError(
                 "wrong webhook token: the token Datadog sends must equal BRIDGE_WEBHOOK_TOKEN of the bridge"
             )

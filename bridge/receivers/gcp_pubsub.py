@@ -9,7 +9,9 @@ Contract with the server (and with `rules explain`):
 - `parse(request, ctx)` only decodes the body, so `rules explain` can run it on a saved payload. It does no
   I/O.
 
-Settings (`ctx.settings`): `audience` (default: the request URL, which is Pub/Sub's default audience),
+Settings (`ctx.settings`): `audience` (BRIDGE_GCP_AUDIENCE, required: without it every request is refused with
+503 `gcp_audience_not_configured`; the audience is never taken from the request's URL or Host header, which the
+sender controls, so a token minted for another endpoint cannot be replayed here),
 `service_accounts` (list of allowed service-account emails, or a comma-separated string; empty rejects all),
 `certs` (a dict `{kid: PEM certificate}` or the path of a JSON file holding one, for offline/air-gapped
 installs and tests), `clock_skew_seconds` (default 60).
@@ -32,6 +34,8 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -43,7 +47,7 @@ from typing import Any
 
 from google.auth import crypt
 
-from bridge.errors import AuthError, BadPayload, BridgeError, Forbidden
+from bridge.errors import AuthError, BadPayload, Forbidden, ServiceUnavailable
 from bridge.model import Alert, AlertState, CostFacts, Link
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext
 from bridge.receivers.cost import (
@@ -57,6 +61,8 @@ from bridge.receivers.cost import (
     plain,
 )
 
+log = logging.getLogger(__name__)
+
 SOURCE = "gcp-pubsub"
 CATEGORIES = frozenset({"cloud_cost"})
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -69,8 +75,30 @@ CERTS_REFETCH_SECONDS = 60     # an unknown kid triggers at most one refetch a m
 FetchUrl = Callable[[str], bytes]
 
 
-class GoogleCertsUnavailable(BridgeError):
-    """Google's token-signing certificates could not be fetched: our problem, so a 5xx (Pub/Sub redelivers)."""
+class GoogleCertsUnavailable(ServiceUnavailable):
+    """Google's token-signing certificates could not be fetched or read: our problem, so 503 with a JSON reason
+    (Pub/Sub redelivers a 5xx)."""
+
+    status = 503
+    code = "gcp_certs_unavailable"
+
+
+AUDIENCE_MISSING = ("BRIDGE_GCP_AUDIENCE is not set, so no Pub/Sub push token can be checked: set it to the push "
+                    "subscription's audience (--push-auth-token-audience, by default the push endpoint URL)")
+
+
+class AudienceNotConfigured(ServiceUnavailable):
+    """BRIDGE_GCP_AUDIENCE is unset: every push is refused with 503 until the operator sets it.
+
+    503, not 401: the sender did nothing wrong, and Pub/Sub keeps redelivering a 5xx (up to the subscription's
+    retention), so nothing is lost once the audience is set.
+    """
+
+    status = 503
+    code = "gcp_audience_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__(AUDIENCE_MISSING)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -147,14 +175,47 @@ def configured_certs(setting: Any) -> dict[str, str] | None:
         raise GoogleCertsUnavailable(f"cannot read the certificates file {setting}: {exc}") from exc
 
 
+def configured_audience(settings: Mapping[str, Any]) -> str:
+    """The `audience` setting (BRIDGE_GCP_AUDIENCE); raises AudienceNotConfigured (503) when it is unset.
+
+    Never the request's own URL: that comes from the Host header the sender writes, so a default taken from it
+    would accept a token minted for any other endpoint the sender points at us.
+    """
+    audience = str(settings.get("audience") or "").strip()
+    if not audience:
+        raise AudienceNotConfigured()
+    return audience
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
+    """The claim `name` as seconds since the epoch; AuthError unless it is a finite JSON number.
+
+    RFC 7519 §2 defines a NumericDate as a JSON number. A string ("inf", "9e99") or `Infinity` (which Python's
+    JSON parser accepts) would otherwise make a signed token that never expires; a bool is an int in Python.
+    """
+    value = claims.get(name)
+    if value is None:
+        raise AuthError(f"the token has no {name} claim", code="gcp_bad_token")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AuthError(f"the token's {name} is not a number", code="gcp_bad_token")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer beyond any float
+        raise AuthError(f"the token's {name} is not a finite number", code="gcp_bad_token") from None
+    if not math.isfinite(seconds):
+        raise AuthError(f"the token's {name} is not a finite number", code="gcp_bad_token")
+    return seconds
+
+
 def verify_push_token(token: str, *, certs: Mapping[str, str], audience: str, now: datetime,
                       service_accounts: list[str], skew_seconds: int = DEFAULT_SKEW_SECONDS) -> dict[str, Any]:
     """Verify a Pub/Sub push OIDC token; return its claims. Raises AuthError (401) or Forbidden (403).
 
     Signature: RS256 only, with google-auth's RSA verifier (`google.auth.crypt.verify_signature`) against the
     certificate named by `kid` (all of them if the token names none). Claims, checked against `now` rather than
-    the system clock so tests and replays are deterministic: `iss` is Google, `aud` equals `audience`, `exp`
-    is in the future and `iat` is not (both with `skew_seconds`). Then the identity: `email` in
+    the system clock so tests and replays are deterministic: `iss` is Google, `aud` equals `audience` (which
+    must be the configured one, never derived from the request), `exp` and `iat` are present and finite JSON
+    numbers, `exp` is in the future and `iat` is not (both with `skew_seconds`). Then the identity: `email` in
     `service_accounts` and `email_verified` true (authenticate-push-subscriptions: "require email == <expected
     service account> and email_verified") are 403s, since the token itself is genuine.
     """
@@ -182,11 +243,8 @@ def verify_push_token(token: str, *, certs: Mapping[str, str], audience: str, no
         raise AuthError(f"the token audience {aud!r} is not this endpoint's audience {audience!r} "
                         "(set BRIDGE_GCP_AUDIENCE to the push subscription's audience)", code="gcp_bad_token")
     ts = now.timestamp()
-    try:
-        exp = float(claims["exp"])
-        iat = float(claims.get("iat", exp))
-    except (KeyError, TypeError, ValueError):
-        raise AuthError("the token has no valid exp", code="gcp_bad_token") from None
+    exp = _numeric_date(claims, "exp")
+    iat = _numeric_date(claims, "iat")
     if ts > exp + skew_seconds:
         raise AuthError("the token has expired", code="gcp_token_expired")
     if iat > ts + skew_seconds:
@@ -397,7 +455,12 @@ class GcpPubSubReceiver:
         self._google_certs = google_certs if google_certs is not None else GoogleCerts()
 
     def authenticate(self, request: InboundRequest, ctx: ReceiverContext) -> None:
-        """Verify the push request's OIDC token (see `verify_push_token`); raises AuthError or Forbidden."""
+        """Verify the push request's OIDC token (see `verify_push_token`); raises AuthError or Forbidden.
+
+        Without a configured audience nothing can be verified: AudienceNotConfigured (503) before anything
+        else, so no certificate is fetched for anyone either.
+        """
+        audience = configured_audience(ctx.settings)
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -405,15 +468,20 @@ class GcpPubSubReceiver:
                             "on the push subscription", code="gcp_no_token")
         token = token.strip()
         header, _, _, _ = _split_token(token)
-        certs = configured_certs(ctx.settings.get("certs"))
-        if certs is None:
-            kid = header.get("kid") if isinstance(header.get("kid"), str) else None
-            certs = self._google_certs.get(ctx.services.get("fetch_url"), ctx.now, kid=kid)
+        try:
+            certs = configured_certs(ctx.settings.get("certs"))
+            if certs is None:
+                kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+                certs = self._google_certs.get(ctx.services.get("fetch_url"), ctx.now, kid=kid)
+        except GoogleCertsUnavailable as exc:
+            # The app answers a RequestError without logging it; an operator must see why pushes are retried.
+            log.warning("Google's token certificates unavailable, answering 503 (Pub/Sub retries): %s", exc.message)
+            raise
         accounts = ctx.settings.get("service_accounts") or []
         if isinstance(accounts, str):
             accounts = [a for a in re.split(r"[,\s]+", accounts) if a]
         verify_push_token(
-            token, certs=certs, audience=str(ctx.settings.get("audience") or request.url or ""), now=ctx.now,
+            token, certs=certs, audience=audience, now=ctx.now,
             service_accounts=list(accounts),
             skew_seconds=int(ctx.settings.get("clock_skew_seconds", DEFAULT_SKEW_SECONDS)),
         )

@@ -6,10 +6,15 @@ https://docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.verify.signature.htm
 (aws/aws-php-sns-message-validator `src/MessageValidator.php`, aws-sdk-ruby `Aws::SNS::MessageVerifier`,
 aws-sdk-java-v2 `sns-message-manager` `CertificateUrlValidator.java`):
 
-1. validate `SigningCertURL` (https, host `sns.<region>.amazonaws.com[.cn]`, path ending in `.pem`, no userinfo,
-   no port): "not just something from the amazonaws domain, which could include S3 buckets" (PHP validator);
+1. validate `SigningCertURL` strictly (https, host `sns.<region>.amazonaws.com[.cn]`, path exactly
+   `/SimpleNotificationService-<hex>.pem`, no query, fragment, userinfo or port): "not just something from the
+   amazonaws domain, which could include S3 buckets" (PHP validator); `SubscribeURL` and `UnsubscribeURL`
+   likewise (path `/`, the action in the query). Any URL with a control character, whitespace, a backslash,
+   a `..` segment or a percent-encoded dot, slash, backslash or control character is refused before anything
+   is fetched: such a URL is never one SNS wrote, and it is the raw material of path tricks and log forgery;
 2. load the certificate (cache by URL), check its validity period against the caller's clock and its subject
-   CN against the names AWS signs with;
+   CN against the names AWS signs with. A certificate that cannot be had (network, non-200, not a PEM) is a
+   503, not a 401: the envelope may well be genuine, and SNS retries a 5xx, so the alert is not lost;
 3. build the string to sign from the decoded JSON values, keys in byte order, and verify the RSA PKCS#1 v1.5
    signature with SHA1 (version "1") or SHA256 (version "2"); any other version is rejected.
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -38,7 +44,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from bridge.errors import AuthError, BridgeError
+from bridge.errors import AuthError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 # The keys covered by the signature, in byte order, per message type (sns-verify-signature-of-message.html).
 # MessageAttributes, UnsubscribeURL, SignatureVersion, Signature and SigningCertURL are not signed.
@@ -72,12 +80,26 @@ LoadCert = Callable[[str], x509.Certificate]
 FetchUrl = Callable[[str], bytes]
 
 
-class CertificateUnavailable(BridgeError):
-    """The signing certificate could not be obtained (network, air-gapped without the file).
+# The certificate's path as SNS serves it: one segment, `SimpleNotificationService-<hex id>.pem`.
+_CERT_PATH = re.compile(r"^/SimpleNotificationService-[0-9a-fA-F]+\.pem$")
+# A URL SNS writes is printable ASCII without spaces or backslashes (RFC 3986 characters only).
+_URL_CHARS = re.compile(r"^[\x21-\x7e]+$")
+# Percent-encoded dot, slash, backslash or control character: a path or log trick, never in a URL SNS writes.
+_ENCODED_TRICK = re.compile(r"%(2e|2f|5c|[01][0-9a-f]|7f)", re.IGNORECASE)
+# SNS headers (x-amz-sns-message-type, -message-id, -topic-arn, -subscription-arn): printable ASCII and spaces.
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")
 
-    Deliberately not a `RequestError`: it is our problem, so the answer must be 5xx and SNS retries
-    (cloud-cost.md §3.1: a status outside 200-4xx is retried).
+
+class CertificateUnavailable(ServiceUnavailable):
+    """The signing certificate could not be obtained (network error, non-200, not a PEM, air-gapped without
+    the file): answered 503 with a JSON reason.
+
+    It is our problem, not the sender's, so the answer must be 5xx: SNS retries it (cloud-cost.md §3.1: a
+    status outside 200-4xx is retried) and the alert is not lost.
     """
+
+    status = 503
+    code = "sns_certificate_unavailable"
 
 
 def normalize_envelope(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,19 +128,32 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
 
 
 def validate_sns_url(url: str, *, what: str = "SigningCertURL", require_pem: bool = True) -> str:
-    """Check that `url` points at an SNS endpoint; returns it unchanged, raises AuthError otherwise.
+    """Check that `url` has the exact shape of an SNS URL; returns it unchanged, raises AuthError otherwise.
 
-    https only, no userinfo (`https://sns.us-east-1.amazonaws.com@evil.example/` would otherwise pass a naive
-    prefix check), no explicit port, host `sns.<region>.amazonaws.com[.cn]`, and for certificates a path
-    ending in `.pem` (cloud-cost.md §3.4). Also used for `SubscribeURL` with `require_pem=False`.
+    Every URL: only printable ASCII (no control character, whitespace or backslash: `urlsplit` silently drops
+    tabs and newlines, so a check on its parts alone would pass a URL whose raw text is fetched and logged
+    differently), no `..` segment, no percent-encoded dot, slash, backslash or control character; https, no
+    userinfo (`https://sns.us-east-1.amazonaws.com@evil.example/` would otherwise pass a naive prefix check),
+    no explicit port, no fragment, host `sns.<region>.amazonaws.com[.cn]` (cloud-cost.md §3.4).
+    Certificates (`require_pem`): the path is exactly `/SimpleNotificationService-<hex>.pem`, with no query.
+    `SubscribeURL` / `UnsubscribeURL` (`require_pem=False`): the path is `/` and the action is in the query.
+    The messages never quote the URL's raw text (it may be crafted to forge log lines).
     """
     if not isinstance(url, str) or not url:
         raise AuthError(f"SNS message has no {what}", code="sns_bad_url")
+    if not _URL_CHARS.match(url) or "\\" in url:
+        raise AuthError(f"{what} contains control characters, whitespace, backslashes or non-ASCII characters",
+                        code="sns_bad_url")
+    if _ENCODED_TRICK.search(url):
+        raise AuthError(f"{what} contains a percent-encoded dot, slash, backslash or control character",
+                        code="sns_bad_url")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         raise AuthError(f"{what} is not a valid URL", code="sns_bad_url") from None
+    if ".." in parts.path.split("/"):
+        raise AuthError(f"{what} contains a '..' path segment", code="sns_bad_url")
     host = (parts.hostname or "").lower()
     if parts.scheme != "https":
         raise AuthError(f"{what} must use https", code="sns_bad_url")
@@ -128,9 +163,39 @@ def validate_sns_url(url: str, *, what: str = "SigningCertURL", require_pem: boo
         raise AuthError(f"{what} must not name a port", code="sns_bad_url")
     if not SNS_HOST.match(host):
         raise AuthError(f"{what} host {host!r} is not an Amazon SNS endpoint", code="sns_bad_url")
-    if require_pem and not parts.path.endswith(".pem"):
-        raise AuthError(f"{what} does not point at a .pem certificate", code="sns_bad_url")
+    if "#" in url:
+        raise AuthError(f"{what} must not have a fragment", code="sns_bad_url")
+    if require_pem:
+        if not _CERT_PATH.match(parts.path) or "?" in url:
+            raise AuthError(f"{what} does not point at an SNS certificate "
+                            "(https://sns.<region>.amazonaws.com/SimpleNotificationService-<id>.pem)",
+                            code="sns_bad_url")
+    elif parts.path != "/":
+        raise AuthError(f"{what} does not point at the SNS API (https://sns.<region>.amazonaws.com/?Action=...)",
+                        code="sns_bad_url")
     return url
+
+
+def check_envelope_urls(message: Mapping[str, Any]) -> None:
+    """Validate every URL of an envelope (`validate_sns_url`): the certificate's, and `SubscribeURL` and
+    `UnsubscribeURL` when present. Raises AuthError (401) before anything is fetched or logged."""
+    validate_sns_url(str(message.get("SigningCertURL") or ""))
+    for key in ("SubscribeURL", "UnsubscribeURL"):
+        if message.get(key) is not None:
+            value = message[key]
+            if not isinstance(value, str):
+                raise AuthError(f"{key} is not a string", code="sns_bad_url")
+            validate_sns_url(value, what=key, require_pem=False)
+
+
+def check_sns_headers(headers: Mapping[str, str]) -> None:
+    """Refuse SNS headers (`x-amz-sns-*`) holding anything but printable ASCII and spaces (AuthError, 401).
+
+    SNS writes ids and ARNs there; a control character is never SNS's, and a newline could forge a log line.
+    """
+    for name, value in headers.items():
+        if name.lower().startswith("x-amz-sns-") and not _HEADER_VALUE.match(value):
+            raise AuthError(f"header {name} contains control or non-ASCII characters", code="sns_bad_header")
 
 
 class CertificateCache:
@@ -184,22 +249,34 @@ def make_cert_loader(*, cert_dir: str | Path | None, fetch_url: FetchUrl | None,
                 data = candidate.read_bytes()
         if data is None:
             if fetch_url is None:
-                raise CertificateUnavailable(
-                    f"SNS signing certificate {name} is not in the certificate directory and no fetcher is set")
+                raise _unavailable(
+                    f"SNS signing certificate {name} is not in the certificate directory and no fetcher is set; "
+                    "put it in BRIDGE_SNS_CERT_DIR or allow HTTPS to SNS")
             try:
                 data = fetch_url(url)
-            except Exception as exc:  # any transport failure: ours, so 5xx and SNS retries
-                raise CertificateUnavailable(f"could not fetch SNS signing certificate {url}: {exc}") from exc
+            except Exception as exc:  # network error, non-200 (raise_for_status): ours, so 5xx and SNS retries
+                # One line: httpx's status errors end with a second line of advice.
+                raise _unavailable(f"could not fetch SNS signing certificate {url}: {type(exc).__name__}: "
+                                   f"{' '.join(str(exc).split())}") from exc
         try:
             return x509.load_pem_x509_certificate(data)
         except ValueError:
-            raise AuthError(f"SNS signing certificate {name} is not a PEM certificate",
-                            code="sns_bad_certificate") from None
+            # A captive proxy or an error page answered instead of SNS: nothing says the message is forged,
+            # and the URL was validated, so this is a 503 (retried), never a 401 that drops a genuine alert.
+            raise _unavailable(f"SNS signing certificate {url} is not a PEM certificate (an error page or a "
+                               "proxy answered?)") from None
 
     def load_cert(url: str) -> x509.Certificate:
         return cache.get_or_load(url, lambda: load_uncached(url))
 
     return load_cert
+
+
+def _unavailable(reason: str) -> CertificateUnavailable:
+    # Logged here because the app answers a RequestError without logging it, and an operator must see why SNS
+    # alerts are being retried. The URL in `reason` passed validate_sns_url: printable ASCII only.
+    log.warning("SNS signing certificate unavailable, answering 503 (SNS retries): %s", reason)
+    return CertificateUnavailable(reason)
 
 
 def _cert_cn(cert: x509.Certificate) -> str:
@@ -229,7 +306,7 @@ def verify_message(message: Mapping[str, Any], *, now: datetime, load_cert: Load
     `now` is the clock the certificate's validity is checked against: production passes the receipt time,
     tests pass the message's own `Timestamp` (the fixture certificate expired on 2026-10-14).
     `load_cert(url)` returns the certificate for a validated URL (see `make_cert_loader`); it may raise
-    `CertificateUnavailable`, which must become a 5xx.
+    `CertificateUnavailable` (503). Every URL of the envelope is validated before `load_cert` is called.
     """
     message = normalize_envelope(message)
     version = str(message.get("SignatureVersion", ""))
@@ -238,7 +315,8 @@ def verify_message(message: Mapping[str, Any], *, now: datetime, load_cert: Load
         raise AuthError(f"unsupported SNS SignatureVersion {version!r}: only 1 (SHA1) and 2 (SHA256) exist",
                         code="sns_bad_signature_version")
     to_sign = string_to_sign(message)  # also rejects unknown Types
-    url = validate_sns_url(str(message.get("SigningCertURL") or ""))
+    check_envelope_urls(message)
+    url = str(message["SigningCertURL"])
     signature_text = message.get("Signature")
     if not isinstance(signature_text, str) or not signature_text:
         raise AuthError("SNS message has no Signature", code="sns_bad_signature")

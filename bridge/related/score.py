@@ -15,11 +15,15 @@ plus an optional sixth, the provider's own opinion (PagerDuty's past/related inc
 weighted mean, in [0, 1], and each result says why in words.
 
 Speed: `Index` precomputes each candidate's normalized signature, shingles, words and inverted indexes once.
-A query then scores the cheap signals for all candidates with numpy, and computes the fuzzy signature signal
-only for candidates in decreasing order of their upper bound (cheap score + the signature weight), stopping as
-soon as no remaining candidate can enter the top `limit`: the result is exact, and on 10,000 incidents only a
-few hundred signatures are compared. Per-candidate features are cached by value, so rebuilding an index over
-mostly the same incidents is cheap.
+A query then scores the cheap signals of the candidates that share something with it, and computes the fuzzy
+signature signal only for candidates in decreasing order of their upper bound (cheap score + the signature
+weight), stopping as soon as no remaining candidate can enter the top `limit`: the result is exact, and on
+10,000 incidents only a few hundred signatures are compared. Per-candidate features are cached by value, so
+rebuilding an index over mostly the same incidents is cheap.
+
+Plain Python, no numpy: a lookup builds an index and ranks once (`lookup.find_related`), and measured that
+way (benchmarks/README.md) plain lists are faster than numpy arrays, whose conversion of every posting list
+costs more at build time than vectorized scoring saves at rank time.
 
 Pure: no clock (`now` is passed in), no I/O.
 """
@@ -32,9 +36,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import compress
 from typing import Any
 
-import numpy as np
 from rapidfuzz import fuzz, process
 
 from bridge.related.signature import (
@@ -264,10 +268,12 @@ class Index:
                 postings["key"][f"{k[0]}={k[1]}"].append(i)
             if c.dedup_key and c.source != "bridge":
                 postings["dedup"][c.dedup_key].append(i)
-        self._post = {kind: {k: np.asarray(v, dtype=np.int64) for k, v in d.items()}
-                      for kind, d in postings.items()}
-        self._ts = np.array([f.ts for f in self.features], dtype=np.float64)
-        self._hint = np.array([1.0 if c.hint else 0.0 for c in self.candidates])
+        self._post: dict[str, dict[str, list[int]]] = {kind: dict(d) for kind, d in postings.items()}
+        self._ts = [f.ts for f in self.features]
+        # An unknown date as infinity: its recency 0.5 ** inf is 0 (not recent), with no NaN test per candidate.
+        self._ts_inf = [math.inf if math.isnan(t) else t for t in self._ts]
+        self._hint = [1.0 if c.hint else 0.0 for c in self.candidates]
+        self._hinted = [i for i, c in enumerate(self.candidates) if c.hint]
         self._norms = [f.norm for f in self.features]
         if tag_document_frequency is not None:
             freq = {_norm_tag(k): float(v) for k, v in tag_document_frequency.items()}
@@ -297,81 +303,88 @@ class Index:
         q_ts = qf.ts if not math.isnan(qf.ts) else now.timestamp()
         query_is_now = abs(now.timestamp() - q_ts) < DAY
 
-        service = np.zeros(n)
+        # Candidates worth a signature comparison (`eligible`): anything sharing a service, an informative tag, the
+        # monitor, a provider hint or a word of the signature that is not too common. Recency alone never
+        # qualifies (every candidate is recent-ish). Flat lists indexed by candidate: in plain Python they are
+        # cheaper than dicts or sets of the candidates touched.
+        eligible = [False] * n
+        service = [0.0] * n
         for s in qf.services:
-            idx = self._post["service"].get(s)
-            if idx is not None:
-                service[idx] = 1.0
-        tag_acc = np.zeros(n)
-        informative_tag = np.zeros(n, dtype=bool)
+            for i in self._post["service"].get(s, ()):
+                service[i] = 1.0
+                eligible[i] = True
+        tag_acc = [0.0] * n  # idf of the shared tags; divided by the query's tag mass where read
         q_tag_idf = {t: self._tag_idf_fn(t) for t in qf.tags}
         q_tag_mass = sum(q_tag_idf.values())
         if q_tag_mass > 0:
             for t, idf in q_tag_idf.items():
                 idx = self._post["tag"].get(t)
                 if idx is not None and idf > 0:
-                    tag_acc[idx] += idf
+                    for i in idx:
+                        tag_acc[i] += idf
                     if idf >= INFORMATIVE_IDF:
-                        informative_tag[idx] = True
-            tag_acc /= q_tag_mass
-        monitor = np.zeros(n)
-        if qf.monitor and qf.monitor in self._post["monitor"]:
-            monitor[self._post["monitor"][qf.monitor]] = 1.0
-        age = q_ts - self._ts
-        recency = np.nan_to_num(np.power(0.5, np.abs(age) / (w.half_life_days * DAY)), nan=0.0)
-
-        # Candidates worth a signature comparison: anything sharing a service, tag, monitor or a word of the
-        # signature that is not too common. Recency alone never qualifies (every candidate is recent-ish).
-        eligible = (service > 0) | informative_tag | (monitor > 0) | (self._hint > 0)
+                        for i in idx:
+                            eligible[i] = True
+        tag_mass = q_tag_mass if q_tag_mass > 0 else 1.0
+        monitor = [0.0] * n
+        if qf.monitor:
+            for i in self._post["monitor"].get(qf.monitor, ()):
+                monitor[i] = 1.0
+                eligible[i] = True
+        for i in self._hinted:
+            eligible[i] = True
         word_limit = max(1, n // 5)
         for word in qf.words:
             idx = self._word_post.get(word)
             if idx is not None and len(idx) <= word_limit:
-                eligible[idx] = True
+                for i in idx:
+                    eligible[i] = True
         for k in query.external_keys() | {("bridge:id", query.id)}:
-            idx = self._post["key"].get(f"{k[0]}={k[1]}")
-            if idx is not None:
-                eligible[idx] = False  # the query's own incident, under any of its ids
+            for i in self._post["key"].get(f"{k[0]}={k[1]}", ()):
+                eligible[i] = False  # the query's own incident, under any of its ids
         if query.dedup_key and not query.pagerduty_id and query.created_at is not None:
             # Without a PagerDuty id, the query's own incident seen in PagerDuty is known by its dedup key only:
             # the record of that key created with (not before) the query's incident.
             own_since = query.created_at.timestamp() - SAME_INCIDENT_SLACK_SECONDS
-            same_key = self._post.get("dedup", {}).get(query.dedup_key)
-            if same_key is not None:
-                eligible[same_key[self._ts[same_key] >= own_since]] = False
-
-        cheap = (w.service * service + w.tags * tag_acc + w.monitor * monitor + w.recency * recency
-                 + w.hint * self._hint)
-        order = np.flatnonzero(eligible)
-        if order.size == 0:
+            for i in self._post["dedup"].get(query.dedup_key, ()):
+                if self._ts[i] >= own_since:
+                    eligible[i] = False
+        candidates = list(compress(range(n), eligible))
+        if not candidates:
             return []
-        order = order[np.argsort(-cheap[order], kind="stable")]
+
+        half_life = w.half_life_days * DAY
+        ts_inf, hint = self._ts_inf, self._hint
+        recency = {i: 0.5 ** (abs(q_ts - ts_inf[i]) / half_life) for i in candidates}
+        cheap = {i: w.service * service[i] + w.tags * (tag_acc[i] / tag_mass) + w.monitor * monitor[i]
+                 + w.recency * recency[i] + w.hint * hint[i] for i in candidates}
+        # Descending by cheap score; Python's sort is stable (also with reverse), so ties keep candidate order.
+        order = sorted(candidates, key=cheap.__getitem__, reverse=True)
 
         # Branch and bound: the signature signal adds at most w.signature, so once the next candidate's cheap
         # score plus that cannot beat the current k-th best total, nobody further down can.
         best: list[tuple[float, int, float]] = []  # (total, index, similarity)
         chunk = 64
-        for start in range(0, order.size, chunk):
+        for start in range(0, len(order), chunk):
             part = order[start:start + chunk]
             kth = best[limit - 1][0] if len(best) >= limit else -math.inf
             if cheap[part[0]] + w.signature <= kth:
                 break
             sims = self._similarities(qf, part)
             for j, i in enumerate(part):
-                total = float(cheap[i] + w.signature * sims[j])
-                best.append((total, int(i), float(sims[j])))
+                best.append((cheap[i] + w.signature * sims[j], i, sims[j]))
             best.sort(key=lambda x: (-x[0], x[1]))
             del best[limit:]
 
         out = []
         for total, i, sim in best:
-            comps = {"service": float(service[i]), "tags": float(tag_acc[i]), "signature": sim,
-                     "monitor": float(monitor[i]), "recency": float(recency[i]), "hint": float(self._hint[i])}
-            reasons = self._reasons(query, qf, i, comps, q_tag_idf, float(age[i]), query_is_now)
+            comps = {"service": service[i], "tags": tag_acc[i] / tag_mass, "signature": sim,
+                     "monitor": monitor[i], "recency": recency[i], "hint": hint[i]}
+            reasons = self._reasons(query, qf, i, comps, q_tag_idf, q_ts - self._ts[i], query_is_now)
             out.append(Scored(self.candidates[i], total / w.total, reasons, "; ".join(reasons), comps))
         return out
 
-    def _similarities(self, qf: _Features, part: np.ndarray) -> list[float]:
+    def _similarities(self, qf: _Features, part: Sequence[int]) -> list[float]:
         if not qf.norm:
             return [0.0] * len(part)
         if self.method == "containment":

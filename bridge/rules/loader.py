@@ -22,6 +22,7 @@ import yaml
 
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.model import Action, Severity
+from bridge.postmortem import template_path
 from bridge.rules.model import (
     MATCHER_OPS,
     CategorySpec,
@@ -377,6 +378,7 @@ class _Compiler:
             if "cost" in data:
                 cost = cost.merged(data["cost"])
             if "settings" in data:
+                self._check_paths(doc, data["settings"])
                 settings.update(data["settings"])
             paging = data.get("paging") or {}
             for sev_name in ("P0", "P1", "P2", "P3"):
@@ -416,6 +418,20 @@ class _Compiler:
                        cost=cost, settings=settings, hash=digest, files=files, index=RuleIndex(frozen))
 
     # -- sections -----------------------------------------------------------------------------------------
+
+    def _check_paths(self, doc: PositionedYaml, settings: dict[str, Any]) -> None:
+        """Every file a setting names must be a file inside the rules directory (symlinks followed).
+
+        `postmortem_template` is the only path in the rules language (rules/schema.json). Its draft is served
+        by the API, so a path outside the directory (`/proc/self/environ`) would publish that file; every file
+        that sets it is checked, also one whose value a later file overrides.
+        """
+        if "postmortem_template" not in settings:
+            return
+        try:
+            template_path(self.root, settings["postmortem_template"])
+        except ConfigError as exc:
+            self.errors.append(doc.error(("settings", "postmortem_template"), exc.message, exc.hint))
 
     def _dimension(self, doc: PositionedYaml, name: str, spec: dict[str, Any]) -> Dimension:
         thresholds: list[tuple[Severity, Range]] = []

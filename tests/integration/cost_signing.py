@@ -56,7 +56,7 @@ class SnsSigner:
     """A self-made SNS signing key whose certificate sits in `cert_dir` under the SigningCertURL's file name."""
 
     def __init__(self, cert_dir: Path, *, region: str = "us-east-1",
-                 file_name: str = "SimpleNotificationService-e2e0000000000000000000000000test.pem") -> None:
+                 file_name: str = "SimpleNotificationService-e2e00000000000000000000000007e57.pem") -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = datetime.now(UTC)
         pem = _self_signed(self.key, "sns.amazonaws.com", valid_from=now - timedelta(days=1),

@@ -16,6 +16,13 @@ import httpx2
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-webhook-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-9876543210"
+DEFAULT = "<the credential of the path>"
+
+
+def credential_for(path: str) -> str:
+    """The token a well-configured client presents: the admin token on the API and reloads, else the webhook one."""
+    return ADMIN_TOKEN if path.startswith(("/api/", "/-/")) else TOKEN
 ROUTING_KEY = "R0123456789abcdef0123456789abcd"  # 32 characters, like a real integration key
 
 
@@ -66,15 +73,19 @@ class BridgeProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def post(self, path: str, body: bytes | str, *, token: str | None = TOKEN,
+    def post(self, path: str, body: bytes | str, *, token: str | None = DEFAULT,
              headers: Mapping[str, str] | None = None) -> httpx2.Response:
         h = {"Content-Type": "application/json", **(headers or {})}
+        if token == DEFAULT:
+            token = credential_for(path)
         if token:
             h["Authorization"] = f"Bearer {token}"
         return httpx2.post(f"{self.url}{path}", content=body if isinstance(body, bytes) else body.encode(),
                            headers=h, timeout=10.0)
 
-    def get(self, path: str, token: str | None = TOKEN) -> httpx2.Response:
+    def get(self, path: str, token: str | None = DEFAULT) -> httpx2.Response:
+        if token == DEFAULT:
+            token = credential_for(path)
         h = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx2.get(f"{self.url}{path}", headers=h, timeout=10.0)
 
@@ -100,6 +111,7 @@ def bridge_env(tmp: Path, **overrides: Any) -> dict[str, str]:
         "BRIDGE_DATABASE_URL": f"sqlite:///{tmp / 'bridge.db'}",
         "BRIDGE_RULES": str(REPO / "rules"),
         "BRIDGE_WEBHOOK_TOKEN": TOKEN,
+        "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
         "BRIDGE_RETRY_MULTIPLIER": "0.05",
         "BRIDGE_RETRY_MAX": "0.5",
         "BRIDGE_HTTP_TIMEOUT": "2",

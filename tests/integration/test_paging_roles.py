@@ -412,11 +412,14 @@ def test_secrets_never_reach_logs_or_error_messages(tmp_path: Path) -> None:
     routing_key = "Rsecretroutingkey0123456789abcde"  # 32 characters
     api_token = "u+SECRET-api-token-5f3a9c"
     webhook_token = "SECRET-webhook-token-77"
+    admin_token = "SECRET-admin-token-88"
+    azure_token = "SECRET-azure-token-99"
     with FakePagerDuty(users=USERS, escalation_policies=POLICIES, services=SERVICES,
                        api_keys={api_token}) as pd:
         env = env_for(tmp_path, pd, rules_dir(tmp_path))
         env.update(PAGERDUTY_ROUTING_KEY=routing_key, PAGERDUTY_API_TOKEN=api_token,
-                   BRIDGE_WEBHOOK_TOKEN=webhook_token)
+                   BRIDGE_WEBHOOK_TOKEN=webhook_token, BRIDGE_ADMIN_TOKEN=admin_token,
+                   BRIDGE_AZURE_TOKEN=azure_token)
         pd.fail(500, times=1, api="events")
         pd.fail(429, times=1, api="events")
         pd.drop(times=1, api="events")
@@ -432,15 +435,30 @@ def test_secrets_never_reach_logs_or_error_messages(tmp_path: Path) -> None:
                 bodies.append(r.text)
             r = bridge.post("/webhooks/datadog", "{}", token="wrong-token")
             bodies.append(r.text)
+            # Each credential where it does not belong: refused, and neither is echoed.
+            r = bridge.post("/webhooks/datadog", "{}", token=admin_token)
+            assert r.status_code == 401
+            bodies.append(r.text)
+            r = bridge.get("/api/v1/alerts", token=webhook_token)
+            assert r.status_code == 401
+            bodies.append(r.text)
+            r = bridge.post("/webhooks/azure?token=wrong", "{}", token=None)
+            bodies.append(r.text)
+            r = bridge.post("/api/v1/silences", json.dumps({"matchers": ["service=none"], "owner": "o",
+                                                            "reason": "r", "duration": "1h"}), token=admin_token)
+            assert r.status_code == 201
+            bodies.append(r.text)
             wait_for(lambda: len([e for e in pd.events if e.event_action == "trigger"]) >= 1, timeout=30)
             wait_for(lambda: pd.requests_to("/incidents/", "POST"), timeout=30)
             time.sleep(2.0)
-            api_text = "".join(bridge.get(p, token=webhook_token).text for p in (
-                "/api/v1/jobs?limit=1000", "/api/v1/alerts", "/api/v1/incidents", "/metrics"))
+            api_text = "".join(bridge.get(p, token=admin_token).text for p in (
+                "/api/v1/jobs?limit=1000", "/api/v1/alerts", "/api/v1/incidents", "/api/v1/audit",
+                "/api/v1/rules", "/api/v1/silences", "/metrics"))
             everything = bridge.output() + "".join(bodies) + api_text
-            for secret in (routing_key, api_token, webhook_token, api_token[-4:] + "'"):
+            for secret in (routing_key, api_token, webhook_token, admin_token, azure_token, api_token[-4:] + "'"):
                 assert secret not in everything, f"a secret leaked: {secret[:6]}..."
             db = (tmp_path / "bridge.db").read_bytes()
-            assert routing_key.encode() not in db and api_token.encode() not in db
+            for secret in (routing_key, api_token, webhook_token, admin_token, azure_token):
+                assert secret.encode() not in db
         finally:
             bridge.kill()

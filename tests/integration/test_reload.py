@@ -57,7 +57,7 @@ def test_reload_under_concurrent_traffic(tmp_path: Path) -> None:
                         "tags": "monitor,dimension:users_affected_pct,service:checkout",
                         "text": "bridge.value: 15"}
                 r = client.post(f"{bridge.url}/webhooks/datadog", content=json.dumps(body),
-                                headers={"Authorization": f"Bearer {TOKEN}"})
+                                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
                 if r.status_code == 202:
                     posted.append(1)
                 else:

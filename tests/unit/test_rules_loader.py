@@ -11,6 +11,7 @@ and review the diff of the .expected files like code.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import textwrap
@@ -297,6 +298,69 @@ def test_fields_of_the_generic_sources_are_known_match_subjects(tmp_path: Path) 
                                      encoding="utf-8")
     warnings = load_ruleset(tmp_path).warnings
     assert [w.message.split(" is not")[0] for w in warnings] == ["match subject 'incident_stat'"]
+
+
+def template_tree(tmp_path: Path) -> Path:
+    """A rules directory with templates inside, a secret beside it, and symlinks in and out."""
+    rules = tmp_path / "rules"
+    (rules / "templates").mkdir(parents=True)
+    (rules / "team.md.j2").write_text("# {{ title }}\n", encoding="utf-8")
+    (rules / "templates" / "p0.md.j2").write_text("# {{ title }}\n", encoding="utf-8")
+    secret = tmp_path / "secret.env"
+    secret.write_text("PAGERDUTY_API_TOKEN=u+abcdef\n", encoding="utf-8")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "t.md.j2").write_text("{{ title }}\n", encoding="utf-8")
+    (rules / "link-in.md.j2").symlink_to(rules / "team.md.j2")
+    (rules / "link-out.md.j2").symlink_to(secret)
+    (rules / "link-relative-out.md.j2").symlink_to(Path("..") / "secret.env")
+    (rules / "linked-dir").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (rules / "loop.md.j2").symlink_to(rules / "loop.md.j2")
+    return rules
+
+
+@pytest.mark.parametrize(("template", "error"), [
+    pytest.param("team.md.j2", None, id="file-in-dir"),
+    pytest.param("templates/p0.md.j2", None, id="file-in-subdir"),
+    pytest.param("templates/../team.md.j2", None, id="dot-dot-staying-inside"),
+    pytest.param("link-in.md.j2", None, id="symlink-inside"),
+    pytest.param("/proc/self/environ", "is an absolute path", id="proc-environ"),
+    pytest.param("{rules}/team.md.j2", "is an absolute path", id="absolute-even-inside"),
+    pytest.param("../secret.env", "goes up out of it with '..'", id="dot-dot-escape"),
+    pytest.param("templates/../../secret.env", "goes up out of it with '..'", id="dot-dot-escape-deeper"),
+    pytest.param("link-out.md.j2", "is a symlink that points out of it", id="symlink-out"),
+    pytest.param("link-relative-out.md.j2", "is a symlink that points out of it", id="relative-symlink-out"),
+    pytest.param("linked-dir/t.md.j2", "is a symlink that points out of it", id="directory-symlink-out"),
+    pytest.param("loop.md.j2", "cannot be resolved", id="symlink-loop"),
+    pytest.param("missing.md.j2", "does not exist", id="missing"),
+    pytest.param("templates", "is not a regular file", id="directory"),
+    pytest.param("", "must name a file", id="empty"),
+    pytest.param("team\0.md.j2", "NUL", id="nul"),
+])
+def test_postmortem_template_must_be_a_file_inside_the_rules_directory(tmp_path: Path, template: str,
+                                                                        error: str | None) -> None:
+    rules = template_tree(tmp_path)
+    value = template.format(rules=rules)
+    # A JSON string is a YAML double-quoted scalar, with the same escapes (\u0000).
+    (rules / "settings.yaml").write_text(
+        f"settings:\n  postmortem_p2: true\n  postmortem_template: {json.dumps(value)}\n", encoding="utf-8")
+    if error is None:
+        assert load_ruleset(rules).ruleset.settings["postmortem_template"] == value
+        return
+    with pytest.raises(ConfigErrors) as info:
+        load_ruleset(rules)
+    [problem] = info.value.errors
+    assert problem.path.endswith("settings.yaml") and (problem.line, problem.column) == (3, 24), str(problem)
+    assert error in problem.message and "rules directory" in problem.hint + problem.message
+    assert "PAGERDUTY_API_TOKEN" not in str(problem)
+
+
+def test_every_file_setting_a_template_is_checked_even_if_a_later_one_overrides_it(tmp_path: Path) -> None:
+    rules = template_tree(tmp_path)
+    (rules / "a.yaml").write_text("settings:\n  postmortem_template: /proc/self/environ\n", encoding="utf-8")
+    (rules / "b.yaml").write_text("settings:\n  postmortem_template: team.md.j2\n", encoding="utf-8")
+    with pytest.raises(ConfigErrors) as info:
+        load_ruleset(rules)
+    assert [(Path(e.path).name, e.line, e.column) for e in info.value.errors] == [("a.yaml", 2, 24)]
 
 
 def test_boolean_alert_fields_read_as_the_receivers_write_them() -> None:
