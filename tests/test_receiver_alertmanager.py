@@ -282,8 +282,8 @@ def test_one_bad_entry_is_skipped_the_rest_is_kept() -> None:
 
 
 BAD = [
-    pytest.param(b"{not json", "the body is not valid JSON: Expecting property name enclosed in double quotes: "
-                               "line 1 column 2 (char 1)", id="not-json"),
+    pytest.param(b"{not json", "the body is not valid JSON: Expecting property name enclosed in double quotes "
+                               "at line 1, column 2 (character 1)", id="not-json"),
     pytest.param(b"[1, 2]", "the body must be a JSON object (the Alertmanager webhook), got an array",
                  id="not-an-object"),
     pytest.param({"version": "4", "status": "firing"},

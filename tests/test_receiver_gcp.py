@@ -310,7 +310,7 @@ def test_documented_data_samples(name: str, pct: str, threshold_pct: str, foreca
 
 def test_generic_pubsub_message_is_not_a_budget() -> None:
     body = shared_path("fixtures/gcp-budget/pubsub-push-envelope-documented.json").read_bytes()
-    with pytest.raises(BadPayload, match="not JSON"):
+    with pytest.raises(BadPayload, match="not valid JSON"):
         GcpPubSubReceiver().parse(push(body), ctx(None))
 
 

@@ -283,7 +283,7 @@ state_map:
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    (b"nope", "the body is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+    (b"nope", "the body is not valid JSON: Expecting value at line 1, column 1 (character 0)"),
     ({"events": []}, "the 'items' expression 'events' of source 'test' found no items in this body"),
     ({"other": 1}, "the 'items' expression 'events' of source 'test' found no items in this body"),
 ])

@@ -43,6 +43,7 @@ from bridge.config import reveal
 from bridge.errors import AuthError, BadPayload
 from bridge.model import Alert, AlertState, Link, Notice
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
+from bridge.receivers.jsonbody import load_json
 
 SOURCE = "alertmanager"
 
@@ -356,10 +357,7 @@ def split_categories(raw: Any) -> frozenset[str]:
 
 
 def _load_json(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadPayload(f"the body is not valid JSON: {exc}") from None
+    data = load_json(body)
     if not isinstance(data, dict):
         raise BadPayload(f"the body must be a JSON object (the Alertmanager webhook), got {_json_type(data)}")
     return data

@@ -25,7 +25,6 @@ example, cloud-cost.md §2.1: "Never drop it").
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from bridge.receivers.cost import (
     pct_of,
     plain,
 )
+from bridge.receivers.jsonbody import load_json
 from bridge.receivers.sns_verify import (
     CertificateCache,
     check_sns_headers,
@@ -161,7 +161,8 @@ def parse_anomaly(message: Mapping[str, Any]) -> AnomalyFacts:
         is_new_spend(actual, expected) or (impact is not None and impact > 0))
 
     causes: list[RootCause] = []
-    for rc in message.get("rootCauses") or []:
+    raw_causes = message.get("rootCauses")
+    for rc in raw_causes if isinstance(raw_causes, list) else []:
         if not isinstance(rc, Mapping):
             continue
         rc_impact = _obj(rc.get("impact"))
@@ -585,8 +586,8 @@ def alert_from_notification(envelope: Mapping[str, Any], *, received_at: datetim
     stripped = message.strip()
     if stripped.startswith("{"):
         try:
-            decoded = json.loads(stripped)
-        except ValueError:
+            decoded = load_json(stripped, what="SNS Message")
+        except BadPayload:
             decoded = None
         if isinstance(decoded, Mapping) and decoded.get("anomalyId"):
             return anomaly_alert(parse_anomaly(decoded), envelope, received_at=received_at)
@@ -613,10 +614,10 @@ def load_envelope(request: InboundRequest) -> dict[str, Any]:
                          "attributes --attribute-name RawMessageDelivery --attribute-value false",
                          code="sns_raw_delivery")
     try:
-        envelope = json.loads(request.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadPayload("body is not an SNS JSON envelope (if raw message delivery is enabled on the "
-                         "subscription, disable it: raw messages carry no signature)") from None
+        envelope = load_json(request.body)
+    except BadPayload as exc:
+        raise BadPayload(f"body is not an SNS JSON envelope ({exc.message}; if raw message delivery is enabled "
+                         "on the subscription, disable it: raw messages carry no signature)") from None
     if not isinstance(envelope, dict) or envelope.get("Type") not in _MESSAGE_TYPES:
         raise BadPayload("body is not an SNS envelope: expected a JSON object with Type "
                          "Notification, SubscriptionConfirmation or UnsubscribeConfirmation")

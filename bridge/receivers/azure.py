@@ -50,6 +50,7 @@ from bridge.receivers.cost import (
     pct_of,
     plain,
 )
+from bridge.receivers.jsonbody import load_json
 
 SOURCE = "azure"
 CATEGORIES = frozenset({"cloud_cost"})
@@ -329,9 +330,9 @@ class AzureReceiver:
     def parse(self, request: InboundRequest, ctx: ReceiverContext) -> Parsed:
         """Turn an action-group webhook body into one budget Alert."""
         try:
-            payload = json.loads(request.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise BadPayload("body is not JSON: expected an Azure action group webhook body") from None
+            payload = load_json(request.body)
+        except BadPayload as exc:
+            raise BadPayload(f"{exc.message}: expected an Azure action group webhook body") from None
         if not isinstance(payload, dict):
             raise BadPayload("body is not a JSON object")
         facts = parse_azure_budget(payload)

@@ -20,6 +20,9 @@ from bridge.model import CLOUD_COST_INCREASE_PCT, CostFacts
 # Percentages are kept to two decimals (AWS prints totalImpactPercentage as 333.67), rounded half-up so that
 # 126.666... becomes 126.67, as a reader would round it.
 PCT_QUANTUM = Decimal("0.01")
+# No budget or bill reaches 10^15 in any currency; past that a figure is hostile or broken, and a ratio of two
+# such figures would overflow the decimal context when rounded.
+MAX_AMOUNT_EXPONENT = 15
 
 _CURRENCY_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}
 _NUMBER_CHARS = re.compile(r"[^0-9.,\-]")
@@ -45,7 +48,10 @@ def parse_amount(value: Any) -> Decimal | None:
     if isinstance(value, Decimal):
         return value
     if isinstance(value, int | float):
-        return Decimal(str(value))
+        number = Decimal(str(value))
+        if not number.is_finite() or number.adjusted() > MAX_AMOUNT_EXPONENT:
+            raise ValueError(f"not an amount: {str(value)[:40]!r}")
+        return number
     text = str(value).strip()
     if not text:
         return None
@@ -62,8 +68,8 @@ def parse_amount(value: Any) -> Decimal | None:
         amount = Decimal(digits)
     except InvalidOperation:
         raise ValueError(f"not an amount: {text!r}") from None
-    if not amount.is_finite():
-        raise ValueError(f"not an amount: {text!r}")
+    if not amount.is_finite() or amount.adjusted() > MAX_AMOUNT_EXPONENT:
+        raise ValueError(f"not an amount: {text[:40]!r}")
     return -amount if negative else amount
 
 
@@ -85,7 +91,7 @@ def increase_pct(actual: Decimal | None, baseline: Decimal | None) -> Decimal | 
     """
     if actual is None or baseline is None or baseline <= 0:
         return None
-    return ((actual - baseline) / baseline * 100).quantize(PCT_QUANTUM, rounding=ROUND_HALF_UP)
+    return _rounded_pct((actual - baseline) / baseline * 100)
 
 
 def is_new_spend(actual: Decimal | None, baseline: Decimal | None) -> bool:
@@ -97,7 +103,16 @@ def pct_of(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
     """part / whole x 100 rounded to 0.01 (a threshold as a percentage of the budget); None if unknown."""
     if part is None or whole is None or whole <= 0:
         return None
-    return (part / whole * 100).quantize(PCT_QUANTUM, rounding=ROUND_HALF_UP)
+    return _rounded_pct(part / whole * 100)
+
+
+def _rounded_pct(value: Decimal) -> Decimal | None:
+    """A percentage rounded to 0.01; None when it is too large to hold (a baseline of 0.000001 against
+    millions): an unknown percentage, which the rules treat as such, rather than a crash."""
+    try:
+        return value.quantize(PCT_QUANTUM, rounding=ROUND_HALF_UP)
+    except InvalidOperation:
+        return None
 
 
 def plain(amount: Decimal | None) -> str:

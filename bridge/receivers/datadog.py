@@ -23,6 +23,7 @@ from bridge.config import reveal
 from bridge.errors import AuthError, BadPayload
 from bridge.model import SECURITY, Alert, AlertState, Link, Notice, Tag, parse_tags
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
+from bridge.receivers.jsonbody import load_json
 
 SOURCE = "datadog"
 
@@ -320,14 +321,12 @@ def _decode_body(request: InboundRequest) -> dict[str, Any]:
 
 def _parse_json(text: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadPayload(
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} (character {exc.pos}); "
-            "if the webhook payload has a $VARIABLE outside quotes, an empty value breaks the JSON: quote it"
-        ) from None
-    except RecursionError:
-        raise BadPayload("body is not usable JSON: nested too deeply") from None
+        return load_json(text)
+    except BadPayload as exc:
+        if "not valid JSON" not in exc.message:
+            raise
+        raise BadPayload(f"{exc.message}; if the webhook payload has a $VARIABLE outside quotes, an empty value "
+                         "breaks the JSON: quote it") from None
 
 
 def _parse_form(text: str) -> dict[str, Any]:
@@ -353,8 +352,8 @@ def _parse_form(text: str) -> dict[str, Any]:
             parent[bracket.group(2)] = value
         elif key.lower() in ("org", "security") and value.lstrip().startswith("{"):
             try:
-                out[key] = json.loads(value)
-            except (json.JSONDecodeError, RecursionError):
+                out[key] = load_json(value, what=f"form field {key!r}")
+            except BadPayload:
                 out[key] = value
         else:
             out[key] = value
@@ -445,8 +444,8 @@ class _Payload:
 
 def _loads_object(text: str) -> dict[str, Any] | None:
     try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        value = load_json(text)
+    except BadPayload:
         return None
     return value if isinstance(value, dict) else None
 

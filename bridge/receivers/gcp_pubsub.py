@@ -60,6 +60,7 @@ from bridge.receivers.cost import (
     parse_amount,
     plain,
 )
+from bridge.receivers.jsonbody import load_json
 
 log = logging.getLogger(__name__)
 
@@ -420,9 +421,9 @@ def decode_push(body: bytes) -> tuple[dict[str, Any], dict[str, Any], str]:
     Raises BadPayload when the body is not a push envelope or `message.data` is not base64 JSON.
     """
     try:
-        envelope = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadPayload("body is not JSON: expected a Pub/Sub push envelope (keep the payload wrapper on; "
+        envelope = load_json(body)
+    except BadPayload as exc:
+        raise BadPayload(f"{exc.message}: expected a Pub/Sub push envelope (keep the payload wrapper on; "
                          "--push-no-wrapper drops the budgetId attribute)") from None
     message = envelope.get("message") if isinstance(envelope, dict) else None
     if not isinstance(message, dict):
@@ -435,10 +436,9 @@ def decode_push(body: bytes) -> tuple[dict[str, Any], dict[str, Any], str]:
     except (binascii.Error, ValueError):
         raise BadPayload("Pub/Sub message.data is not base64") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadPayload("Pub/Sub message.data is not JSON: this endpoint takes Cloud Billing budget "
-                         "notifications") from None
+        data = load_json(raw, what="Pub/Sub message.data")
+    except BadPayload as exc:
+        raise BadPayload(f"{exc.message}: this endpoint takes Cloud Billing budget notifications") from None
     if not isinstance(data, dict):
         raise BadPayload("Pub/Sub message.data is not a JSON object")
     # Current docs show both spellings; older examples only message_id (cloud-cost.md §4.2).

@@ -36,6 +36,7 @@ from bridge.errors import AuthError, BadPayload, ConfigError, ConfigErrors
 from bridge.model import Alert, AlertState, Link, Notice, Tag, parse_tags
 from bridge.receivers.alertmanager import parse_number, split_categories
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
+from bridge.receivers.jsonbody import load_json
 
 TOP_KEYS = ("name", "description", "token_env", "token_file", "items", "extract", "state_map", "defaults")
 EXTRACT_KEYS = ("title", "state", "group_key", "event_id", "value", "dimension", "tags", "service", "message",
@@ -574,10 +575,13 @@ class GenericReceiver:
 
     def parse(self, request: InboundRequest, ctx: ReceiverContext) -> Parsed:
         """Turn the body into one Alert per item; raises `BadPayload` when the body is unusable."""
-        try:
-            body = json.loads(request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadPayload(f"the body is not valid JSON: {exc}") from None
+        body = load_json(request.body)
+        # An object, or a list that the source's `items:` expression splits; never a bare null, string or number.
+        if not (isinstance(body, dict) or (isinstance(body, list) and self.source.items is not None)):
+            kind = {type(None): "null", list: "a list", str: "a string", bool: "a boolean"}.get(
+                type(body), "a number")
+            raise BadPayload(f"the body must be a JSON object, got {kind}: a webhook of this source sends one "
+                             "object per request (or a list, when the source sets items:)")
         src = self.source
         notices: list[Notice] = []
         if src.items is not None:
