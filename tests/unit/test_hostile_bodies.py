@@ -131,7 +131,8 @@ def body_bytes(draw: st.DrawFn, original: Any) -> bytes:
     data = text.encode("utf-8")
     if edit == "bad-utf8":
         at = draw(st.integers(0, len(data)))
-        data = data[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])) + data[at:]
+        invalid = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"]))
+        data = data[:at] + invalid + data[at:]
     elif edit == "bom":
         data = b"\xef\xbb\xbf" + data
     return data
