@@ -129,7 +129,16 @@ class AlertmanagerReceiver:
         problems: list[str] = []
         for index, item in enumerate(alerts_in):
             try:
-                alerts.append(_alert_from(item, envelope, conv, ctx))
+                alert = _alert_from(item, envelope, conv, ctx)
+                alerts.append(alert)
+                unparsed = alert.fields.get("value_unparsed", "")
+                if is_non_finite(unparsed):
+                    # Kept without a value (never a stored NaN); said once per alert, so the rule is fixed.
+                    notices.append(Notice(source=SOURCE, kind="value_not_finite", level="warning",
+                                          message=f"alerts[{index}] ({alert.fields.get('alertname') or '?'}) has "
+                                                  f"the value {unparsed[:40]!r}, not a finite number: no "
+                                                  f"severity is decided from it; check the alert rule's query",
+                                          details={"index": index, "group_key": alert.group_key}))
             except _SkipAlert as exc:
                 problems.append(f"alerts[{index}]: {exc}")
                 notices.append(Notice(source=SOURCE, kind="alert_skipped", level="warning",
@@ -325,7 +334,10 @@ def parse_number(raw: Any) -> float | None:
     if raw is None or isinstance(raw, bool):
         return None
     if isinstance(raw, (int, float)):
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:  # an integer past any float: a generic source's to_number("9999...") makes one
+            return None
         return number if math.isfinite(number) else None
     if not isinstance(raw, str):
         return None
@@ -338,6 +350,30 @@ def parse_number(raw: Any) -> float | None:
         return None
     number = float(text)
     return number if math.isfinite(number) else None
+
+
+_NON_FINITE = re.compile(r"^[+-]?(?:nan|inf|infinity)$", re.IGNORECASE)
+
+
+def is_non_finite(raw: Any) -> bool:
+    """True when `raw` is meant as a number but is NaN or infinite: "NaN", "+Inf" (what Prometheus renders for
+    `{{ $value }}` of a division by zero), "-Infinity", "1e999", or a float or integer past any float.
+
+    `parse_number` gives None for these as for any non-number; receivers use this to report them with a notice,
+    because they mean a broken query rather than a template that carries no value.
+    """
+    if raw is None or isinstance(raw, bool):
+        return False
+    if isinstance(raw, (int, float)):
+        return parse_number(raw) is None
+    if not isinstance(raw, str):
+        return False
+    text = raw.strip().removesuffix("%").strip()
+    if _NON_FINITE.match(text):
+        return True
+    if _THOUSANDS.match(text):
+        text = text.replace(",", "")
+    return bool(_NUMBER.match(text)) and not math.isfinite(float(text))
 
 
 def split_categories(raw: Any) -> frozenset[str]:

@@ -361,6 +361,8 @@ def _period_start(period: str, notified: date | None) -> str | None:
     if notified is None:
         return None
     if period == "daily":
+        if notified == date.min:
+            return None  # "January 01, 0001" has no yesterday (OverflowError); no real notification says that
         return (notified - timedelta(days=1)).isoformat()  # the text reports "Yesterday"'s cost
     if period == "monthly":
         return notified.replace(day=1).isoformat()

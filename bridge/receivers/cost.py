@@ -52,7 +52,10 @@ def parse_amount(value: Any) -> Decimal | None:
         if not number.is_finite() or number.adjusted() > MAX_AMOUNT_EXPONENT:
             raise ValueError(f"not an amount: {str(value)[:40]!r}")
         return number
-    text = str(value).strip()
+    if not isinstance(value, str):
+        # A JSON array or object: its text ("[1, 2]") would otherwise be read as the amount 1.2.
+        raise ValueError(f"not an amount: a {type(value).__name__}, not a number or a text")
+    text = value.strip()
     if not text:
         return None
     negative = text.startswith("(") and text.endswith(")")  # accounting notation "($5.00)"

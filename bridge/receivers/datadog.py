@@ -23,7 +23,7 @@ from bridge.config import reveal
 from bridge.errors import AuthError, BadPayload
 from bridge.model import SECURITY, Alert, AlertState, Link, Notice, Tag, parse_tags
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
-from bridge.receivers.jsonbody import load_json
+from bridge.receivers.jsonbody import load_json, storable_text
 
 SOURCE = "datadog"
 
@@ -145,6 +145,32 @@ def extract_bridge_value(text: str) -> float | None:
     return None
 
 
+_NON_FINITE_WORD = re.compile(r"^[-+]?(?:nan|inf(?:inity)?)\b", re.IGNORECASE)
+
+
+def _non_finite_value(text: str) -> str:
+    """The value of the first `bridge.value:` line that reads as NaN or an infinity ("nan", "-Inf", "1e999"), or
+    "". Such a value is dropped like an empty one, but it means the monitor's query is broken, so it is reported
+    (a notice and `fields["value_unparsed"]`) instead of being ignored in silence."""
+    if not text:
+        return ""
+    for match in _VALUE_LINE.finditer(text.translate(_MARKDOWN_NOISE)):
+        rest = match.group("rest").strip()
+        word = _NON_FINITE_WORD.match(rest)
+        if word:
+            return word.group(0)
+        number = _NUMBER.match(rest)
+        if number is None:
+            continue
+        try:
+            parsed = float(number.group("num").replace(",", ""))
+        except ValueError:
+            continue
+        if not math.isfinite(parsed):  # "1e999" is a number to the pattern, and infinite to float()
+            return number.group("num")
+    return ""
+
+
 class DatadogReceiver:
     """Receiver for `POST /webhooks/datadog`: one Datadog notification in, one `Alert` out."""
 
@@ -262,6 +288,10 @@ def build_alert(payload: Mapping[str, Any], body: bytes, ctx: ReceiverContext) -
     if _is_security(security):
         for key in _SECURITY_FIELDS:
             fields[f"security_{key}"] = security.get(key, "")
+    # Never a stored NaN or infinity: the value is dropped, and what was received is kept visible.
+    not_finite = "" if value is not None else (_non_finite_value(text) or _non_finite_value(body_text))
+    if not_finite:
+        fields["value_unparsed"] = not_finite
 
     alert = Alert(
         source=SOURCE,
@@ -289,6 +319,16 @@ def build_alert(payload: Mapping[str, Any], body: bytes, ctx: ReceiverContext) -
             level="warning",
             message=("Datadog payload has no alert_cycle_key or monitor id, so trigger and recovery are matched "
                      f"by {weak}; use webhooks/datadog/payload.json as the webhook payload"),
+            details={"group_key": group_key, "source_event_id": source_event_id},
+        ))
+    if not_finite:
+        notices.append(Notice(
+            source=SOURCE,
+            kind="value_not_finite",
+            level="warning",
+            message=(f"the bridge.value line of monitor {monitor_id or '?'} reads {not_finite[:40]!r}, not a finite "
+                     "number: the alert carries no value, so no severity is decided from it; check the monitor's "
+                     "query"),
             details={"group_key": group_key, "source_event_id": source_event_id},
         ))
     return alert, notices
@@ -333,7 +373,9 @@ def _parse_form(text: str) -> dict[str, Any]:
     """A form-encoded body: Datadog's wire format for "Encode as form" is undocumented, so accept the shapes
     it could plausibly take: one field holding the whole JSON template, or one field per top-level key (nested
     objects as JSON text or as `org[id]=` brackets)."""
-    pairs = urllib.parse.parse_qsl(text.strip(), keep_blank_values=True)
+    # Percent-decoding can produce U+0000 ("%00"), which the store cannot hold: replaced as load_json does.
+    pairs = [(storable_text(key), storable_text(value))
+             for key, value in urllib.parse.parse_qsl(text.strip(), keep_blank_values=True)]
     if not pairs:
         raise BadPayload("form-encoded body has no fields: expected the Datadog webhook payload template")
     if len(pairs) == 1:

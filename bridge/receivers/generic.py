@@ -34,7 +34,7 @@ from jmespath.functions import Functions
 
 from bridge.errors import AuthError, BadPayload, ConfigError, ConfigErrors
 from bridge.model import Alert, AlertState, Link, Notice, Tag, parse_tags
-from bridge.receivers.alertmanager import parse_number, split_categories
+from bridge.receivers.alertmanager import is_non_finite, parse_number, split_categories
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
 from bridge.receivers.jsonbody import load_json
 
@@ -541,6 +541,11 @@ def _check_functions(ast: Any) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # Receiving
 
+# How an expression can fail on one particular body: JMESPath's own errors, and the built-ins' arithmetic on the
+# sender's values (ceil(to_number('1e999')) raises OverflowError, ceil() of NaN ValueError). Each is the body's
+# problem, never a reason for a 500.
+_EXPRESSION_ERRORS = (jmespath.exceptions.JMESPathError, ArithmeticError, ValueError)
+
 
 class GenericReceiver:
     """Receiver for one generic source: `POST /webhooks/generic/<name>`.
@@ -587,7 +592,7 @@ class GenericReceiver:
         if src.items is not None:
             try:
                 found = src.items.search(body)
-            except jmespath.exceptions.JMESPathError as exc:
+            except _EXPRESSION_ERRORS as exc:
                 raise BadPayload(f"the 'items' expression {src.items.text!r} of source {src.name!r} failed "
                                  f"on this body: {exc}") from None
             if isinstance(found, dict):
@@ -638,6 +643,10 @@ class GenericReceiver:
         value = _number(value_raw)
         if value_raw is not None and value is None:
             fields["value_unparsed"] = _text(value_raw)
+            if is_non_finite(value_raw):
+                notices.append(self._notice(index, "value_not_finite",
+                                            f"extract.value gave {_text(value_raw)[:40]!r} for item {index}, not a "
+                                            "finite number: the alert carries no value"))
         dimension = _text(get("dimension")) or (src.defaults.dimension or "")
         dimensions = {dimension: value} if dimension and value is not None else {}
 
@@ -676,7 +685,7 @@ class GenericReceiver:
     def _eval(self, expr: Expression, key: str, document: Any, index: int, notices: list[Notice]) -> Any:
         try:
             return expr.search(document)
-        except jmespath.exceptions.JMESPathError as exc:
+        except _EXPRESSION_ERRORS as exc:
             # A type mismatch on this particular body (join() over a null...). Losing the whole alert for one
             # field would be worse than a missing field, so record it and go on.
             notices.append(self._notice(index, "extraction_failed", f"{key} failed on item {index}: {exc}"))

@@ -24,12 +24,19 @@ from hypothesis import strategies as st
 
 from bridge.app import create_app
 from bridge.config import Secret, Settings
-from bridge.errors import BadPayload, RequestError
+from bridge.errors import AuthError, BadPayload, RequestError
 from bridge.receivers import build_receivers
+from bridge.receivers.alertmanager import AlertmanagerReceiver
+from bridge.receivers.aws_sns import AwsSnsReceiver
+from bridge.receivers.azure import AzureReceiver
 from bridge.receivers.base import Headers, InboundRequest, Parsed, ReceiverContext
+from bridge.receivers.datadog import DatadogReceiver
+from bridge.receivers.gcp_pubsub import GcpPubSubReceiver
+from bridge.receivers.generic import GenericReceiver, parse_generic_source
 from bridge.receivers.jsonbody import MAX_DEPTH, load_json, without_surrogates
 from bridge.store import alerts
 from tests.integration.cost_signing import GoogleSigner, SnsSigner, pubsub_push
+from tests.postgres import fresh_database
 from tests.shared import REPO, shared_json, shared_path, shared_text
 
 NOW = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)
@@ -148,7 +155,12 @@ def body_bytes(draw: st.DrawFn, original: Any) -> bytes:
     (b'{"a": 1e308}', {"a": 1e308}),
     (b'{"a": 123456789012345678901234567890}', {"a": 123456789012345678901234567890}),
     (b'[' * MAX_DEPTH + b']' * MAX_DEPTH, "ok"),
-], ids=["lone-surrogate", "pair", "surrogate-key", "bom", "large-float", "large-int", "max-depth"])
+    (b'{"id": "a\\u0000b"}', {"id": "a\ufffdb"}),                  # PostgreSQL text cannot hold U+0000
+    (b'{"id": "a\\\\u0000b"}', {"id": "a\\u0000b"}),               # an escaped backslash, then text: kept
+    (b'{"a":' * MAX_DEPTH + b"1" + b"}" * MAX_DEPTH, "ok"),
+    (json.dumps({"a": "[{" * 500}).encode(), {"a": "[{" * 500}),  # brackets in strings do not nest
+], ids=["lone-surrogate", "pair", "surrogate-key", "bom", "large-float", "large-int", "max-depth", "nul",
+        "escaped-backslash-u0000", "max-depth-objects", "brackets-in-strings"])
 def test_loader_accepts(data: bytes, result: Any) -> None:
     loaded = load_json(data)
     if result != "ok":
@@ -169,12 +181,16 @@ def test_loader_accepts(data: bytes, result: Any) -> None:
     (b'{"a": "\xed\xa0\x80"}', "not valid UTF-8"),              # a surrogate encoded in UTF-8 (CESU)
     (b'{"a": 1', "not valid JSON"),
     (b"", "not valid JSON"),
+    (b'{"\\udcff": 1, "\\udcfe": 2}', "appears twice"),   # one key once both are U+FFFD: which value counts?
+    (b'{"\\u0000": 1, "\\ufffd": 2}', "appears twice"),
+    (b'{"a":' * (MAX_DEPTH + 1) + b"1" + b"}" * (MAX_DEPTH + 1), "deeper than 64"),
 ], ids=["nan", "infinity", "minus-infinity", "overflow", "101-digits", "5000-digits", "duplicate-key",
-        "depth-65", "depth-100000", "invalid-utf8", "cesu", "truncated", "empty"])
+        "depth-65", "depth-100000", "invalid-utf8", "cesu", "truncated", "empty", "keys-equal-after-replacement",
+        "nul-key-and-replacement-key", "depth-65-objects"])
 def test_loader_refuses(data: bytes, needle: str) -> None:
     with pytest.raises(BadPayload) as err:
         load_json(data)
-    assert err.value.status == 400 and needle in err.value.message
+    assert (err.value.status, err.value.code) == (400, "bad_payload") and needle in err.value.message
 
 
 # -- each receiver's parse, pure -------------------------------------------------------------------------------
@@ -429,3 +445,162 @@ def test_a_forged_sns_envelope_with_a_lone_surrogate_is_refused_not_a_500(bridge
     r = bridge.client.post("/webhooks/aws-sns", data=body,
                            headers={"Content-Type": "text/plain; charset=UTF-8"})
     assert r.status_code == 401, r.get_data(as_text=True)
+
+
+# -- what a rule cannot compare, or a store cannot hold ---------------------------------------------------------
+
+def _request(body: dict[str, Any] | bytes, content_type: str = "application/json") -> InboundRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return InboundRequest(body=raw, headers=Headers({"Content-Type": content_type}))
+
+
+def _alertmanager(annotations: dict[str, str]) -> dict[str, Any]:
+    return {"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "Errors", "dimension": "users_affected_pct"},
+         "annotations": annotations, "startsAt": "2026-03-06T11:00:00Z", "fingerprint": "f1"}]}
+
+
+PARSERS: dict[str, Any] = {"datadog": DatadogReceiver(), "alertmanager": AlertmanagerReceiver(),
+                           "azure": AzureReceiver(), "gcp-pubsub": GcpPubSubReceiver(), "aws-sns": AwsSnsReceiver()}
+CTX = ReceiverContext(now=NOW)
+
+
+@pytest.mark.parametrize(("receiver", "body", "unparsed"), [
+    ("datadog", {**DATADOG, "text": "bridge.value: nan"}, "nan"),
+    ("datadog", {**DATADOG, "text": "**bridge.value:** -Inf %"}, "-Inf"),
+    ("datadog", {**DATADOG, "text": "Users affected.\nbridge.value: 1e999"}, "1e999"),
+    ("alertmanager", _alertmanager({"value": "NaN"}), "NaN"),      # Prometheus renders {{ $value }} so
+    ("alertmanager", _alertmanager({"value": "+Inf"}), "+Inf"),    # for a division by zero
+], ids=["datadog-nan", "datadog-minus-inf-markdown", "datadog-overflow", "alertmanager-nan", "alertmanager-inf"])
+def test_a_value_that_is_not_finite_is_dropped_with_a_notice(receiver: str, body: dict[str, Any],
+                                                              unparsed: str) -> None:
+    parsed = PARSERS[receiver].parse(_request(body), CTX)
+    [alert] = parsed.alerts
+    assert alert.value is None and not alert.dimensions
+    assert alert.fields["value_unparsed"] == unparsed
+    assert [n.kind for n in parsed.notices] == ["value_not_finite"]
+
+
+@pytest.mark.parametrize("text", ["bridge.value: {{value}}", "bridge.value: ", "bridge.value: n/a",
+                                  "bridge.value: information pending"],
+                         ids=["unrendered", "empty-no-data", "words", "word-starting-with-inf"])
+def test_a_datadog_value_that_is_merely_absent_gives_no_notice(text: str) -> None:
+    parsed = PARSERS["datadog"].parse(_request({**DATADOG, "text": text}), CTX)
+    assert parsed.alerts[0].value is None and parsed.notices == []
+
+
+GENERIC_SOURCE = """\
+token_env: T
+extract:
+  title: item.title
+  group_key: item.id
+  state: item.state
+  value: {value}
+"""
+
+
+@pytest.mark.parametrize(("expression", "raw", "notice"), [
+    ("item.v", "NaN", "value_not_finite"),
+    ("to_number(item.v)", "9" * 400, "value_not_finite"),          # an int past any float: was an OverflowError
+    ("ceil(to_number(item.v))", "1.5e999", "extraction_failed"),  # ceil(inf): was an OverflowError
+    ("ceil(to_number(item.v))", "12.5", None),
+], ids=["nan-text", "to-number-past-float", "ceil-of-infinity", "finite-control"])
+def test_generic_values_the_senders_numbers_break(expression: str, raw: str, notice: str | None) -> None:
+    source = parse_generic_source(GENERIC_SOURCE.format(value=expression), path="t.yaml", environ={"T": "t"})
+    parsed = GenericReceiver(source).parse(_request({"title": "t", "id": "1", "state": "firing", "v": raw}), CTX)
+    [alert] = parsed.alerts
+    assert [n.kind for n in parsed.notices] == ([notice] if notice else [])
+    assert alert.value == (13.0 if notice is None else None)
+
+
+def _azure(**data: Any) -> dict[str, Any]:
+    body = copy.deepcopy(shared_json("fixtures/azure-budget/common-schema-costalerts-actual.json"))
+    body["data"]["alertContext"]["AlertData"].update(data)
+    return dict(body)
+
+
+def _cad_envelope(**impact: Any) -> bytes:
+    cad = copy.deepcopy(shared_json("fixtures/aws-cost-anomaly/cad-sns-message-documented-current.json"))
+    cad["impact"].update(impact)
+    envelope = {"Type": "Notification", "MessageId": "m-1", "TopicArn": TOPIC, "Message": json.dumps(cad),
+                "Timestamp": "2026-03-06T12:00:00.000Z"}
+    return json.dumps(envelope).encode()
+
+
+@pytest.mark.parametrize(("receiver", "body", "field"), [
+    ("azure", lambda: _azure(SpentAmount=[1, 2]), "SpentAmount"),       # its text "[1, 2]" read as 1.2 before
+    ("azure", lambda: _azure(BudgetThreshold={"amount": 5}), "BudgetThreshold"),
+    ("gcp-pubsub", lambda: pubsub_push({"costAmount": [120], "budgetAmount": 100}, message_id="1", budget_id="b"),
+     "costAmount"),
+    ("aws-sns", lambda: _cad_envelope(totalActualSpend={"amount": 1}), "impact.totalActualSpend"),
+], ids=["azure-list", "azure-object", "gcp-list", "sns-cad-object"])
+def test_an_amount_that_is_not_a_number_or_text_is_a_400_naming_the_field(receiver: str, body: Any,
+                                                                          field: str) -> None:
+    with pytest.raises(BadPayload) as err:
+        PARSERS[receiver].parse(_request(body()), CTX)
+    assert err.value.status == 400 and field in err.value.message
+
+
+def test_a_budgets_text_dated_year_one_has_no_yesterday_but_is_kept() -> None:
+    text = shared_text("fixtures/aws-budgets/budgets-actual-daily-2023-03-05.txt").replace(
+        "March 05, 2023", "January 01, 0001")
+    envelope = {"Type": "Notification", "MessageId": "m-2", "TopicArn": TOPIC, "Message": text,
+                "Timestamp": "2026-03-06T12:00:00.000Z"}
+    [alert] = PARSERS["aws-sns"].parse(_request(json.dumps(envelope).encode()), CTX).alerts
+    assert "period_start" not in alert.fields  # was an OverflowError (a 500) computing "yesterday"
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (json.dumps({**DATADOG, "title": "Checkout \u0000 errors"}).encode(), "application/json"),
+    (b"id=form-1&alert_id=77&title=Checkout%20%00%20errors", "application/x-www-form-urlencoded"),
+], ids=["json-escape", "form-percent-00"])
+def test_nul_becomes_the_replacement_character(body: bytes, content_type: str) -> None:
+    [alert] = PARSERS["datadog"].parse(_request(body, content_type), CTX).alerts
+    assert alert.title == "Checkout \ufffd errors"
+
+
+def test_a_deeply_nested_token_is_a_401_before_any_signature_check() -> None:
+    part = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).rstrip(b"=").decode()  # fits an 8 KB header
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256"}').rstrip(b"=").decode()
+    request = InboundRequest(body=b"{}", headers=Headers({"Authorization": f"Bearer {header}.{part}.c2ln"}))
+    ctx = ReceiverContext(now=NOW, settings={"audience": AUDIENCE, "certs": {"k": "not used"}})
+    with pytest.raises(AuthError) as err:
+        PARSERS["gcp-pubsub"].authenticate(request, ctx)
+    assert err.value.status == 401  # was a RecursionError: a 500 and a logged traceback per request
+
+
+# -- PostgreSQL: what SQLite stores without complaint (U+0000) failed the whole receipt there with a 500 ---------
+
+@pytest.fixture(scope="module")
+def pg_client() -> Iterator[tuple[Any, Any]]:
+    with fresh_database() as url:
+        app = create_app(Settings(database_url=url, webhook_token=Secret(WEBHOOK_TOKEN),
+                                  receivers={"datadog": {"token": Secret(WEBHOOK_TOKEN)},
+                                             "alertmanager": {"token": Secret(WEBHOOK_TOKEN)}},
+                                  rules_path=str(REPO / "rules")))
+        store = app.config["BRIDGE_STORE"]
+        try:
+            yield app.test_client(), store
+        finally:
+            store.engine.dispose()
+
+
+@pytest.mark.parametrize(("path", "body", "content_type", "title"), [
+    ("/webhooks/datadog", json.dumps({**DATADOG, "id": "pg-1", "title": "Checkout \u0000 errors"}),
+     "application/json", "Checkout \ufffd errors"),
+    ("/webhooks/datadog", json.dumps({**DATADOG, "id": "pg-2\u0000", "title": "Checkout \udcff errors"}),
+     "application/json", "Checkout \ufffd errors"),
+    ("/webhooks/datadog", "id=pg-3&alert_id=77&title=Checkout%20%00%20errors", "application/x-www-form-urlencoded",
+     "Checkout \ufffd errors"),
+    ("/webhooks/alertmanager", json.dumps(_alertmanager({"summary": "Errors \u0000 high"})), "application/json",
+     "Errors \ufffd high"),
+], ids=["datadog-nul-title", "datadog-nul-id-and-lone-surrogate", "datadog-form-nul", "alertmanager-nul"])
+def test_postgresql_stores_hostile_text_as_replaced(pg_client: tuple[Any, Any], path: str, body: str,
+                                                    content_type: str, title: str) -> None:
+    client, store = pg_client
+    r = client.post(path, data=body.encode(),  # json.dumps wrote U+0000 and the surrogate as \u escapes
+                    headers={"Content-Type": content_type, "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+    assert r.status_code == 202, r.get_data(as_text=True)
+    stored = store.get_alert(r.get_json()["alerts"][0]["id"])
+    assert stored["title"] == title
+    json.dumps(stored, allow_nan=False).encode("utf-8")
