@@ -11,6 +11,9 @@
 from __future__ import annotations
 
 
+MAX_MESSAGE = 2000  # characters of an error answer's message
+
+
 class BridgeError(Exception):
     """Base of every error the bridge raises on purpose."""
 
@@ -30,8 +33,10 @@ class RequestError(BridgeError):
             self.status = status
 
     def to_json(self) -> dict[str, str]:
-        """The JSON body of the error answer."""
-        return {"error": self.code, "message": self.message}
+        """The JSON body of the error answer. Messages may quote the sender's values: a bounded length keeps a
+        1 MiB field from coming back whole."""
+        message = self.message if len(self.message) <= MAX_MESSAGE else self.message[:MAX_MESSAGE] + "..."
+        return {"error": self.code, "message": message}
 
 
 class BadPayload(RequestError):

@@ -156,3 +156,10 @@ def test_the_admin_token_must_differ_from_the_webhook_token() -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_env({"BRIDGE_WEBHOOK_TOKEN": "same", "BRIDGE_ADMIN_TOKEN": "same"})
     assert "BRIDGE_ADMIN_TOKEN" in str(err.value) and "same" not in str(err.value)
+
+
+def test_error_answers_are_bounded() -> None:
+    from bridge.errors import MAX_MESSAGE, BadPayload
+
+    answer = BadPayload("unknown schemaId " + "x" * 100_000).to_json()
+    assert len(answer["message"]) == MAX_MESSAGE + 3 and answer["error"] == "bad_payload"
