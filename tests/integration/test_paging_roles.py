@@ -292,9 +292,9 @@ def test_silence_suppresses_with_owner_and_reason(tmp_path: Path, pd: FakePagerD
 def httpx_delete(bridge: BridgeProcess, path: str) -> Any:
     import httpx2
 
-    from tests.integration.server import TOKEN
+    from tests.integration.server import ADMIN_TOKEN
 
-    return httpx2.delete(f"{bridge.url}{path}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10.0)
+    return httpx2.delete(f"{bridge.url}{path}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10.0)
 
 
 def test_inhibition_attaches_lower_alerts_to_the_open_incident(tmp_path: Path, pd: FakePagerDuty) -> None:
