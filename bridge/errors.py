@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-
 MAX_MESSAGE = 2000  # characters of an error answer's message
 
 

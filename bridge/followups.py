@@ -8,6 +8,11 @@
 - `related_note`: related past incidents, noted on the PagerDuty incident (after the page, never before).
 - `storm_digest`: one note summarising the alerts of a storm.
 - `auto_resolve` (a timer): resolve an incident whose source never sends recoveries.
+- `resolution_note` (queued with each resolution): the process's resolution checklist for a declared incident,
+  addressed to the roles that hold each step, with the final stakeholder update (sent as a PagerDuty status
+  update when the rules opt in, a draft in the note otherwise).
+- `reopen_note` (after the trigger of a reopened incident): the resolution did not hold; links the previous
+  PagerDuty incident when PagerDuty opened a new one.
 - `postmortem`: draft the post-mortem of a resolved P0/P1 incident and note where to find it.
 
 Every step is idempotent (safe to run again after a crash mid-way) and timers are jobs with a due time, so a
@@ -26,9 +31,21 @@ from bridge.config import Settings
 from bridge.errors import DeliveryError
 from bridge.model import Severity
 from bridge.postmortem import custom_template, needs_postmortem, render_postmortem
+from bridge.resolution import (
+    CHECKLIST,
+    FINAL_UPDATE_STATUS_UPDATE,
+    FinalUpdateState,
+    PagerDutyRef,
+    Reopening,
+    final_update_mode,
+    final_update_text,
+    fired_monitors,
+    reopen_note_text,
+    resolution_note_text,
+)
 from bridge.rules.holder import RulesetHolder
 from bridge.rules.model import Ruleset
-from bridge.store import Store
+from bridge.store import RESOLUTION_NOTE_DELAY, Store
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +53,14 @@ log = logging.getLogger(__name__)
 class Rest(Protocol):
     """The PagerDuty REST steps the follow-ups need (see bridge.delivery.pagerduty_rest)."""
 
-    def find_incident(self, dedup_key: str) -> dict[str, Any] | None: ...
+    def find_incident(self, dedup_key: str, *, include_resolved: bool = False) -> dict[str, Any] | None: ...
     def priority_for(self, severity: str, names: Any) -> str | None: ...
     def set_priority_and_urgency(self, incident_id: str, priority_id: str | None, urgency: str) -> Any: ...
     def resolve_target(self, target: Any) -> tuple[str, str]: ...
     def request_responders(self, incident_id: str, targets: list[tuple[str, str]], message: str) -> Any: ...
     def responder_state(self, incident_id: str, target: tuple[str, str]) -> str: ...
     def add_note(self, incident_id: str, content: str, marker: str) -> bool: ...
+    def create_status_update(self, incident_id: str, message: str) -> str: ...
 
 
 def declared(ruleset: Ruleset, severity: Severity | None) -> bool:
@@ -72,6 +90,8 @@ class FollowUps:
             "related_note": self.related_note,
             "storm_digest": self.storm_digest,
             "auto_resolve": self.auto_resolve,
+            "resolution_note": self.resolution_note,
+            "reopen_note": self.reopen_note,
             "postmortem": self.postmortem,
         }
 
@@ -93,6 +113,12 @@ class FollowUps:
         incident_id = job.get("incident_id")
         if incident_id is None:
             return
+        incident = self.store.incident_row(incident_id)
+        reopen = len(((incident or {}).get("details") or {}).get("reopens") or [])
+        if reopen and not self.store.has_job(incident_id, "reopen_note", f'{{"reopen": {reopen}}}'):
+            # This trigger re-opened (or de-duplicated into) the PagerDuty incident: say the resolution did not hold.
+            self.store.enqueue("reopen_note", job["dedup_key"], incident_id, {"reopen": reopen}, self.clock(),
+                               priority=2)
         details = ((job.get("payload") or {}).get("payload") or {}).get("custom_details") or {}
         sev_name = details.get("severity")
         severity = Severity.parse(sev_name) if sev_name else None
@@ -101,21 +127,26 @@ class FollowUps:
         engages_roles = declared(ruleset, severity) or bool(categories & {"security", "breach"})
         if severity is None or not (engages_roles or self.rest is not None):
             return
-        marker = f'"severity": "{sev_name}"'
+        # Once per severity, and again after each reopening: PagerDuty then usually has a new incident, whose
+        # roles, note and timers are set up afresh (on the same incident every step finds its work done).
+        setup_key = f"{sev_name}:{reopen}"
+        marker = f'"setup_key": "{setup_key}"' if reopen else f'"severity": "{sev_name}"'
         if self.store.has_job(incident_id, "incident_setup", marker):
             return
         self.store.enqueue("incident_setup", job["dedup_key"], incident_id,
                            {"severity": sev_name, "roles": details.get("roles") or [],
                             "reasons": details.get("reasons") or [], "rule": details.get("rule"),
-                            "categories": sorted(categories)}, self.clock(), priority=1)
+                            "categories": sorted(categories), "reopen": reopen, "setup_key": setup_key},
+                           self.clock(), priority=1)
 
-    def _pd_incident(self, incident: dict[str, Any]) -> tuple[str, str | None]:
-        """The PagerDuty incident of ours: known already, or found by its incident key (our dedup key)."""
+    def _pd_incident(self, incident: dict[str, Any], *, include_resolved: bool = False) -> tuple[str, str | None]:
+        """The PagerDuty incident of ours: known already, or found by its incident key (our dedup key); with
+        `include_resolved`, the newest resolved one when none is open (steps after a resolution)."""
         pd = incident.get("pagerduty") or {}
         if pd.get("id"):
             return pd["id"], pd.get("html_url")
         assert self.rest is not None
-        found = self.rest.find_incident(incident["dedup_key"])
+        found = self.rest.find_incident(incident["dedup_key"], include_resolved=include_resolved)
         if not found:
             # The Events API creates the incident asynchronously: try again shortly.
             raise DeliveryError("PagerDuty has no incident for this dedup key yet", retryable=True,
@@ -176,20 +207,26 @@ class FollowUps:
                     self.store.add_timeline(incident["id"], now, "responder_request",
                                             f"{role} requested: {holders[role]}", holders[role],
                                             "PagerDuty responder request")
-                self._arm_escalations(incident, ruleset, wanted, now)
+                self._arm_escalations(incident, ruleset, wanted, now, reopen=int(payload.get("reopen") or 0))
         if is_declared and not self.store.has_job(incident["id"], "related_note"):
             self.store.enqueue("related_note", incident["dedup_key"], incident["id"], {}, now, priority=6)
 
-    def _arm_escalations(self, incident: dict[str, Any], ruleset: Ruleset, roles: list[str], now: float) -> None:
+    def _arm_escalations(self, incident: dict[str, Any], ruleset: Ruleset, roles: list[str], now: float, *,
+                         reopen: int = 0) -> None:
         for role in roles:
             spec = ruleset.roles.get(role)
             if spec is None or spec.backup is None or not spec.escalate_after_seconds:
                 continue
+            # A reopened incident's roles are requested again, so their timers run again ("reopen" first in the
+            # payload: the marker is then a prefix of exactly that job's JSON).
+            payload: dict[str, Any] = {"role": role, "after": spec.escalate_after_seconds}
             marker = f'"role": "{role}"'
+            if reopen:
+                payload = {"reopen": reopen, **payload}
+                marker = f'{{"reopen": {reopen}, "role": "{role}"'
             if self.store.has_job(incident["id"], "escalation_check", marker):
                 continue
-            self.store.enqueue("escalation_check", incident["dedup_key"], incident["id"],
-                               {"role": role, "after": spec.escalate_after_seconds}, now,
+            self.store.enqueue("escalation_check", incident["dedup_key"], incident["id"], payload, now,
                                now + spec.escalate_after_seconds, priority=1)
 
     def escalation_check(self, job: dict[str, Any]) -> None:
@@ -263,6 +300,146 @@ class FollowUps:
             pd_id, _ = self._pd_incident(incident)
             self.rest.add_note(pd_id, text, f"[incident-bridge:storm:{incident['id']}:{len(attached)}]")
 
+    # -- closing the loop: resolution checklist, final update, reopening --------------------------------------
+
+    def resolution_note(self, job: dict[str, Any]) -> None:
+        """The process's resolution steps for a declared incident, one note addressed to the roles that hold them,
+        with the final stakeholder update: sent first as a PagerDuty status update when the rules opt in
+        (`final_update: status_update`), else (and on a 402) a draft inside the note.
+
+        Idempotent: the note carries a marker per resolution; the status update, which PagerDuty cannot list
+        back, is recorded in the incident's details (`stakeholder_update`) as soon as PagerDuty accepts it and is
+        never sent twice for one resolution (a crash between PagerDuty's answer and that write is the only window).
+        """
+        from bridge.lookups import postmortem_facts
+
+        incident = self.store.incident_row(job["incident_id"])
+        if incident is None:
+            return
+        number = int(job["payload"].get("resolution") or 1)
+        now = self.clock()
+        if incident["status"] != "resolved":
+            self.store.add_timeline(incident["id"], now, "resolution_note", f"resolution checklist {number} not "
+                                    "posted: the incident reopened before it went out", "incident-bridge")
+            return
+        ruleset = self.holder.current
+        severity = Severity.parse(incident["severity"]) if incident.get("severity") else None
+        if not declared(ruleset, severity):
+            return
+        details = incident.get("details") or {}
+        recorded = details.get("roles_requested") or {}
+        holders = {role: recorded.get(role) or _holder_text(ruleset, role) for role, _ in CHECKLIST}
+        facts = postmortem_facts(self.store, incident)
+        draft = final_update_text(facts, reopens=len(details.get("reopens") or []))
+        mode = final_update_mode(ruleset.settings, _rule_extra(ruleset, incident.get("rule")))
+        if self.rest is None:
+            self.store.merge_incident_details(incident["id"], stakeholder_update={
+                "resolution": number, "mode": mode, "state": "skipped", "text": draft})
+            self.store.add_timeline(incident["id"], now, "resolution_note", "resolution checklist not posted "
+                                    "(PAGERDUTY_API_TOKEN is not set: REST steps skipped)", "incident-bridge")
+            self.store.add_timeline(incident["id"], now, "final_update", "final stakeholder update drafted, not "
+                                    "sent (PAGERDUTY_API_TOKEN is not set); the draft is in the incident's details",
+                                    "incident-bridge")
+            return
+        if not self.store.triggers_delivered(incident["id"]):
+            self.store.add_timeline(incident["id"], now, "resolution_note", "resolution checklist not posted: no "
+                                    "page of this incident reached PagerDuty", "incident-bridge")
+            return
+        if self.store.event_unfinished(incident["id"], "resolve"):
+            raise Reschedule(now + RESOLUTION_NOTE_DELAY)  # after the resolve, never on a still-open incident
+        pd_id, _ = self._pd_incident(incident, include_resolved=True)
+        state = self._final_update(incident, pd_id, number, mode, draft, holders, now)
+        note = resolution_note_text(facts, holders=holders, monitors=fired_monitors(
+            self.store.incident_alerts(incident["id"])), final_update=state, draft=draft,
+            postmortem_link=self._postmortem_link(incident), resolution=number)
+        if self.rest.add_note(pd_id, note, f"[incident-bridge:resolution:{incident['id']}:{number}]"):
+            self.store.add_timeline(incident["id"], now, "resolution_note",
+                                    "resolution checklist noted for the " + ", ".join(r for r, _ in CHECKLIST),
+                                    "; ".join(f"{role}: {holders[role]}" for role, _ in CHECKLIST),
+                                    "PagerDuty note")
+
+    def _final_update(self, incident: dict[str, Any], pd_id: str, number: int, mode: str, draft: str,
+                      holders: dict[str, str], now: float) -> FinalUpdateState:
+        """Send (or keep as a draft) the final stakeholder update of resolution `number`; what became of it."""
+        prior = (incident.get("details") or {}).get("stakeholder_update") or {}
+        if prior.get("resolution") == number and prior.get("state") in ("sent", "unsupported", "refused", "drafted"):
+            return prior["state"]  # type: ignore[no-any-return]  # a retry: decided (and sent) already
+        assert self.rest is not None
+        state: FinalUpdateState = "drafted"
+        refusal = ""
+        if mode == FINAL_UPDATE_STATUS_UPDATE:
+            try:
+                state = "sent" if self.rest.create_status_update(pd_id, draft) == "sent" else "unsupported"
+            except DeliveryError as exc:
+                if exc.retryable:
+                    raise  # 429, 5xx, network: the job is retried, and nothing was recorded as sent
+                # A lasting refusal (an account may answer 403 rather than 402 for a missing entitlement) must not
+                # keep the checklist from the roles: the update falls back to the note, like a 402.
+                state, refusal = "refused", exc.message
+                log.warning("incident %s: the final stakeholder update was refused as a status update; it stays a "
+                            "draft in the resolution note: %s", incident["id"], exc.message)
+        self.store.merge_incident_details(incident["id"], stakeholder_update={
+            "resolution": number, "mode": mode, "state": state, "text": draft,
+            "at": datetime.fromtimestamp(now, tz=UTC).isoformat()})
+        comms = holders.get("Communications Lead", "")
+        if state == "sent":
+            self.store.add_timeline(incident["id"], now, "final_update", "final stakeholder update sent as a "
+                                    "PagerDuty status update", comms, "PagerDuty status update")
+        elif state == "refused":
+            self.store.add_timeline(incident["id"], now, "final_update", "warning: PagerDuty refused the final "
+                                    f"stakeholder update as a status update ({refusal}); the draft is in the "
+                                    "resolution note for the Communications Lead", comms,
+                                    "drafted in the resolution note")
+        elif state == "unsupported":
+            # The one warning of this incident (the client logs one per process, see Abilities): never retried.
+            self.store.add_timeline(incident["id"], now, "final_update", "warning: the final stakeholder update "
+                                    "was not sent as a status update: this PagerDuty account lacks the ability "
+                                    "(HTTP 402); the draft is in the resolution note for the Communications Lead",
+                                    comms, "drafted in the resolution note")
+        else:
+            self.store.add_timeline(incident["id"], now, "final_update", "final stakeholder update drafted in the "
+                                    "resolution note (final_update: note)", comms, "drafted in the resolution note")
+        return state
+
+    def reopen_note(self, job: dict[str, Any]) -> None:
+        """Say on PagerDuty that the resolution did not hold, linking the previous PagerDuty incident when
+        PagerDuty opened a new one for the same dedup key (a resolved incident cannot reopen there)."""
+        incident = self.store.incident_row(job["incident_id"])
+        if incident is None:
+            return
+        number = int(job["payload"]["reopen"])
+        reopens = (incident.get("details") or {}).get("reopens") or []
+        if not 0 < number <= len(reopens):
+            return
+        entry = reopens[number - 1]
+        previous = entry.get("pagerduty") or {}
+        reopening = Reopening(number, datetime.fromisoformat(entry["at"]),
+                              datetime.fromisoformat(entry["resolved_at"]) if entry.get("resolved_at") else None,
+                              PagerDutyRef(previous["id"], previous.get("html_url") or "") if previous.get("id")
+                              else None, bool(entry.get("pagerduty_kept_open")))
+        now = self.clock()
+        if self.rest is None:
+            self.store.add_timeline(incident["id"], now, "note", "reopening not noted on PagerDuty "
+                                    "(PAGERDUTY_API_TOKEN is not set: REST steps skipped)", "incident-bridge")
+            return
+        # While open, only an open PagerDuty incident is ours (the previous one is resolved); resolved again
+        # meanwhile, the newest one.
+        pd_id, _ = self._pd_incident(incident, include_resolved=incident["status"] != "open")
+        if reopening.previous is not None and reopening.previous.id == pd_id:
+            reopening = Reopening(number, reopening.at, reopening.resolved_at, reopening.previous, kept_open=True)
+        text = reopen_note_text(incident["title"], reopening, severity=incident.get("severity") or "-")
+        if self.rest.add_note(pd_id, text, f"[incident-bridge:reopen:{incident['id']}:{number}]"):
+            where = "on the same PagerDuty incident" if reopening.kept_open else (
+                f"on the new PagerDuty incident {pd_id}; previous one: {reopening.previous.id}"
+                if reopening.previous is not None else f"on PagerDuty incident {pd_id}")
+            self.store.add_timeline(incident["id"], now, "note", f"resolution did not hold: noted {where}",
+                                    "incident-bridge", "PagerDuty note")
+
+    def _postmortem_link(self, incident: dict[str, Any]) -> str:
+        """Where the post-mortem draft is: the API URL under BRIDGE_PUBLIC_URL when set."""
+        path = f"/api/v1/incidents/{incident['id']}/postmortem"
+        return f"{self.settings.public_url}{path}" if self.settings.public_url else f"{path} on the bridge"
+
     # -- reconciliation -----------------------------------------------------------------------------------
 
     def reconcile(self, days: float = 7.0) -> int:
@@ -321,8 +498,8 @@ class FollowUps:
         from bridge.lookups import postmortem_facts
 
         incident = self.store.incident_row(job["incident_id"])
-        if incident is None:
-            return
+        if incident is None or incident["status"] != "resolved":
+            return  # reopened before the draft was due: the next resolution queues it again
         ruleset = self.holder.current
         facts = postmortem_facts(self.store, incident)
         p2_flag = bool(ruleset.settings.get("postmortem_p2")) or any(
@@ -335,8 +512,7 @@ class FollowUps:
         markdown = render_postmortem(facts, template, now=datetime.fromtimestamp(now, tz=UTC),
                                      template_name=template_name)
         self.store.save_postmortem(incident["id"], markdown, now)
-        link = f"{self.settings.public_url}/api/v1/incidents/{incident['id']}/postmortem" \
-            if self.settings.public_url else f"/api/v1/incidents/{incident['id']}/postmortem on the bridge"
+        link = self._postmortem_link(incident)
         self.store.add_timeline(incident["id"], now, "note", "post-mortem draft written", "incident-bridge")
         if self.rest is not None and (incident.get("pagerduty") or {}).get("id"):
             self.rest.add_note(incident["pagerduty"]["id"],
@@ -358,6 +534,14 @@ def _immediate_roles(ruleset: Ruleset, categories: set[str]) -> set[str]:
     for cat in categories & {"security", "breach"}:
         out.update(ruleset.paging.category_roles.get(cat, ()))
     return out
+
+
+def _rule_extra(ruleset: Ruleset, name: str | None) -> dict[str, Any] | None:
+    """The extra settings (`final_update`, ...) of the rule named `name`, if the ruleset still has it."""
+    for rule in ruleset.rules:
+        if rule.name == name:
+            return dict(rule.extra)
+    return None
 
 
 def _holder_text(ruleset: Ruleset, role: str) -> str:

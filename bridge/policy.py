@@ -11,7 +11,9 @@ receipt transaction. This is where these behaviours live:
 - alert storms: past a rule's threshold of new incidents in a window, new groups attach to the rule's storm
   incident (one page, a digest note) instead of paging hundreds of times;
 - inhibition: while a more severe incident of an inhibiting rule is open, matching lower alerts attach to it;
-- auto-resolve: an incident resolves when every group attached to it has recovered.
+- auto-resolve: an incident resolves when every group attached to it has recovered;
+- reopening: a group that fires again within the ruleset's `reopen_within` of its incident's resolution reopens
+  that incident (same id) instead of opening a new one: the resolution did not hold.
 """
 
 from __future__ import annotations
@@ -34,26 +36,30 @@ class IncidentState:
     pending_triggers: int        # triggers not yet attempted (for example inside a pending window)
     firing_members: int = 1      # groups attached to the incident that have not recovered (this one included)
     dedup_key: str = ""
+    resolved_at: datetime | None = None  # set for a resolved incident (a candidate for reopening)
 
 
 @dataclass(frozen=True)
 class PolicyContext:
-    """The incidents around an alert: its own group's, a storm anchor, an inhibiting one."""
+    """The incidents around an alert: its own group's, a storm anchor, an inhibiting one, and its group's incident
+    resolved within the last `reopen_within` seconds (when it has no open one)."""
 
     incident: IncidentState | None = None
     storm_anchor: IncidentState | None = None
     storm_count: int = 0
     inhibitor: IncidentState | None = None
     inhibitor_rule: str = ""
+    recently_resolved: IncidentState | None = None
+    reopen_within: int = 0
 
 
 @dataclass(frozen=True)
 class Plan:
     """What to do.
 
-    `incident`: create / update / resolve / attach / None. `target` is the incident acted on when it is not the
-    alert's own (storm, inhibition). `event`: trigger / resolve / None. `member`: how the alert's group joins
-    (`join`) or leaves (`recover`) its incident's member list.
+    `incident`: create / update / resolve / attach / reopen / None. `target` is the incident acted on when it is
+    not the alert's own (storm, inhibition), or the resolved incident a reopening opens again. `event`: trigger /
+    resolve / None. `member`: how the alert's group joins (`join`) or leaves (`recover`) its incident's member list.
     """
 
     outcome: str
@@ -90,6 +96,11 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
                         timeline=(("inhibition", f"{alert.title} ({sev.name}) inhibited by open incident "
                                    f"{inh.id} ({inh.severity.name if inh.severity else '-'}, rule "
                                    f"{ctx.inhibitor_rule}): attached, not paged"),))
+        recent = ctx.recently_resolved
+        # Only an incident whose page went out is reopened: one dropped inside its pending window (flap control)
+        # never paged, and a new incident keeps that flap control.
+        if recent is not None and recent.any_trigger_attempted:
+            return _reopen(alert, sev, recent, ctx.reopen_within, now)
         if ctx.storm_anchor is not None:
             anchor = ctx.storm_anchor
             return Plan("storm", incident="attach", target=anchor.id, member="join",
@@ -123,6 +134,27 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
     why = f"re-page interval {repage}s not elapsed" if repage else "no re-page interval set"
     return Plan("attached", incident="attach", target=incident.id, member="join",
                 timeline=(("alert", f"{alert.title} ({sev.name}): attached to the open incident ({why})"),))
+
+
+def _reopen(alert: Alert, sev: Severity, recent: IncidentState, window: int, now: datetime) -> Plan:
+    """The resolution did not hold: the same incident opens again and pages at once (its first page already went
+    out, so the rule's pending window is not applied again), at the higher of its severity and the alert's (the
+    bridge never lowers an incident's severity itself)."""
+    severity = sev if sev.is_higher_than(recent.severity) or recent.severity is None else recent.severity
+    after = _span((now - recent.resolved_at).total_seconds()) if recent.resolved_at else "shortly"
+    text = (f"the resolution did not hold: {alert.title} ({sev.name}) fired again {after} after the resolution "
+            f"(reopen_within {_span(window)}); incident {recent.id} reopened at {severity.name}")
+    return Plan("reopened", incident="reopen", target=recent.id, severity=severity, event="trigger",
+                member="join", timeline=(("reopen", text),))
+
+
+def _span(seconds: float) -> str:
+    """'45 s', '4 min', '2 h 5 min': for timeline texts (here, so the pure policy imports no renderer)."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    hours, minutes = divmod(whole // 60, 60)
+    return f"{hours} h {minutes} min" if hours and minutes else (f"{hours} h" if hours else f"{minutes} min")
 
 
 def _resolve(alert: Alert, incident: IncidentState | None) -> Plan:

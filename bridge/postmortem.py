@@ -33,6 +33,9 @@ Context variables (all strings are plain text unless marked "Markdown"; `None` w
   fragment, "47 min (first alert ... to resolution ...)" or "still open (...)".
 - `description`: Markdown paragraph drafted from the facts (what, where, how long, severity, impact).
 - `rules`: list of rule names; `categories`: sorted list of categories; `dimensions`: dict dimension -> max value.
+- `platform_categories`: the sorted categories that make Platform Engineering the owner of the follow-up action
+  items (infrastructure, deployment, observability, cloud cost: the process's "infrastructure or observability
+  gaps"); empty when none applies.
 - `roles`: list of `{"role": ..., "holder": ...}` in the facts' order.
 - `timeline`: list of rows sorted by time, each a dict of table-safe cells (Markdown, `|` and newlines escaped):
   `date` ("YYYY-MM-DD"), `time` ("HH:MM:SS UTC"), `kind`, `kind_label`, `description` (with the kind label in
@@ -71,6 +74,7 @@ from bridge.model import (
     CLOUD_COST_INCREASE_PCT,
     CUSTOMERS_AFFECTED_PCT,
     DATA_LOSS,
+    PLATFORM_CATEGORIES,
     SECURITY,
     USERS_AFFECTED_PCT,
     CostFacts,
@@ -93,6 +97,9 @@ TIMELINE_KINDS: Mapping[str, str] = types.MappingProxyType({
     "inhibition": "Inhibition",
     "escalation": "Escalation",
     "resolution": "Resolution",
+    "resolution_note": "Resolution checklist",
+    "final_update": "Final update",
+    "reopen": "Reopened",
 })
 
 
@@ -448,6 +455,7 @@ def build_context(facts: IncidentFacts, *, now: datetime) -> dict[str, Any]:
         "description": _description(facts, duration=duration, opened=opened, resolved=resolved, cost=cost),
         "rules": list(facts.rules),
         "categories": sorted(facts.categories),
+        "platform_categories": sorted(facts.categories & PLATFORM_CATEGORIES),
         "dimensions": dict(facts.dimensions),
         "roles": [{"role": role, "holder": holder} for role, holder in facts.roles.items()],
         "timeline": _timeline(facts),

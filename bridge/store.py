@@ -169,6 +169,12 @@ DEFAULT_STORM_WINDOW = 300
 STORM_DIGEST_DELAY = 60.0
 # The draft waits a little after the resolution so late acknowledgements and notes make it in.
 POSTMORTEM_DELAY = 30.0
+# The resolution checklist follows the resolve event to PagerDuty (its handler also waits for a resolve still
+# queued), so responders read it, and the final update, on a resolved incident.
+RESOLUTION_NOTE_DELAY = 5.0
+# A group that fires again within this long after its incident resolved reopens that incident: the resolution did
+# not hold (flapping after a fix). Rules files override it with `settings.reopen_within` (0 turns it off).
+DEFAULT_REOPEN_WITHIN = 1800
 
 postmortems = sa.Table(
     "postmortems", metadata,
@@ -482,6 +488,8 @@ class Store:
             auto_resolve = decision.details.get("auto_resolve_seconds")
             if auto_resolve:
                 self._enqueue(conn, "auto_resolve", dedup_key, incident_id, None, {}, ts, ts + float(auto_resolve))
+        elif step.incident == "reopen" and incident_id is not None:
+            dedup_for_jobs = self._reopen(conn, incident_id, step, decision, ts)
         elif step.incident in ("update", "attach", "resolve") and incident_id is not None:
             row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
             dims = json.loads(row.dimensions_json)
@@ -539,6 +547,46 @@ class Store:
         return Accepted(alert_id, decision.severity.name if decision.severity else None, decision.action.value,
                         decision.rule, dedup_key, step.outcome, incident_id)
 
+    def _reopen(self, conn: Connection, incident_id: int, step: Plan, decision: Decision, ts: float) -> str:
+        """Open a resolved incident again (the policy's `reopen`); returns its dedup key, which the trigger uses.
+
+        Each reopening is kept in the incident's details (`reopens`: when, the resolution it undid, and the
+        PagerDuty incident of that resolution), for the reopen note and the post-mortem. PagerDuty cannot reopen a
+        resolved incident: the same dedup key's trigger opens a new one there, so the stored PagerDuty incident is
+        forgotten and found again by dedup key once the trigger is delivered. Unless the resolve never left: a
+        resolve still queued and never attempted is superseded, PagerDuty's incident stays open, and the trigger
+        de-duplicates into it.
+        """
+        row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
+        dims = json.loads(row.dimensions_json)
+        for k, v in decision.dimensions.items():
+            dims[k] = max(float(v), float(dims.get(k, v)))
+        cats = sorted(set(json.loads(row.categories_json)) | set(decision.categories))
+        details = json.loads(row.details_json)
+        previous = {"id": row.pd_incident_id, "html_url": row.pd_html_url} if row.pd_incident_id else None
+        held_back = conn.execute(jobs.update().where(
+            jobs.c.dedup_key == row.dedup_key, jobs.c.kind == "event", jobs.c.action == "resolve",
+            jobs.c.state == "pending", jobs.c.attempts == 0,
+        ).values(state="superseded", reason="reopened_first", updated_at=ts,
+                 last_error="the incident reopened before its resolve was sent")).rowcount
+        details["reopens"] = [*details.get("reopens", []), {
+            "at": _iso(ts), "resolved_at": _iso(row.resolved_at), "pagerduty": previous,
+            "pagerduty_kept_open": bool(held_back)}]
+        values: dict[str, Any] = {
+            "status": OPEN, "resolved_at": None, "last_alert_at": ts, "alert_count": row.alert_count + 1,
+            "dimensions_json": json.dumps(dims), "categories_json": json.dumps(cats),
+            "details_json": json.dumps(details, default=str)}
+        if step.severity is not None:
+            values["severity"] = step.severity.name
+        if not held_back:
+            values.update(pd_incident_id=None, pd_html_url=None)
+        conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+        if details.get("auto_resolve_seconds"):
+            # The source never sends recoveries: the reopened incident needs its own timer again.
+            self._enqueue(conn, "auto_resolve", row.dedup_key, incident_id, None, {}, ts,
+                          ts + float(details["auto_resolve_seconds"]))
+        return str(row.dedup_key)
+
     def _enqueue(self, conn: Connection, kind: str, dedup_key: str, incident_id: int | None,
                  alert_id: int | None, payload: Any, now: float, due: float, *, action: str = "",
                  priority: int = 5) -> int:
@@ -578,6 +626,11 @@ class Store:
         if inhibitor is not None:
             return PolicyContext(inhibitor=inhibitor, inhibitor_rule=inhibitor_rule)
         settings = ruleset.settings if ruleset is not None else {}
+        reopen_within = int(_seconds(settings.get("reopen_within", DEFAULT_REOPEN_WITHIN)))
+        if reopen_within > 0:
+            resolved = self._recently_resolved(conn, dedup_key, _ts(now) - reopen_within)
+            if resolved is not None:
+                return PolicyContext(recently_resolved=resolved, reopen_within=reopen_within)
         threshold = int(settings.get("storm_threshold", DEFAULT_STORM_THRESHOLD))
         window = _seconds(settings.get("storm_window", DEFAULT_STORM_WINDOW))
         if decision.rule and threshold > 0:
@@ -629,6 +682,15 @@ class Store:
             return None
         return self._state_of(conn, row)
 
+    def _recently_resolved(self, conn: Connection, dedup_key: str, since: float) -> IncidentState | None:
+        """The newest incident of this group resolved at or after `since` (a candidate for reopening)."""
+        row = conn.execute(
+            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
+            .where(members.c.dedup_key == dedup_key, incidents.c.status == RESOLVED,
+                   incidents.c.resolved_at >= since)
+            .order_by(incidents.c.id.desc()).limit(1)).first()
+        return self._state_of(conn, row) if row is not None else None
+
     def _state_of(self, conn: Connection, row: Any) -> IncidentState:
         triggers = sa.select(jobs.c.state, jobs.c.attempts).where(
             jobs.c.incident_id == row.id, jobs.c.kind == "event", jobs.c.action == "trigger")
@@ -645,7 +707,8 @@ class Store:
             members.c.incident_id == row.id, members.c.state == "firing")).scalar() or 0)
         return IncidentState(row.id, Severity.parse(row.severity) if row.severity else None,
                              _dt(row.opened_at) or datetime.now(UTC), _dt(row.last_paged_at),
-                             attempted, pending, firing_members=max(firing, 1), dedup_key=row.dedup_key)
+                             attempted, pending, firing_members=max(firing, 1), dedup_key=row.dedup_key,
+                             resolved_at=_dt(row.resolved_at))
 
     # -- delivery outbox ----------------------------------------------------------------------------------
 
@@ -1034,10 +1097,20 @@ class Store:
         return True
 
     def _after_resolve(self, conn: Connection, row: Any, now: float) -> None:
-        """Queue the post-mortem draft of a resolved incident (the worker decides whether one is needed)."""
-        exists = conn.execute(sa.select(jobs.c.id).where(jobs.c.incident_id == row.id,
-                                                         jobs.c.kind == "postmortem")).first()
-        if exists is None:
+        """Queue the follow-ups of a resolution, in the transaction that records it (the worker decides whether
+        each is needed): the resolution checklist note, right after the resolve, and the post-mortem draft, a
+        little later.
+
+        An incident can resolve more than once (it reopens when the resolution did not hold): each resolution gets
+        its own checklist note (`resolution` counts them), and the draft is made again unless one is still queued.
+        """
+        done = int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
+            jobs.c.incident_id == row.id, jobs.c.kind == "resolution_note")).scalar() or 0)
+        self._enqueue(conn, "resolution_note", row.dedup_key, row.id, None, {"resolution": done + 1}, now,
+                      now + RESOLUTION_NOTE_DELAY)
+        queued = conn.execute(sa.select(jobs.c.id).where(jobs.c.incident_id == row.id, jobs.c.kind == "postmortem",
+                                                         jobs.c.state.in_(UNFINISHED))).first()
+        if queued is None:
             self._enqueue(conn, "postmortem", row.dedup_key, row.id, None, {}, now, now + POSTMORTEM_DELAY)
 
     def save_postmortem(self, incident_id: int, markdown: str, now: float) -> None:
@@ -1076,6 +1149,13 @@ class Store:
             return conn.execute(sa.select(jobs.c.id).where(
                 jobs.c.incident_id == incident_id, jobs.c.kind == "event", jobs.c.action == "trigger",
                 jobs.c.state == "delivered").limit(1)).first() is not None
+
+    def event_unfinished(self, incident_id: int, action: str) -> bool:
+        """Whether an event of this incident with `action` (trigger | resolve) is still queued or being sent."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(jobs.c.id).where(
+                jobs.c.incident_id == incident_id, jobs.c.kind == "event", jobs.c.action == action,
+                jobs.c.state.in_(UNFINISHED)).limit(1)).first() is not None
 
     def last_event_action(self, incident_id: int) -> str | None:
         """The action of the newest delivered event of this incident."""

@@ -534,12 +534,14 @@ def test_missing_abilities_answer_402() -> None:
             },
         )
         priorities = client.get("/priorities")
+        status_update = client.post(f"/incidents/{incident['id']}/status_updates", json={"message": "m"})
         past = client.get(f"/incidents/{incident['id']}/past_incidents")
         has_teams = client.account_has_ability("teams")
 
     missing = {"error": {"message": "Account does not have the abilities to perform the action", "code": 2014}}
     assert (responders.status_code, responders.json()) == (402, missing)
     assert (priorities.status_code, priorities.json()) == (402, missing)
+    assert (status_update.status_code, status_update.json()) == (402, missing)
     assert past.status_code == 403  # the spec lists 403, not 402, for past/related incidents
     assert has_teams is False
     fake.assert_no_invalid_requests()

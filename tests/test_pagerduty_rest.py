@@ -340,6 +340,59 @@ def test_note_cap_degrades_without_error(pd: FakePagerDuty, rest: PagerDutyRest,
     pd.assert_no_invalid_requests()
 
 
+# -- status updates ----------------------------------------------------------------------------------------------
+
+
+def test_status_update_is_posted_with_the_from_header(pd: FakePagerDuty, rest: PagerDutyRest) -> None:
+    incident_id = open_incident(pd)
+    assert rest.create_status_update(incident_id, "Resolved: checkout is back") == "sent"
+    [update] = pd.incident(incident_id).status_updates
+    assert update["message"] == "Resolved: checkout is back" and update["sender"]["id"] == "PUSER01"
+    [post] = pd.requests_to(f"/incidents/{incident_id}/status_updates", "POST")
+    assert post.json() == {"message": "Resolved: checkout is back"} and post.header("From") == FROM_EMAIL
+    pd.assert_no_invalid_requests()  # the body and the From header the spec requires
+
+
+def test_status_update_without_ability_degrades_with_one_warning(
+        pd: FakePagerDuty, rest: PagerDutyRest, caplog: pytest.LogCaptureFixture) -> None:
+    incident_id = open_incident(pd)
+    pd.abilities.discard("status_updates")
+    caplog.set_level(logging.WARNING, LOGGER)
+    assert rest.create_status_update(incident_id, "Resolved") == "unsupported"
+    assert rest.create_status_update(incident_id, "Resolved") == "unsupported"  # never asked again
+    assert len(pd.requests_to(f"/incidents/{incident_id}/status_updates")) == 1
+    assert pd.incident(incident_id).status_updates == []
+    assert len(warnings_of(caplog)) == 1 and "status_updates" in warnings_of(caplog)[0]
+    pd.assert_no_invalid_requests()
+
+
+def test_status_update_failures_are_retryable_delivery_errors(pd: FakePagerDuty, rest: PagerDutyRest) -> None:
+    incident_id = open_incident(pd)
+    pd.fail(503, times=1, path=f"/incidents/{incident_id}/status_updates")
+    with pytest.raises(DeliveryError) as failed:
+        rest.create_status_update(incident_id, "Resolved")
+    assert failed.value.retryable and failed.value.reason == "server_error"
+    assert rest.create_status_update(incident_id, "Resolved") == "sent"
+    with pytest.raises(DeliveryError) as missing:
+        rest.create_status_update("PNOSUCH", "Resolved")
+    assert (missing.value.retryable, missing.value.reason) == (False, "not_found")
+    pd.assert_no_invalid_requests()
+
+
+def test_status_updates_share_the_rest_rate_limit(pd: FakePagerDuty) -> None:
+    clock = ManualClock()
+    rest = make_rest(pd, clock=clock, requests_per_minute=1)
+    incident_id = open_incident(pd)
+    assert rest.create_status_update(incident_id, "first") == "sent"
+    with pytest.raises(DeliveryError) as limited:
+        rest.create_status_update(incident_id, "second")
+    assert (limited.value.retryable, limited.value.reason) == (True, "rate_limited")
+    clock.advance(60)
+    assert rest.create_status_update(incident_id, "second") == "sent"
+    rest.close()
+    pd.assert_no_invalid_requests()
+
+
 # -- failures ----------------------------------------------------------------------------------------------------
 
 

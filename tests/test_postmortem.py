@@ -92,6 +92,13 @@ def checkout_outage() -> IncidentFacts:
                       personnel="incident-bridge", actions="Not paged; recorded"),
         TimelineEvent(at(9, 59, 10), "resolution", "Datadog monitor recovered; PagerDuty incident resolved",
                       personnel="Datadog", actions="Auto-resolved by incident-bridge"),
+        # The process's resolution steps, as the resolution_note follow-up records them.
+        TimelineEvent(at(9, 59, 15), "final_update",
+                      "final stakeholder update sent as a PagerDuty status update",
+                      personnel=COMMS_LEAD, actions="PagerDuty status update"),
+        TimelineEvent(at(9, 59, 15), "resolution_note",
+                      "resolution checklist noted for the Infrastructure Lead, Technical Lead, Communications Lead, "
+                      "Incident Coordinator", personnel="incident-bridge", actions="PagerDuty note"),
     )
     related = (
         RelatedIncident("Checkout 5xx after connection pool change", date(2025, 11, 2),
@@ -419,6 +426,46 @@ def test_timeline_sorted_by_time_with_utc_columns() -> None:
     ]
 
 
+def test_timeline_shows_the_resolution_steps_and_a_reopening() -> None:
+    facts = minimal(timeline=(
+        TimelineEvent(at(9, 10, 0), "resolution", "recovered"),
+        TimelineEvent(at(9, 10, 5), "final_update", "final stakeholder update drafted in the resolution note"),
+        TimelineEvent(at(9, 10, 5), "resolution_note", "resolution checklist noted"),
+        TimelineEvent(at(9, 14, 0), "reopen", "the resolution did not hold: incident 7 reopened at P1"),
+    ))
+    rows = token_tables(render_postmortem(facts, now=NOW))[0][1:-1]
+    assert [r[2].content for r in rows] == [
+        "**Resolution:** recovered",
+        "**Final update:** final stakeholder update drafted in the resolution note",
+        "**Resolution checklist:** resolution checklist noted",
+        "**Reopened:** the resolution did not hold: incident 7 reopened at P1",
+    ]
+
+
+PLATFORM = [
+    # id, categories, whether Platform Engineering is prompted for the follow-up action items
+    ("no-category", set(), False),
+    ("infrastructure", {"infrastructure"}, True),
+    ("observability", {"observability"}, True),
+    ("deployment", {"deployment"}, True),
+    ("cloud-resources", {"cloud_cost"}, True),
+    ("security-only", {"security"}, False),
+    ("several", {"security", "observability", "infrastructure"}, True),
+]
+
+
+@pytest.mark.parametrize(("categories", "prompted"), [c[1:] for c in PLATFORM], ids=[c[0] for c in PLATFORM])
+def test_platform_engineering_owns_the_follow_ups_of_infrastructure_gaps(categories: set[str],
+                                                                         prompted: bool) -> None:
+    out = render_postmortem(minimal(categories=frozenset(categories)), now=NOW)
+    improvement = out.split("### Areas for Improvement", 1)[1]
+    assert ("**Platform Engineering** owns the follow-up action items" in improvement) is prompted
+    assert ("| Platform Engineering |" in improvement) is prompted
+    assert improvement.count("| ☐ Open |") == 3  # still the template's three open rows
+    if categories == {"security", "observability", "infrastructure"}:
+        assert "(categories `infrastructure`, `observability`)" in improvement
+
+
 def test_related_not_looked_up_keeps_empty_table_and_prompt() -> None:
     out = render_postmortem(minimal(related=None), now=NOW)
     assert "the bridge did not look up related incidents" in out
@@ -495,7 +542,7 @@ def test_custom_template_renders_with_the_context() -> None:
     lines = out.splitlines()
     assert lines[0] == "datadog:monitor:81234567:service:checkout P0 resolved"
     assert lines[1].startswith("detection@09:12:05 UTC;decision@09:12:06 UTC;")
-    assert lines[1].endswith("resolution@09:59:10 UTC;")
+    assert lines[1].endswith("resolution@09:59:10 UTC;final_update@09:59:15 UTC;resolution_note@09:59:15 UTC;")
     assert lines[2] == "Yes / 25% (highest reported by the monitors)"
     assert lines[3] == "Checkout 5xx after connection pool change;Payments API latency above SLO;"
     assert lines[4] == f"Incident Coordinator = {COORDINATOR}"

@@ -2,7 +2,8 @@
 
 The Events API opens the incident (`bridge.delivery.events`); this module does what the Events API cannot:
 set the priority (and urgency), request the process's roles as responders, add the role/setup notes, read who
-accepted, page a test incident for `incident-bridge notify test`, and list incidents for reconciliation.
+accepted, post the final stakeholder update as a status update, page a test incident for `incident-bridge notify
+test`, and list incidents for reconciliation.
 
 Design points (each cited where it applies):
 
@@ -629,6 +630,32 @@ class PagerDutyRest:
         self._request("POST", f"/incidents/{incident_id}/notes", f"add note to incident {incident_id}",
                       json={"note": {"content": fit_note(content, marker)}})
         return True
+
+    # -- status updates -------------------------------------------------------------------------------------
+
+    def create_status_update(self, incident_id: str, message: str) -> Literal["sent", "unsupported"]:
+        """Post `message` as a status update of the incident (`POST /incidents/{id}/status_updates`, body
+        `{"message"}`, the From header required; SCHEMA `createIncidentStatusUpdate`): PagerDuty notifies the
+        incident's status-update subscribers.
+
+        Not idempotent by itself: the API offers no way to read an incident's status updates back (SCHEMA has no
+        GET for that path, and no log entry type for them), so the caller records that it was sent and does not
+        call again. A 402 (the account lacks the ability; SCHEMA lists no 402 here, but the Templates tag says
+        status-update features are "secured to customers with the status updates entitlements") returns
+        `unsupported` with ONE warning per client and is never asked again.
+        """
+        if self.abilities.missing("status_updates"):
+            return "unsupported"
+        try:
+            self._request("POST", f"/incidents/{incident_id}/status_updates",
+                          f"post status update on incident {incident_id}", json={"message": message})
+        except DeliveryError as exc:
+            if exc.reason != "unsupported":
+                raise
+            self.abilities.mark_missing("status_updates", "final stakeholder updates stay drafts in the "
+                                                          "resolution note")
+            return "unsupported"
+        return "sent"
 
     # -- route test (`incident-bridge notify test --role ROLE`) --------------------------------------------
 

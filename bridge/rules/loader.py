@@ -554,6 +554,8 @@ class _Compiler:
             extra["inhibits"] = {"matchers": inh_matchers, "equal": list(inh.get("equal") or [])}
         if raw.get("postmortem"):
             extra["postmortem"] = True
+        if "final_update" in raw:  # its value was checked against rules/schema.json (note | status_update)
+            extra["final_update"] = raw["final_update"]
         pos = doc.at(where)
         return Rule(
             name=raw["name"], matchers=tuple(matchers), description=raw.get("description", ""),

@@ -45,7 +45,9 @@ Assertion helpers: `events`, `change_events`, `dropped_events`, `triggers_for()`
 `alert()`, `incidents`, `incident()`, `incidents_for()`, `open_incidents()`, `invalid_requests`, `requests`,
 `requests_to()`, `assert_no_invalid_requests()`, and `wait_for(predicate, timeout)` for asynchronous senders.
 Scripting state: `answer_responder_request()`, `set_past_incidents()`, `set_related_incidents()`, and the
-mutable `abilities` set (remove `"coordinated_responding"` for the 402 path).
+mutable `abilities` set (remove `"coordinated_responding"` for the 402 path of responder requests, or
+`"status_updates"` for that of `POST /incidents/{id}/status_updates`; the posted updates are in each incident's
+`status_updates`).
 
 Approximations, stated so nobody relies on them: ids are deterministic (`PI00001`, ...), not PagerDuty's; the
 401/403 error codes and texts, the "Invalid routing key" 400 and the change-event answer are modelled on
@@ -604,8 +606,11 @@ ACCEPT_V2 = "application/vnd.pagerduty+json;version=2"
 
 # Every ability the fake knows; the default account has them all. Names follow PagerDuty's Abilities API
 # (`GET /abilities`); `event_intelligence` stands for the "Event Intelligence package or Digital Operations plan"
-# that past/related incidents need (the spec names the plan, not an ability).
-ALL_ABILITIES = frozenset({"coordinated_responding", "teams", "priorities", "urgencies", "event_intelligence"})
+# that past/related incidents need (the spec names the plan, not an ability), and `status_updates` for the
+# "status updates entitlements" the spec's Templates tag mentions (the spec names no ability for
+# `POST /incidents/{id}/status_updates` and lists no 402 there; a real account without them may answer 402 or 403).
+ALL_ABILITIES = frozenset({"coordinated_responding", "teams", "priorities", "urgencies", "event_intelligence",
+                           "status_updates"})
 
 # Events API v2 limits (developer docs `docs/events-API-v2/01-Overview.md` "Size Limits" and
 # `02-Trigger-Events.md`): the schema itself encodes none of them.
@@ -704,6 +709,7 @@ class Incident:
     log_entries: list[dict[str, Any]] = field(default_factory=list)
     responder_requests: list[dict[str, Any]] = field(default_factory=list)
     incidents_responders: list[dict[str, Any]] = field(default_factory=list)
+    status_updates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def open(self) -> bool:
@@ -731,6 +737,7 @@ _REST_ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/incidents/{id}/notes", "_list_notes"),
     ("POST", "/incidents/{id}/notes", "_create_note"),
     ("POST", "/incidents/{id}/responder_requests", "_create_responder_request"),
+    ("POST", "/incidents/{id}/status_updates", "_create_status_update"),
     ("GET", "/incidents/{id}/log_entries", "_list_log_entries"),
     ("GET", "/incidents/{id}/past_incidents", "_past_incidents"),
     ("GET", "/incidents/{id}/related_incidents", "_related_incidents"),
@@ -1728,6 +1735,27 @@ class FakePagerDuty(LoopbackServer):
             extra={"responder_request": responder_request},
         )
         return Reply(200, {"responder_request": responder_request})
+
+    def _create_status_update(self, request: RecordedRequest, params: dict[str, str], body: Any) -> Reply:
+        """`POST /incidents/{id}/status_updates` (SCHEMA `createIncidentStatusUpdate`): body and From header were
+        validated against the spec; the answer is the spec's `{"status_update": StatusUpdate}`. No log entry:
+        the spec's log entry types include none for status updates."""
+        if "status_updates" not in self.abilities:
+            return _missing_ability()
+        found = self._get_incident_or_404(params["id"])
+        if isinstance(found, Reply):
+            return found
+        update = {
+            "id": self._next_id("S"),
+            "message": body["message"],
+            "sender": self._sender(request),
+            "created_at": iso(self.clock()),
+        }
+        for optional in ("subject", "html_message"):
+            if optional in body:
+                update[optional] = body[optional]
+        found.status_updates.append(update)
+        return Reply(200, {"status_update": update})
 
     def _list_log_entries(self, request: RecordedRequest, params: dict[str, str], body: Any) -> Reply:
         found = self._get_incident_or_404(params["id"])

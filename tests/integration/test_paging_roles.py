@@ -385,6 +385,65 @@ def test_resolved_p0_gets_a_postmortem_draft_and_a_note(tmp_path: Path, pd: Fake
         bridge.kill()
 
 
+def note_with(pd: FakePagerDuty, incident_id: str, text: str) -> str | None:
+    return next((n for n in notes(pd, incident_id) if text in n), None)
+
+
+def test_resolution_checklist_final_update_and_a_resolution_that_did_not_hold(tmp_path: Path,
+                                                                             pd: FakePagerDuty) -> None:
+    rules = rules_dir(tmp_path, settings="  final_update: status_update\n  reopen_within: 10m\n")
+    env = env_for(tmp_path, pd, rules, BRIDGE_PUBLIC_URL="https://bridge.example.com")
+    bridge = BridgeProcess(tmp_path, env).start()
+    try:
+        opened = post_alert(bridge, datadog_payload("loop-1", monitor="7010"))["alerts"][0]
+        key = opened["dedup_key"]
+        first = wait_for(lambda: pd_incident(pd, key))
+        wait_for(lambda: note_with(pd, first.id, "Role assignment"), timeout=20)
+
+        # Resolved: one note addresses each step of the process to the role holding it, and (opted in) the final
+        # stakeholder update went out as a PagerDuty status update.
+        post_alert(bridge, datadog_payload("loop-2", monitor="7010", transition="Recovered", value=0))
+        note = wait_for(lambda: note_with(pd, first.id, "resolution checklist, by role"), timeout=30)
+        for role, policy in (("Infrastructure Lead", "Platform Engineering"), ("Technical Lead", "Senior Developers"),
+                             ("Communications Lead", "Product Managers"),
+                             ("Incident Coordinator", "Engineering Managers")):
+            assert f"- {role} (escalation policy '{policy}'): " in note
+        assert "https://app.datadoghq.com/monitors/7010" in note  # the monitor that fired
+        assert f"https://bridge.example.com/api/v1/incidents/{opened['incident_id']}/postmortem" in note
+        [update] = pd.incident(first.id).status_updates
+        assert update["message"].startswith("Resolved: ") and "Impact: 27.4% of users affected." in update["message"]
+        assert f"(as sent):\n\n{update['message']}" in note
+
+        # Flapping after the fix: the same bridge incident reopens; PagerDuty opens a new one, linked in a note.
+        again = post_alert(bridge, datadog_payload("loop-3", monitor="7010"))["alerts"][0]
+        assert (again["outcome"], again["incident_id"]) == ("reopened", opened["incident_id"])
+        second = wait_for(lambda: (lambda i: i if i is not None and i.id != first.id else None)(pd_incident(pd, key)))
+        reopen = wait_for(lambda: note_with(pd, second.id, "the resolution did not hold"), timeout=30)
+        assert f"the previous one is {first.id}" in reopen
+        wait_for(lambda: note_with(pd, second.id, "Role assignment"), timeout=20)  # the roles, again
+        local = bridge.get(f"/api/v1/incidents/{opened['incident_id']}").json()
+        assert local["status"] == "open" and local["details"]["reopens"][0]["pagerduty"]["id"] == first.id
+        assert {"resolution_note", "final_update", "reopen"} <= {e["kind"] for e in local["timeline"]}
+
+        # An account without status updates (402): the note carries the draft, with one warning.
+        pd.abilities.discard("status_updates")
+        other = post_alert(bridge, datadog_payload("loop-4", monitor="7011"))["alerts"][0]
+        other_pd = wait_for(lambda: pd_incident(pd, other["dedup_key"]))
+        wait_for(lambda: note_with(pd, other_pd.id, "Role assignment"), timeout=20)
+        post_alert(bridge, datadog_payload("loop-5", monitor="7011", transition="Recovered", value=0))
+        fallback = wait_for(lambda: note_with(pd, other_pd.id, "resolution checklist, by role"), timeout=30)
+        assert "lacks the ability (HTTP 402)" in fallback and "Final stakeholder update (draft):" in fallback
+        assert pd.incident(other_pd.id).status_updates == []
+        timeline = bridge.get(f"/api/v1/incidents/{other['incident_id']}").json()["timeline"]
+        warnings = [e for e in timeline if e["kind"] == "final_update" and e["description"].startswith("warning:")]
+        assert len(warnings) == 1
+        assert bridge.output().count("final stakeholder updates stay drafts") == 1
+        assert len([r for r in pd.requests if r.path.endswith("/status_updates")]) == 2  # one sent, one 402
+        assert not [j for j in bridge.get("/api/v1/jobs?limit=1000").json()["jobs"] if j["state"] == "dead"]
+    finally:
+        bridge.kill()
+
+
 def test_notify_test_pages_a_role_and_resolves(tmp_path: Path, pd: FakePagerDuty) -> None:
     env = env_for(tmp_path, pd, rules_dir(tmp_path))
     done = subprocess.run([sys.executable, "-m", "bridge", "notify", "test", "--role", "InfoSec"], env=env,

@@ -171,7 +171,9 @@ def main(tmp_path_factory: pytest.TempPathFactory, pd_full: FakePagerDuty, dd: F
                                  created=now - 6 * 86400, resolved=now - 6 * 86400 + 3600)
     dd_unrelated = dd.add_incident("Search index lagging behind writes", severity="SEV-3", state="resolved",
                                    services=["search"], created=now - 2 * 86400, resolved=now - 2 * 86400 + 600)
-    env = env_with_sources(tmp, pd, rules_dir(tmp), dd)
+    # The history below has an incident of the P0's own alert group resolved moments before the P0: reopening
+    # (settings.reopen_within, default 30m) would make the P0 that same incident, so it is off here.
+    env = env_with_sources(tmp, pd, rules_dir(tmp, settings="  reopen_within: 0\n"), dd)
     bridge = BridgeProcess(tmp, env).start()
     try:
         # t1: the bridge's own history, P2 pages of the same monitor and service, recovered: one of another

@@ -114,6 +114,31 @@ def test_a_recovery_before_anything_was_sent_pages_nothing(store: Store, pd: Fak
     assert pd.events == []
 
 
+def test_a_refire_soon_after_the_resolution_reopens_the_incident(store: Store, pd: FakePagerDuty) -> None:
+    clock = Clock()
+    worker = worker_for(store, pd, clock)
+    first = receive(store, "f1", AlertState.FIRING)
+    drain(worker, clock, seconds=3)
+    receive(store, "r1", AlertState.RESOLVED, at=clock.now)
+    again = receive(store, "f2", AlertState.FIRING, at=clock.now)  # before the worker sent the resolve
+    assert (again["outcome"], again["incident_id"]) == ("reopened", first["incident_id"])
+    drain(worker, clock, seconds=10)
+    # The resolve that had not left never does: PagerDuty's incident stays open and the trigger joins it.
+    assert [e.event_action for e in pd.events] == ["trigger", "trigger"]
+    assert [i.status for i in pd.incidents_for("g1")] == ["triggered"]
+    receive(store, "r2", AlertState.RESOLVED, at=clock.now)
+    drain(worker, clock, seconds=10)
+    clock.now += 600
+    third = receive(store, "f3", AlertState.FIRING, at=clock.now)  # the resolve went out 10 min ago
+    assert (third["outcome"], third["incident_id"]) == ("reopened", first["incident_id"])
+    drain(worker, clock, seconds=10)
+    assert [e.event_action for e in pd.events] == ["trigger", "trigger", "resolve", "trigger"]
+    assert [i.status for i in pd.incidents_for("g1")] == ["resolved", "triggered"]  # a new one in PagerDuty
+    incident = store.incident_row(int(first["incident_id"])) or {}
+    assert [r["pagerduty_kept_open"] for r in incident["details"]["reopens"]] == [True, False]
+    assert len(store.list_incidents()) == 1
+
+
 def test_events_of_one_key_go_out_in_order_across_failures(store: Store, pd: FakePagerDuty) -> None:
     clock = Clock()
     worker = worker_for(store, pd, clock)

@@ -24,10 +24,17 @@ def decision(action: Action = Action.PAGE, severity: Severity | None = Severity.
 
 
 def incident(severity: Severity = Severity.P1, *, paged_ago: float | None = 60, attempted: bool = True,
-             pending: int = 0, firing: int = 1) -> IncidentState:
+             pending: int = 0, firing: int = 1, resolved_ago: float | None = None) -> IncidentState:
     return IncidentState(id=7, severity=severity, opened_at=NOW - timedelta(hours=1),
                          last_paged_at=NOW - timedelta(seconds=paged_ago) if paged_ago is not None else None,
-                         any_trigger_attempted=attempted, pending_triggers=pending, firing_members=firing)
+                         any_trigger_attempted=attempted, pending_triggers=pending, firing_members=firing,
+                         resolved_at=NOW - timedelta(seconds=resolved_ago) if resolved_ago is not None else None)
+
+
+def resolved(severity: Severity = Severity.P1, *, ago: float = 240, paged: bool = True) -> PolicyContext:
+    """The alert's group has no open incident; its incident resolved `ago` seconds ago (within the window)."""
+    return PolicyContext(recently_resolved=incident(severity, resolved_ago=ago, attempted=paged,
+                                                    paged_ago=600 if paged else None), reopen_within=1800)
 
 
 CASES = [
@@ -63,6 +70,21 @@ CASES = [
      ("storm", "attach", None)),
     ("inhibited-by-higher-incident", AlertState.FIRING, decision(severity=Severity.P2),
      PolicyContext(inhibitor=incident(Severity.P0), inhibitor_rule="outage"), ("inhibited", "attach", None)),
+    # Flapping after a fix: the group's incident resolved within reopen_within (the store only offers one then).
+    ("refire-after-resolution-reopens", AlertState.FIRING, decision(), resolved(),
+     ("reopened", "reopen", "trigger")),
+    ("refire-of-an-incident-that-never-paged-opens-anew", AlertState.FIRING, decision(), resolved(paged=False),
+     ("opened", "create", "trigger")),
+    ("recovery-after-resolution-resolves-nothing", AlertState.RESOLVED, decision(Action.RESOLVE), resolved(),
+     ("nothing_to_resolve", None, None)),
+    ("record-after-resolution-does-not-reopen", AlertState.FIRING, decision(Action.RECORD, Severity.P3),
+     resolved(), ("recorded", None, None)),
+    ("inhibition-comes-before-reopening", AlertState.FIRING, decision(severity=Severity.P2),
+     PolicyContext(inhibitor=incident(Severity.P0), inhibitor_rule="outage",
+                   recently_resolved=incident(resolved_ago=60)), ("inhibited", "attach", None)),
+    ("reopening-comes-before-storms", AlertState.FIRING, decision(),
+     PolicyContext(recently_resolved=incident(resolved_ago=60), reopen_within=1800, storm_anchor=incident(),
+                   storm_count=10), ("reopened", "reopen", "trigger")),
 ]
 
 
@@ -71,7 +93,7 @@ def test_plan(state: AlertState, dec: Decision, ctx: PolicyContext, expected: tu
               ) -> None:
     step = plan(alert(state), dec, ctx, NOW)
     assert (step.outcome, step.incident, step.event) == expected
-    if step.incident in ("attach", "update", "resolve"):
+    if step.incident in ("attach", "update", "resolve", "reopen"):
         assert step.target == 7
     assert step.timeline or step.outcome in ("recorded", "nothing_to_resolve")
 
@@ -80,6 +102,28 @@ def test_pending_window_delays_the_first_page() -> None:
     step = plan(alert(), decision(pending=120), PolicyContext(), NOW)
     assert step.not_before == NOW + timedelta(seconds=120)
     assert any("pending for 120s" in text for _, text in step.timeline)
+
+
+REOPEN_SEVERITY = [
+    # id, the resolved incident's severity, the new alert's, the reopened incident's
+    ("same", Severity.P1, Severity.P1, Severity.P1),
+    ("higher-alert-raises", Severity.P2, Severity.P0, Severity.P0),
+    ("lower-alert-never-lowers", Severity.P0, Severity.P2, Severity.P0),
+]
+
+
+@pytest.mark.parametrize(("was", "now", "expected"), [c[1:] for c in REOPEN_SEVERITY],
+                         ids=[c[0] for c in REOPEN_SEVERITY])
+def test_reopen_severity_is_the_higher(was: Severity, now: Severity, expected: Severity) -> None:
+    assert plan(alert(), decision(severity=now), resolved(was), NOW).severity is expected
+
+
+def test_reopen_pages_at_once_and_says_the_resolution_did_not_hold() -> None:
+    step = plan(alert(), decision(pending=120), resolved(ago=240), NOW)
+    assert step.not_before is None  # the first page went out already: no new pending window
+    assert (step.member, step.timeline[0][0]) == ("join", "reopen")
+    assert step.timeline[0][1] == ("the resolution did not hold: Checkout errors (P1) fired again 4 min after the "
+                                   "resolution (reopen_within 30 min); incident 7 reopened at P1")
 
 
 def test_resolve_supersedes_queued_triggers() -> None:
