@@ -239,6 +239,21 @@ def test_datadog_parse_never_crashes(data: st.DataObject) -> None:
     _parse_never_crashes("datadog", data.draw(body_bytes(_datadog_fixture())))
 
 
+GENERIC_EXAMPLES = {"generic/grafana": ["grafana-firing.json", "grafana-resolved.json"],
+                    "generic/statuspage": ["statuspage-component-update.json",
+                                           "statuspage-incident-investigating.json",
+                                           "statuspage-incident-resolved.json"]}
+
+
+@given(data=st.data())
+@PARSE
+def test_generic_parse_never_crashes(data: st.DataObject) -> None:
+    source = data.draw(st.sampled_from(sorted(GENERIC_EXAMPLES)))
+    name = data.draw(st.sampled_from(GENERIC_EXAMPLES[source]))
+    example = json.loads((REPO / "webhooks/generic/examples" / name).read_text(encoding="utf-8"))
+    _parse_never_crashes(source, data.draw(body_bytes(example)))
+
+
 @given(data=st.data())
 @PARSE
 def test_alertmanager_parse_never_crashes(data: st.DataObject) -> None:
