@@ -180,3 +180,9 @@ def test_gcp_pubsub_without_audience_is_503_and_warned_once_at_start(edges: Edge
                 if "WARNING" in line and "gcp-pubsub answers 503" in line]
     assert len(warnings) == 1, warnings
     assert "BRIDGE_GCP_AUDIENCE is not set" in warnings[0]
+
+
+def test_no_gunicorn_control_socket_shared_by_every_bridge_of_a_user(edges: Edges) -> None:
+    # gunicorn 25+ would listen on ~/.gunicorn/gunicorn.ctl, one path for every bridge the user runs.
+    assert edges.bridge.get("/healthz").status_code == 200
+    assert "control socket" not in edges.bridge.output().lower(), edges.bridge.output()
