@@ -39,6 +39,7 @@ from bridge.receivers.base import (
     ReceiverContext,
     presented_token,
 )
+from bridge.receivers.jsonbody import load_json
 from bridge.rules.engine import evaluate
 from bridge.rules.holder import RulesetHolder
 from bridge.silencing import active_silences, apply_silences, create_silence, expire_silence, list_silences
@@ -215,9 +216,10 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
     def guard() -> None:
         """Every request: no other site's browser page. Admin endpoints: the admin credential (or loopback
         without one, naming a loopback host). Webhooks authenticate in their receiver."""
-        check_browser(Headers(dict(request.headers.items())), request.host_url)
+        headers = Headers(dict(request.headers.items()))
+        check_browser(headers, request.host_url)
         if is_admin_path(request.path):
-            credential = admin_credential(presented_token(Headers(dict(request.headers.items()))),
+            credential = admin_credential(presented_token(headers),
                                           settings.admin_token.reveal(), request.remote_addr or "")
             check_host(request.host, trusted_by_loopback=credential.kind == "loopback",
                        allowed_hosts=settings.allowed_hosts, public_url=settings.public_url)
@@ -229,18 +231,12 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
 
     @app.post("/-/reload")
     def reload_rules() -> tuple[Response, int]:
-        before = holder.current.hash
         try:
-            result = holder.reload()
+            result = holder.reload(actor=actor())
         except ConfigErrors as exc:
-            store.record_audit(actor(), "rules.reload", str(holder.path),
-                               {"ok": False, "errors": len(exc.errors), "active_ruleset": before},
-                               now_fn().timestamp())
             return jsonify({"status": "error", "message": "rules are invalid; the previous ruleset stays active",
                             "errors": [str(e) for e in exc.errors],
                             "active_ruleset": holder.current.hash}), 400
-        store.record_audit(actor(), "rules.reload", str(holder.path),
-                           {"ok": True, "from": before, "to": result.ruleset.hash}, now_fn().timestamp())
         return jsonify({"status": "ok", "ruleset": result.ruleset.hash, "rules": len(result.ruleset.rules),
                         "warnings": [str(w) for w in result.warnings]}), 200
 
@@ -288,8 +284,10 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
 
     @app.post("/api/v1/silences")
     def api_silence_add() -> tuple[Response, int]:
-        body = request.get_json(force=True, silent=True)
-        if body is None:
+        # The same strict reading as a webhook body, and a JSON content type, which no HTML form can send.
+        check_content_type(request.headers.get("Content-Type", ""))
+        body = load_json(request.get_data(), what="silence")
+        if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object describing the silence", code="bad_payload")
         return jsonify(create_silence(store, body, now_fn(), actor=actor())), 201
 

@@ -225,21 +225,12 @@ class Supervisor:
 
     def _on_hup(self, _signum: int, _frame: Any) -> None:
         assert self.holder is not None
-        before = self.holder.current.hash
-        actor = f"signal:SIGHUP to pid {os.getpid()}"
         try:
-            result = self.holder.reload()
-        except ConfigErrors as exc:
-            # logged and recorded by the holder; the old ruleset stays active
-            details: dict[str, Any] = {"ok": False, "errors": len(exc.errors), "active_ruleset": before}
-        else:
-            details = {"ok": True, "from": before, "to": result.ruleset.hash}
-        if self.holder.store is None:
-            return
-        try:
-            self.holder.store.record_audit(actor, "rules.reload", str(self.holder.path), details, time.time())
-        except Exception:  # a signal handler must not kill the supervisor; the reload itself is done
-            log.exception("could not record the reload in the audit log")
+            self.holder.reload(actor=f"signal:SIGHUP to pid {os.getpid()}")
+        except ConfigErrors:
+            pass  # logged, recorded and audited by the holder; the old ruleset stays active
+        except Exception:  # a signal handler must not kill the supervisor (the store may be down)
+            log.exception("rules reload on SIGHUP failed")
 
     def _stop_children(self) -> None:
         for proc in (self.web, self.worker):

@@ -59,10 +59,12 @@ class RulesetHolder:
         if self._current is None:
             self.load()
 
-    def reload(self) -> LoadResult:
+    def reload(self, *, actor: str = "") -> LoadResult:
         """Re-read the rule files. On any error (raised as ConfigErrors) the active ruleset stays active and
-        the error is recorded for metrics and the API."""
+        the error is recorded for metrics and the API. With `actor` (who asked: an admin credential, a signal),
+        the reload, failed or not, is written to the audit log."""
         base = self.path if self.path.is_dir() else self.path.parent
+        before = self._current.hash if self._current is not None else None
         try:
             sources = read_sources(self.path)
             result = compile_sources(sources, base)
@@ -70,11 +72,18 @@ class RulesetHolder:
             log.error("rules reload failed; the previous ruleset stays active:\n%s", exc)
             if self.store is not None:
                 self.store.record_ruleset(ok=False, now=self.clock(), error=str(exc))
+                if actor:
+                    self.store.record_audit(actor, "rules.reload", str(self.path),
+                                            {"ok": False, "errors": len(exc.errors), "active_ruleset": before},
+                                            self.clock())
             raise
         snapshot = 0
         if self.store is not None:
             snapshot = self.store.record_ruleset(ok=True, now=self.clock(), hash_=result.ruleset.hash,
                                                  files=sources, base_dir=str(base))
+            if actor:
+                self.store.record_audit(actor, "rules.reload", str(self.path),
+                                        {"ok": True, "from": before, "to": result.ruleset.hash}, self.clock())
         with self._lock:
             self._current = result.ruleset
             self._snapshot_id = snapshot
