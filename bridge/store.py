@@ -492,12 +492,8 @@ class Store:
             dedup_for_jobs = self._reopen(conn, incident_id, step, decision, ts)
         elif step.incident in ("update", "attach", "resolve") and incident_id is not None:
             row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
-            dims = json.loads(row.dimensions_json)
-            for k, v in decision.dimensions.items():
-                dims[k] = max(float(v), float(dims.get(k, v)))
-            cats = sorted(set(json.loads(row.categories_json)) | set(decision.categories))
             values: dict[str, Any] = {"last_alert_at": ts, "alert_count": row.alert_count + 1,
-                                      "dimensions_json": json.dumps(dims), "categories_json": json.dumps(cats)}
+                                      **_merged_impact(row, decision)}
             if step.incident == "update" and step.severity is not None:
                 values["severity"] = step.severity.name
             if step.incident == "resolve":
@@ -558,10 +554,6 @@ class Store:
         de-duplicates into it.
         """
         row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
-        dims = json.loads(row.dimensions_json)
-        for k, v in decision.dimensions.items():
-            dims[k] = max(float(v), float(dims.get(k, v)))
-        cats = sorted(set(json.loads(row.categories_json)) | set(decision.categories))
         details = json.loads(row.details_json)
         previous = {"id": row.pd_incident_id, "html_url": row.pd_html_url} if row.pd_incident_id else None
         held_back = conn.execute(jobs.update().where(
@@ -574,8 +566,7 @@ class Store:
             "pagerduty_kept_open": bool(held_back)}]
         values: dict[str, Any] = {
             "status": OPEN, "resolved_at": None, "last_alert_at": ts, "alert_count": row.alert_count + 1,
-            "dimensions_json": json.dumps(dims), "categories_json": json.dumps(cats),
-            "details_json": json.dumps(details, default=str)}
+            **_merged_impact(row, decision), "details_json": json.dumps(details, default=str)}
         if step.severity is not None:
             values["severity"] = step.severity.name
         if not held_back:
@@ -1282,6 +1273,16 @@ _RETRY_REFUSED = {
                   "resolved incident",
     "discarded": "an operator discarded it, which is final",
 }
+
+
+def _merged_impact(row: Any, decision: Decision) -> dict[str, str]:
+    """An incident's dimension and category columns with a new alert's folded in: the highest value of each
+    dimension, the union of categories."""
+    dims = json.loads(row.dimensions_json)
+    for k, v in decision.dimensions.items():
+        dims[k] = max(float(v), float(dims.get(k, v)))
+    cats = sorted(set(json.loads(row.categories_json)) | set(decision.categories))
+    return {"dimensions_json": json.dumps(dims), "categories_json": json.dumps(cats)}
 
 
 def storm_key(alert: Alert, decision: Decision) -> str:
