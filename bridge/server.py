@@ -104,13 +104,6 @@ def check_port(host: str, port: int) -> None:
         probe.close()
 
 
-def _gunicorn_has_control_socket() -> bool:
-    """Whether the installed gunicorn has a control socket (and so the flag that turns it off)."""
-    from gunicorn.config import KNOWN_SETTINGS
-
-    return any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS)
-
-
 class Supervisor:
     """Runs gunicorn and the delivery worker as children and relays signals to them."""
 
@@ -164,11 +157,10 @@ class Supervisor:
                "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
                # %(U)s is the path without the query string: a generic source's ?token= never reaches a log.
                "--access-logformat", '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss',
+               # gunicorn's control socket is one path (~/.gunicorn/gunicorn.ctl) for every bridge of a user, and
+               # unwritable under systemd's ProtectSystem=strict; the bridge does not use it.
+               "--no-control-socket",
                "--error-logfile", "-", "bridge.server:wsgi()"]
-        if _gunicorn_has_control_socket():
-            # gunicorn 25+ opens a control socket at ~/.gunicorn/gunicorn.ctl, one path for every bridge of a user
-            # (and unwritable under systemd's ProtectSystem=strict); the bridge does not use it.
-            cmd.insert(-1, "--no-control-socket")
         self.web = subprocess.Popen(cmd, env=self._child_env())
 
     def start_worker(self) -> None:
