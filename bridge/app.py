@@ -29,8 +29,8 @@ from bridge.access import (
     is_loopback,
 )
 from bridge.config import Settings
-from bridge.delivery.events import build_event
 from bridge.errors import AuthError, ConfigErrors, NotFound, PayloadTooLarge, RequestError, ServiceUnavailable
+from bridge.pipeline.wake import Doorbell
 from bridge.receivers import build_receivers, generic_receivers
 from bridge.receivers.base import (
     Headers,
@@ -42,7 +42,7 @@ from bridge.receivers.base import (
 from bridge.receivers.jsonbody import load_json
 from bridge.rules.engine import evaluate
 from bridge.rules.holder import RulesetHolder
-from bridge.silencing import active_silences, apply_silences, create_silence, expire_silence, list_silences
+from bridge.silencing import create_silence, expire_silence, list_silences
 from bridge.store import Store
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
     app.config["BRIDGE_STORE"] = store
     app.config["BRIDGE_HOLDER"] = holder
     metrics.register_store_collector(store)
+    doorbell = Doorbell(settings.database_url)
 
     def read_body() -> bytes:
         """The body, capped at max_body_bytes; 413 beyond (chunked bodies included)."""
@@ -141,15 +142,16 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         receiver.authenticate(req, ctx)
         parsed = receiver.parse(req, ctx)
         ruleset = holder.current  # one snapshot decides the whole request
-        silences = active_silences(store, ctx.now) if parsed.alerts else []
-        decided = [(alert, apply_silences(alert, evaluate(alert, ruleset, ctx.now), silences, ctx.now))
-                   for alert in parsed.alerts]
-        results = store.accept(decided, parsed.notices, ctx.now, build_event, ruleset)
+        decided = [(alert, evaluate(alert, ruleset, ctx.now)) for alert in parsed.alerts]
+        results = store.journal(decided, parsed.notices, ctx.now)
+        if any(not r.duplicate for r in results):
+            doorbell.ring()
         for notice in parsed.notices:
             level = logging.WARNING if notice.level == "warning" else logging.INFO
             log.log(level, "%s %s: %s", notice.source, notice.kind, notice.message)
         for r in results:
-            metrics.ALERTS.labels(source=receiver.name.split("/", 1)[0], outcome=r.outcome).inc()
+            metrics.ALERTS.labels(source=receiver.name.split("/", 1)[0],
+                                  outcome="duplicate" if r.duplicate else r.outcome).inc()
         metrics.RECEIVE_SECONDS.labels(source=receiver.name.split("/", 1)[0]).observe(
             time.perf_counter() - started)
         all_duplicates = bool(results) and all(r.duplicate for r in results)
@@ -159,30 +161,30 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         body_out["ruleset"] = ruleset.hash
         return jsonify(body_out), (200 if all_duplicates or not results else 202)
 
-    generic = {"generation": holder.generation}
+    # The receivers by path. Generic sources live in the rules directory and are re-read after a reload: the new
+    # mapping is built aside and swapped in with one assignment, so a request never sees it half-built.
+    registry = {"receivers": receivers, "generation": holder.generation}
 
-    def refresh_generic_sources() -> None:
-        """Generic sources live in the rules directory: re-read them when the rules were reloaded."""
+    def current_receivers() -> Mapping[str, Receiver]:
         current = holder.generation
-        if generic["generation"] == current:
-            return
-        generic["generation"] = current
-        try:
-            fresh = generic_receivers(holder.path)
-        except ConfigErrors as exc:
-            log.error("generic sources are invalid; the previous ones stay active:\n%s", exc)
-            return
-        for name in [n for n in receivers if n.startswith("generic/")]:
-            del receivers[name]
-        receivers.update(fresh)
+        if registry["generation"] != current:
+            registry["generation"] = current
+            try:
+                fresh = generic_receivers(holder.path)
+            except ConfigErrors as exc:
+                log.error("generic sources are invalid; the previous ones stay active:\n%s", exc)
+            else:
+                old: Mapping[str, Receiver] = registry["receivers"]  # type: ignore[assignment]
+                registry["receivers"] = {**{n: r for n, r in old.items() if not n.startswith("generic/")},
+                                         **fresh}
+        return registry["receivers"]  # type: ignore[return-value]
 
     @app.post("/webhooks/<path:name>")
     def webhook(name: str) -> tuple[Response, int]:
-        if name.startswith("generic/"):
-            refresh_generic_sources()
-        receiver = receivers.get(name)
+        known = current_receivers() if name.startswith("generic/") else registry["receivers"]
+        receiver = known.get(name)  # type: ignore[attr-defined]
         if receiver is None:
-            raise NotFound(f"no receiver {name!r}; known: {', '.join(sorted(receivers))}")
+            raise NotFound(f"no receiver {name!r}; known: {', '.join(sorted(known))}")  # type: ignore[call-overload]
         return receive(receiver)
 
     @app.get("/healthz")
@@ -250,6 +252,11 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         if found is None:
             raise NotFound(f"no alert {alert_id}")
         return jsonify(found)
+
+    @app.get("/api/v1/pipeline")
+    def api_pipeline() -> Response:
+        """How far the pipeline stage is behind the journal (alerts accepted, not yet decided)."""
+        return jsonify({"journal": store.journal_status()})
 
     @app.get("/api/v1/incidents")
     def api_incidents() -> Response:

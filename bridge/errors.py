@@ -129,3 +129,11 @@ class DeliveryError(BridgeError):
         self.retryable = retryable
         self.reason = reason
         self.status = status
+
+
+class Reschedule(Exception):
+    """A timer fired early (new alerts moved its deadline): run the job again at `due`."""
+
+    def __init__(self, due: float) -> None:
+        super().__init__(f"rescheduled to {due}")
+        self.due = due

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bridge.config import Settings
-from bridge.errors import DeliveryError
+from bridge.errors import DeliveryError, Reschedule
 from bridge.model import Severity
 from bridge.postmortem import custom_template, needs_postmortem, render_postmortem
 from bridge.resolution import (
@@ -45,7 +45,7 @@ from bridge.resolution import (
 )
 from bridge.rules.holder import RulesetHolder
 from bridge.rules.model import Ruleset
-from bridge.store import RESOLUTION_NOTE_DELAY, Store
+from bridge.store import RESOLUTION_NOTE_DELAY, NewJob, Store
 
 log = logging.getLogger(__name__)
 
@@ -104,21 +104,27 @@ class FollowUps:
 
     # -- after a trigger ----------------------------------------------------------------------------------
 
-    def after_trigger(self, job: dict[str, Any]) -> None:
-        """Queue the set-up of the incident a delivered trigger paged.
+    def after_delivery(self, job: dict[str, Any]) -> list[NewJob]:
+        """The follow-ups of a delivered job, which the delivery worker queues in the transaction that records the
+        delivery: after a trigger, the set-up of the incident it paged (and the reopen note of a reopened one).
 
         Declared incidents (P0/P1) and security incidents get roles; with the REST API every incident also
-        gets the urgency of its severity set explicitly (P2/P3 low: never a page at night).
+        gets the urgency of its severity set explicitly (P2/P3 low: never a page at night). Each follow-up has a
+        dedupe key, so a trigger delivered twice (a retry) queues it once.
         """
         incident_id = job.get("incident_id")
-        if incident_id is None:
-            return
+        if job.get("kind") != "event" or job.get("action") != "trigger" or incident_id is None:
+            return []
         incident = self.store.incident_row(incident_id)
-        reopen = len(((incident or {}).get("details") or {}).get("reopens") or [])
-        if reopen and not self.store.has_job(incident_id, "reopen_note", f'{{"reopen": {reopen}}}'):
+        if incident is None:
+            return []
+        out: list[NewJob] = []
+        reopen = len((incident.get("details") or {}).get("reopens") or [])
+        if reopen:
             # This trigger re-opened (or de-duplicated into) the PagerDuty incident: say the resolution did not hold.
-            self.store.enqueue("reopen_note", job["dedup_key"], incident_id, {"reopen": reopen}, self.clock(),
-                               priority=2)
+            out.append(NewJob("reopen_note", job["dedup_key"], incident_id, {"reopen": reopen}, priority=2,
+                              dedupe=f"reopen_note:{incident_id}:{reopen}"))
+        # The severity this trigger paged at, from the event the pipeline built out of the decision.
         details = ((job.get("payload") or {}).get("payload") or {}).get("custom_details") or {}
         sev_name = details.get("severity")
         severity = Severity.parse(sev_name) if sev_name else None
@@ -126,18 +132,16 @@ class FollowUps:
         categories = set(details.get("categories") or ())
         engages_roles = declared(ruleset, severity) or bool(categories & {"security", "breach"})
         if severity is None or not (engages_roles or self.rest is not None):
-            return
+            return out
         # Once per severity, and again after each reopening: PagerDuty then usually has a new incident, whose
         # roles, note and timers are set up afresh (on the same incident every step finds its work done).
         setup_key = f"{sev_name}:{reopen}"
-        marker = f'"setup_key": "{setup_key}"' if reopen else f'"severity": "{sev_name}"'
-        if self.store.has_job(incident_id, "incident_setup", marker):
-            return
-        self.store.enqueue("incident_setup", job["dedup_key"], incident_id,
-                           {"severity": sev_name, "roles": details.get("roles") or [],
-                            "reasons": details.get("reasons") or [], "rule": details.get("rule"),
-                            "categories": sorted(categories), "reopen": reopen, "setup_key": setup_key},
-                           self.clock(), priority=1)
+        out.append(NewJob("incident_setup", job["dedup_key"], incident_id,
+                          {"severity": sev_name, "roles": details.get("roles") or [],
+                           "reasons": details.get("reasons") or [], "rule": details.get("rule"),
+                           "categories": sorted(categories), "reopen": reopen, "setup_key": setup_key},
+                          priority=1, dedupe=f"incident_setup:{incident_id}:{setup_key}"))
+        return out
 
     def _pd_incident(self, incident: dict[str, Any], *, include_resolved: bool = False) -> tuple[str, str | None]:
         """The PagerDuty incident of ours: known already, or found by its incident key (our dedup key); with
@@ -208,8 +212,9 @@ class FollowUps:
                                             f"{role} requested: {holders[role]}", holders[role],
                                             "PagerDuty responder request")
                 self._arm_escalations(incident, ruleset, wanted, now, reopen=int(payload.get("reopen") or 0))
-        if is_declared and not self.store.has_job(incident["id"], "related_note"):
-            self.store.enqueue("related_note", incident["dedup_key"], incident["id"], {}, now, priority=6)
+        if is_declared:
+            self.store.enqueue("related_note", incident["dedup_key"], incident["id"], {}, now, priority=6,
+                               dedupe=f"related_note:{incident['id']}")
 
     def _arm_escalations(self, incident: dict[str, Any], ruleset: Ruleset, roles: list[str], now: float, *,
                          reopen: int = 0) -> None:
@@ -217,17 +222,13 @@ class FollowUps:
             spec = ruleset.roles.get(role)
             if spec is None or spec.backup is None or not spec.escalate_after_seconds:
                 continue
-            # A reopened incident's roles are requested again, so their timers run again ("reopen" first in the
-            # payload: the marker is then a prefix of exactly that job's JSON).
+            # A reopened incident's roles are requested again, so their timers run again.
             payload: dict[str, Any] = {"role": role, "after": spec.escalate_after_seconds}
-            marker = f'"role": "{role}"'
             if reopen:
                 payload = {"reopen": reopen, **payload}
-                marker = f'{{"reopen": {reopen}, "role": "{role}"'
-            if self.store.has_job(incident["id"], "escalation_check", marker):
-                continue
             self.store.enqueue("escalation_check", incident["dedup_key"], incident["id"], payload, now,
-                               now + spec.escalate_after_seconds, priority=1)
+                               now + spec.escalate_after_seconds, priority=1,
+                               dedupe=f"escalation_check:{incident['id']}:{reopen}:{role}")
 
     def escalation_check(self, job: dict[str, Any]) -> None:
         """Request the backup of a role whose request was not accepted in time, and note it."""
@@ -287,12 +288,7 @@ class FollowUps:
         if incident is None:
             return
         attached = [a for a in self.store.incident_alerts(incident["id"]) if a["outcome"] == "storm"]
-        titles: dict[str, int] = {}
-        for a in attached:
-            titles[a["title"]] = titles.get(a["title"], 0) + 1
-        top = sorted(titles.items(), key=lambda kv: -kv[1])[:10]
-        text = (f"Alert storm: {len(attached)} alerts of rule {incident['rule']} attached to this incident "
-                "instead of paging separately.\n" + "\n".join(f"- {n} x {t}" for t, n in top))
+        text = storm_digest_text(incident.get("rule"), [a.get("alert") or {} for a in attached])
         now = self.clock()
         self.store.add_timeline(incident["id"], now, "note", f"storm digest: {len(attached)} alerts attached",
                                 "incident-bridge")
@@ -520,12 +516,6 @@ class FollowUps:
                                f"{incident['dedup_key']}`).", f"[incident-bridge:postmortem:{incident['id']}]")
 
 
-class Reschedule(Exception):
-    """A timer fired early (new alerts moved its deadline): run the job again at `due`."""
-
-    def __init__(self, due: float) -> None:
-        super().__init__(f"rescheduled to {due}")
-        self.due = due
 
 
 def _immediate_roles(ruleset: Ruleset, categories: set[str]) -> set[str]:
@@ -564,3 +554,47 @@ def role_note(ruleset: Ruleset, severity: Severity, roles: list[str], reasons: l
     lines += ["", f"Why: rule {rule or '-'}"]
     lines += [f"- {r}" for r in reasons]
     return "\n".join(lines)
+
+
+# How many hosts and titles a storm digest names; the rest are counted.
+DIGEST_LINES = 20
+
+
+def alert_host(alert: dict[str, Any]) -> str:
+    """The host an alert (as stored, `Alert.to_dict`) fired on: the source's hostname, a `host:` tag, or its scope."""
+    fields = alert.get("fields") or {}
+    if fields.get("hostname"):
+        return str(fields["hostname"])
+    for tag in alert.get("tags") or []:
+        key, value = (tag[0], tag[1]) if isinstance(tag, (list, tuple)) else (str(tag).partition(":")[::2])
+        if key == "host" and value:
+            return str(value)
+    return str(fields.get("scope") or "")
+
+
+def storm_digest_text(rule: str | None, alerts: list[dict[str, Any]]) -> str:
+    """The storm digest note: how many alerts attached, on which hosts (with counts) and with which titles."""
+    hosts: dict[str, int] = {}
+    titles: dict[str, int] = {}
+    for alert in alerts:
+        host = alert_host(alert)
+        if host:
+            hosts[host] = hosts.get(host, 0) + 1
+        title = str(alert.get("title") or "")
+        titles[title] = titles.get(title, 0) + 1
+    lines = [f"Alert storm: {len(alerts)} alerts of rule {rule or '-'} attached to this incident instead of paging "
+             "separately."]
+    if hosts:
+        lines.append(f"Hosts ({len(hosts)}):")
+        lines += _counted(hosts)
+    lines.append(f"Alerts ({len(titles)} distinct titles):")
+    lines += _counted(titles)
+    return "\n".join(lines)
+
+
+def _counted(counts: dict[str, int]) -> list[str]:
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = [f"- {name}: {n}" for name, n in top[:DIGEST_LINES]]
+    if len(top) > DIGEST_LINES:
+        out.append(f"- and {len(top) - DIGEST_LINES} more ({sum(n for _, n in top[DIGEST_LINES:])} alerts)")
+    return out

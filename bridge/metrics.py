@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 
 REGISTRY = CollectorRegistry()
 
-ALERTS = Counter("bridge_alerts_received_total", "Alerts received, by source and outcome",
+ALERTS = Counter("bridge_alerts_received_total",
+                 "Alerts received, by source and outcome at receipt (pending: journaled; duplicate: a repeat)",
                  ["source", "outcome"], registry=REGISTRY)
-RECEIVE_SECONDS = Histogram("bridge_receive_seconds", "Time to authenticate, parse, decide and store a webhook",
+RECEIVE_SECONDS = Histogram("bridge_receive_seconds", "Time to authenticate, parse, evaluate and journal a webhook",
                             ["source"], registry=REGISTRY)
 DELIVERIES = Counter("bridge_deliveries_total", "Delivery attempts to PagerDuty, by result",
                      ["action", "result"], registry=REGISTRY)
@@ -47,6 +48,11 @@ class StoreCollector:
                                  "Time of the last successful rules load")
         when.add_metric([], status["last_success_at"] or 0.0)
         yield when
+        journal = self.store.journal_status()
+        backlog = GaugeMetricFamily("bridge_journal_undecided",
+                                    "Alerts accepted (journaled) that the pipeline stage has not decided yet")
+        backlog.add_metric([], journal["undecided"])
+        yield backlog
         info = InfoMetricFamily("bridge_ruleset", "The active ruleset")
         info.add_metric([], {"hash": status["hash"] or ""})
         yield info

@@ -240,9 +240,17 @@ class Supervisor:
 
 
 def run_worker(settings: Settings) -> int:
-    """`incident-bridge worker`: the delivery worker alone (SIGTERM finishes the job in hand, then stops)."""
+    """`incident-bridge worker`: the pipeline stage and the delivery worker (SIGTERM finishes the batch and the job
+    in hand, then stops).
+
+    The stage decides the journal in a thread of its own and wakes the delivery loop when it queued jobs; both run
+    here, never in gunicorn's processes.
+    """
+    import threading
+
     from bridge.delivery.worker import MAX_INTERNAL_FAILURES, DeliveryWorker
     from bridge.followups import FollowUps
+    from bridge.pipeline.stage import PipelineStage
 
     store = Store.open(settings.database_url)
     holder = RulesetHolder(settings.checked_rules_path(), store)
@@ -254,19 +262,26 @@ def run_worker(settings: Settings) -> int:
                             retry_max=float(os.environ.get("BRIDGE_RETRY_MAX", "300")),
                             max_internal_failures=int(os.environ.get("BRIDGE_MAX_INTERNAL_FAILURES",
                                                                      str(MAX_INTERNAL_FAILURES))))
+    stage = PipelineStage(store, lambda: holder.current, database_url=settings.database_url,
+                          on_decided=worker.wake.set)
+    stage_thread = threading.Thread(target=stage.run, name="pipeline-stage", daemon=True)
+    stage_thread.start()
     try:
         followups.reconcile()
     except Exception:  # reconciliation is best effort; deliveries must start regardless
         log.exception("reconciliation with PagerDuty failed; continuing")
 
     def stop(_signum: int, _frame: Any) -> None:
-        worker.stop_event.set()
+        stage.stop()
+        worker.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
         worker.run()
     finally:
+        stage.stop()
+        stage_thread.join(timeout=30)
         worker.close()
     return 0
 

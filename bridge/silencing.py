@@ -21,7 +21,8 @@ from bridge.silences import (
 from bridge.store import Store
 
 
-def _load(record: dict[str, Any]) -> Silence:
+def load_silence(record: dict[str, Any]) -> Silence:
+    """A stored silence record as a Silence, with its id."""
     spec = dict(record["spec"])
     spec["id"] = record["id"]
     return silence_from_record(spec)
@@ -29,7 +30,7 @@ def _load(record: dict[str, Any]) -> Silence:
 
 def active_silences(store: Store, now: datetime) -> list[Silence]:
     """Silences that have not ended or been expired (recurring ones between windows included)."""
-    return [_load(r) for r in store.list_silences(now=now.timestamp())]
+    return [load_silence(r) for r in store.list_silences(now=now.timestamp())]
 
 
 def apply_silences(alert: Alert, decision: Decision, silences: list[Silence], now: datetime) -> Decision:
@@ -62,7 +63,7 @@ def create_silence(store: Store, body: Any, now: datetime, *, actor: str) -> dic
 
 def list_silences(store: Store, now: datetime, *, include_expired: bool = False) -> list[dict[str, Any]]:
     """Silences as JSON, with their status and next window."""
-    return [silence_to_json(_load(r), now)
+    return [silence_to_json(load_silence(r), now)
             for r in store.list_silences(include_expired=include_expired, now=now.timestamp())]
 
 
@@ -71,7 +72,7 @@ def expire_silence(store: Store, silence_id: int, now: datetime, *, actor: str) 
     records = [r for r in store.list_silences(include_expired=True) if r["id"] == silence_id]
     if not records:
         raise NotFound(f"no silence {silence_id}")
-    ended = expire(_load(records[0]), now)
+    ended = expire(load_silence(records[0]), now)
     store.expire_silence(silence_id, now.timestamp(), actor=actor)
     spec = silence_to_json(ended, now)
     store.update_silence_spec(silence_id, spec)

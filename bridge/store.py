@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from bridge.errors import ConfigError, Conflict
-from bridge.model import Action, Alert, Decision, Notice, Severity, dedup_key_for
-from bridge.policy import IncidentState, Plan, PolicyContext, plan
-from bridge.rules.model import Ruleset
+from bridge.model import Alert, Decision, Notice, Severity, dedup_key_for
+from bridge.pipeline.policy import IncidentState, IncidentStep, MemberStep, Plan
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +60,18 @@ alerts = sa.Table(
     sa.Column("alert_json", sa.Text, nullable=False),
     sa.Column("decision_json", sa.Text, nullable=False),
     sa.Column("raw_json", sa.Text),
+    # The journal: the web process appends (outcome "pending", decided_at NULL) and commits before its 2xx; the
+    # pipeline stage decides each entry later, as of `journaled_at` (the receipt time), and sets `decided_at`.
+    sa.Column("journaled_at", sa.Float),
+    sa.Column("decided_at", sa.Float),
     sa.UniqueConstraint("source", "source_event_id", name="uq_alert_source_event"),
 )
 sa.Index("ix_alerts_dedup", alerts.c.dedup_key)
 sa.Index("ix_alerts_received", alerts.c.received_at)
+sa.Index("ix_alerts_incident", alerts.c.incident_id)
+# The stage's queue: only undecided entries are indexed, so the index stays as small as the backlog.
+sa.Index("ix_alerts_undecided", alerts.c.id, sqlite_where=alerts.c.decided_at.is_(None),
+         postgresql_where=alerts.c.decided_at.is_(None))
 
 incidents = sa.Table(
     "incidents", metadata,
@@ -112,9 +122,14 @@ jobs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("delivered_at", sa.Float),
+    # What makes a follow-up job once-only ("incident_setup:12:P1:0"): a unique column, so a repeat insert does
+    # nothing, instead of searching payloads. NULL for jobs that may repeat (events, timers).
+    sa.Column("dedupe", _text(255)),
 )
 sa.Index("ix_jobs_state_due", jobs.c.state, jobs.c.next_attempt_at)
 sa.Index("ix_jobs_dedup", jobs.c.dedup_key, jobs.c.id)
+sa.Index("ix_jobs_incident_kind", jobs.c.incident_id, jobs.c.kind)
+sa.Index("uq_jobs_dedupe", jobs.c.dedupe, unique=True)
 
 timeline = sa.Table(
     "timeline", metadata,
@@ -162,19 +177,13 @@ members = sa.Table(
 )
 sa.Index("ix_members_dedup", members.c.dedup_key)
 
-# An alert storm: past this many new incidents of one rule within the window, new groups attach to the
-# rule's first open incident of the window. Rules files override both under `settings:`.
-DEFAULT_STORM_THRESHOLD = 10
-DEFAULT_STORM_WINDOW = 300
+# A storm's digest note waits this long, so it summarises the alerts attached meanwhile.
 STORM_DIGEST_DELAY = 60.0
 # The draft waits a little after the resolution so late acknowledgements and notes make it in.
 POSTMORTEM_DELAY = 30.0
 # The resolution checklist follows the resolve event to PagerDuty (its handler also waits for a resolve still
 # queued), so responders read it, and the final update, on a resolved incident.
 RESOLUTION_NOTE_DELAY = 5.0
-# A group that fires again within this long after its incident resolved reopens that incident: the resolution did
-# not hold (flapping after a fix). Rules files override it with `settings.reopen_within` (0 turns it off).
-DEFAULT_REOPEN_WITHIN = 1800
 
 postmortems = sa.Table(
     "postmortems", metadata,
@@ -230,7 +239,23 @@ UNFINISHED = ("pending", "sending")
 JOB_STATES = ("pending", "sending", "delivered", "dry_run", "dead", "superseded", "discarded")
 # Columns added to existing tables after databases were created with them, and the DDL that adds each one to
 # such a database at start (there is no migration tool yet; keep these until there is one).
-ADDED_COLUMNS = {("jobs", "internal_failures"): "INTEGER NOT NULL DEFAULT 0"}
+# Journal columns: rows of a database from before the journal were decided at receipt, so they get a decided_at
+# (0) and never reach the pipeline; new rows set both explicitly.
+ADDED_COLUMNS = {("jobs", "internal_failures"): "INTEGER NOT NULL DEFAULT 0",
+                 ("jobs", "dedupe"): "VARCHAR(255)",
+                 ("alerts", "journaled_at"): "FLOAT DEFAULT 0",
+                 ("alerts", "decided_at"): "FLOAT DEFAULT 0"}
+# An alert whose outcome the pipeline stage has not decided yet.
+PENDING = "pending"
+# An alert the pipeline stage could not decide (logged with the reason); it pages nothing.
+FAILED = "failed"
+# PostgreSQL: the channel the receipt notifies on commit and the pipeline stage listens to.
+JOURNAL_CHANNEL = "bridge_journal"
+# PostgreSQL: receipts hold this advisory lock shared; the stage takes it exclusively to read a horizon below which
+# every journal entry is committed (see `Store.journal_horizon`).
+JOURNAL_LOCK = 0x6A6F_7572_6E61  # "journa"
+_JOURNAL_SHARED = sa.select(sa.func.pg_advisory_xact_lock_shared(JOURNAL_LOCK))
+_JOURNAL_EXCLUSIVE = sa.select(sa.func.pg_advisory_xact_lock(JOURNAL_LOCK))
 
 
 def _inserted_id(result: Any) -> int:
@@ -276,9 +301,23 @@ class Accepted:
         return out
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A follow-up job to queue in the transaction that records what it follows (see `Store.job_delivered`)."""
+
+    kind: str
+    dedup_key: str
+    incident_id: int | None
+    payload: dict[str, Any]
+    priority: int = 5
+    delay: float = 0.0          # seconds after the recording transaction's time
+    dedupe: str | None = None   # at most one job with this key, ever
+
+
 def create_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and foreign-key enforcement."""
     if url.startswith("sqlite"):
+        synchronous = sqlite_synchronous()
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                                   pool_pre_ping=True)
 
@@ -289,7 +328,7 @@ def create_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
@@ -304,6 +343,20 @@ def create_engine(url: str) -> Engine:
             and "connect_timeout" not in parsed.query):
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+SYNCHRONOUS_SETTING = "BRIDGE_SQLITE_SYNCHRONOUS"
+
+
+def sqlite_synchronous() -> str:
+    """SQLite's `synchronous` for the journal: NORMAL (the default) survives the bridge crashing or being killed;
+    FULL also survives a power loss or an operating-system crash, at the cost of a sync of the log per commit."""
+    value = os.environ.get(SYNCHRONOUS_SETTING, "NORMAL").strip().upper() or "NORMAL"
+    if value not in ("NORMAL", "FULL", "EXTRA"):
+        raise ConfigError(f"{SYNCHRONOUS_SETTING}={value!r} is not a SQLite synchronous mode",
+                          hint="use NORMAL (the default: survives crashes of the bridge) or FULL (also survives "
+                               "power loss)")
+    return value
 
 
 def redact_url(url: str) -> str:
@@ -376,6 +429,12 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        insert: Any = (sa.dialects.postgresql.insert if self.is_postgres else sa.dialects.sqlite.insert)(alerts)
+        # Built once: the receipt's one statement. A repeat of (source, event id) inserts nothing and returns no id.
+        self._journal_insert = insert.on_conflict_do_nothing(
+            index_elements=["source", "source_event_id"]).returning(alerts.c.id)
+        job_insert: Any = (sa.dialects.postgresql.insert if self.is_postgres else sa.dialects.sqlite.insert)(jobs)
+        self._job_insert_once = job_insert.on_conflict_do_nothing(index_elements=["dedupe"]).returning(jobs.c.id)
 
     @classmethod
     def open(cls, url: str, *, setting: str = "BRIDGE_DATABASE_URL") -> Store:
@@ -406,6 +465,10 @@ class Store:
                 if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
                     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
                     log.warning("database upgraded: added column %s.%s", table, column)
+            # create_all makes the indexes of the tables it creates; these came later, on tables that may exist.
+            for added in (alerts, jobs):
+                for index in added.indexes:
+                    index.create(conn, checkfirst=True)
 
     @contextmanager
     def transaction(self, *, serialized: bool = False) -> Iterator[Connection]:
@@ -426,60 +489,125 @@ class Store:
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
-    # -- receipt ------------------------------------------------------------------------------------------
+    # -- the journal: receipt -----------------------------------------------------------------------------
 
-    def accept(self, decided: Sequence[tuple[Alert, Decision]], found: Sequence[Notice], now: datetime,
-               event_builder: Any, ruleset: Ruleset | None = None) -> list[Accepted]:
-        """Store alerts with their decisions, carry out the policy's plan, and enqueue delivery jobs.
+    def journal(self, decided: Sequence[tuple[Alert, Decision]], found: Sequence[Notice],
+                now: datetime) -> list[Accepted]:
+        """Append alerts and the rules engine's decisions to the journal and commit: what a 2xx promises.
 
-        All in one transaction: either everything is committed or nothing is. A repeat of an accepted
-        (source, source_event_id) returns the original result and changes nothing.
+        One INSERT per alert and no read before it: a repeat of an accepted (source, source_event_id) is absorbed
+        by the unique constraint (insert ... on conflict do nothing) and answered with the stored entry, whose
+        outcome is the pipeline's by then or still "pending". New entries are "pending": the pipeline stage
+        decides their outcome (incident, page) after the answer. PostgreSQL: the pipeline stage is notified on
+        commit; on SQLite the caller rings the stage's doorbell (`bridge.pipeline.wake`).
         """
-        # PostgreSQL: should a replica without the writer lock (an older version during a rolling upgrade) insert
-        # the same (source, source_event_id) first, the unique constraint aborts this transaction; run it once
-        # more and the repeat is answered as the duplicate it is, not as a 500.
-        tries = 2 if self.is_postgres else 1
-        for attempt in range(1, tries + 1):
-            try:
-                return self._accept(decided, found, now, event_builder, ruleset)
-            except sa.exc.IntegrityError:
-                if attempt == tries:
-                    raise
-                log.info("an alert was stored concurrently by another replica; receiving the batch again")
-        raise AssertionError("unreachable")
-
-    def _accept(self, decided: Sequence[tuple[Alert, Decision]], found: Sequence[Notice], now: datetime,
-                event_builder: Any, ruleset: Ruleset | None) -> list[Accepted]:
+        ts = _ts(now)
         results: list[Accepted] = []
-        with self.transaction(serialized=True) as conn:
+        with self.transaction() as conn:
+            if self.is_postgres:
+                # Shared with every other receipt, exclusive for the stage's horizon read: see `journal_horizon`.
+                conn.execute(_JOURNAL_SHARED)
             for notice in found:
                 conn.execute(notices.insert().values(
                     source=notice.source, kind=notice.kind, level=notice.level, message=notice.message,
-                    details_json=json.dumps(dict(notice.details), default=str), created_at=_ts(now)))
+                    details_json=json.dumps(dict(notice.details), default=str), created_at=ts))
             for alert, decision in decided:
-                results.append(self._accept_one(conn, alert, decision, now, event_builder, ruleset))
+                group_key = decision.group_key or alert.group_key
+                dedup_key = dedup_key_for(group_key)
+                severity = decision.severity.name if decision.severity else None
+                inserted = conn.execute(self._journal_insert, {
+                    "source": alert.source, "source_event_id": alert.source_event_id,
+                    "received_at": _ts(alert.received_at), "journaled_at": ts, "decided_at": None,
+                    "title": alert.title[:4000], "state": alert.state.value, "group_key": group_key,
+                    "dedup_key": dedup_key, "service": alert.service, "severity": severity,
+                    "action": decision.action.value, "rule": decision.rule, "outcome": PENDING,
+                    "incident_id": None,
+                    "alert_json": json.dumps(alert.to_dict(include_raw=False), default=str),
+                    "decision_json": json.dumps(decision.to_dict(), default=str),
+                    "raw_json": json.dumps(alert.raw, default=str) if alert.raw is not None else None,
+                }).first()
+                if inserted is not None:
+                    results.append(Accepted(int(inserted[0]), severity, decision.action.value, decision.rule,
+                                            dedup_key, PENDING, None))
+                    continue
+                stored = conn.execute(sa.select(
+                    alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule, alerts.c.dedup_key,
+                    alerts.c.outcome, alerts.c.incident_id).where(
+                    alerts.c.source == alert.source, alerts.c.source_event_id == alert.source_event_id)).one()
+                results.append(Accepted(stored.id, stored.severity, stored.action, stored.rule, stored.dedup_key,
+                                        stored.outcome, stored.incident_id, duplicate=True))
+            if self.is_postgres and any(not r.duplicate for r in results):
+                conn.execute(sa.select(sa.func.pg_notify(JOURNAL_CHANNEL, "")))
         return results
 
-    def _accept_one(self, conn: Connection, alert: Alert, decision: Decision, now: datetime,
-                    event_builder: Any, ruleset: Ruleset | None) -> Accepted:
-        existing = conn.execute(sa.select(alerts).where(
-            alerts.c.source == alert.source, alerts.c.source_event_id == alert.source_event_id)).first()
-        if existing is not None:
-            return Accepted(existing.id, existing.severity, existing.action, existing.rule, existing.dedup_key,
-                            existing.outcome, existing.incident_id, duplicate=True)
-        group_key = decision.group_key or alert.group_key
-        dedup_key = dedup_key_for(group_key)
-        ctx = self._policy_context(conn, alert, decision, dedup_key, now, ruleset)
-        step: Plan = plan(alert, decision, ctx, now)
-        ts = _ts(now)
+    def accepted(self, alert_id: int, *, duplicate: bool = False) -> Accepted:
+        """A journal entry as the receipt describes it, with the pipeline's outcome when decided."""
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule,
+                                       alerts.c.dedup_key, alerts.c.outcome, alerts.c.incident_id)
+                             .where(alerts.c.id == alert_id)).one()
+        return Accepted(r.id, r.severity, r.action, r.rule, r.dedup_key, r.outcome, r.incident_id, duplicate)
+
+    def journal_horizon(self) -> int:
+        """The newest journal id below which every entry is committed or gone: the pipeline decides up to here.
+
+        SQLite commits one writer at a time, in id order. PostgreSQL assigns ids when a receipt inserts but may
+        commit receipts out of that order: the stage would decide entry 11 while entry 10 (the same group's
+        trigger, say) is still being committed. Every receipt holds a shared advisory lock; taking it exclusively
+        waits for the receipts in flight, and any receipt after gets a higher id.
+        """
+        with self.transaction() as conn:
+            if self.is_postgres:
+                conn.execute(_JOURNAL_EXCLUSIVE)
+            return int(conn.execute(sa.select(sa.func.max(alerts.c.id))).scalar() or 0)
+
+    def set_aside(self, alert_id: int, error: str, now: float) -> bool:
+        """Decide a journal entry as `failed`: the pipeline cannot decide it (our bug, or a row it cannot read), and
+        it must not hold back every entry after it. Returns False when it was decided meanwhile."""
+        with self.transaction(serialized=True) as conn:
+            return bool(conn.execute(alerts.update().where(alerts.c.id == alert_id, alerts.c.decided_at.is_(None))
+                                     .values(outcome=FAILED, decided_at=now)).rowcount)
+
+    def journal_status(self) -> dict[str, Any]:
+        """How far the pipeline is behind: undecided entries, the oldest one's receipt time, the newest id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(sa.func.count(), sa.func.min(alerts.c.journaled_at)).where(
+                alerts.c.decided_at.is_(None))).one()
+            last = conn.execute(sa.select(sa.func.max(alerts.c.id))).scalar()
+        return {"undecided": int(row[0] or 0), "oldest_undecided_at": _iso(row[1]), "last_id": int(last or 0)}
+
+    @contextmanager
+    def pipeline_batch(self, limit: int) -> Iterator[PipelineBatch]:
+        """The next `limit` undecided journal entries, oldest first, in one transaction that the pipeline stage
+        fills with its decisions: all of them are committed, or none (a crash redoes the batch).
+
+        Serialized: on PostgreSQL one stage of any replica at a time owns the journal (the writer lock), and
+        the follow-ups that resolve incidents wait for it.
+        """
+        horizon = self.journal_horizon()
+        with self.transaction(serialized=True) as conn:
+            rows = conn.execute(sa.select(
+                alerts.c.id, alerts.c.journaled_at, alerts.c.group_key, alerts.c.dedup_key, alerts.c.alert_json,
+                alerts.c.decision_json).where(alerts.c.decided_at.is_(None), alerts.c.id <= horizon)
+                .order_by(alerts.c.id).limit(limit)).all()
+            yield PipelineBatch(self, conn, rows)
+
+    # -- the pipeline's writes (inside a PipelineBatch) ---------------------------------------------------
+
+    def _apply(self, conn: Connection, entry: JournalEntry, step: Plan, decision: Decision,
+               storm: str) -> Applied:
+        """Carry out the policy's plan for one entry: the incident, its members, the alert's outcome and the
+        timeline. Returns the incident and the dedup key its events use."""
+        alert = entry.alert
+        ts = entry.journaled_at
+        dedup_key = entry.dedup_key
         incident_id = step.target
         dedup_for_jobs = dedup_key
-
-        if step.incident == "create":
+        if step.incident is IncidentStep.CREATE:
             incident_id = _inserted_id(conn.execute(incidents.insert().values(
                 dedup_key=dedup_key, status=OPEN, severity=step.severity.name if step.severity else None,
                 title=alert.title[:2000], source=alert.source, service=alert.service, rule=decision.rule,
-                storm_key=storm_key(alert, decision), opened_at=ts, last_alert_at=ts, alert_count=1,
+                storm_key=storm, opened_at=ts, last_alert_at=ts, alert_count=1,
                 categories_json=json.dumps(sorted(decision.categories)),
                 dimensions_json=json.dumps(dict(decision.dimensions)),
                 tags_json=json.dumps([f"{k}:{v}" if v else k for k, v in alert.tags]),
@@ -488,60 +616,42 @@ class Store:
             auto_resolve = decision.details.get("auto_resolve_seconds")
             if auto_resolve:
                 self._enqueue(conn, "auto_resolve", dedup_key, incident_id, None, {}, ts, ts + float(auto_resolve))
-        elif step.incident == "reopen" and incident_id is not None:
+        elif step.incident is IncidentStep.REOPEN and incident_id is not None:
             dedup_for_jobs = self._reopen(conn, incident_id, step, decision, ts)
-        elif step.incident in ("update", "attach", "resolve") and incident_id is not None:
+        elif step.incident is not None and incident_id is not None:
             row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
             values: dict[str, Any] = {"last_alert_at": ts, "alert_count": row.alert_count + 1,
                                       **_merged_impact(row, decision)}
-            if step.incident == "update" and step.severity is not None:
+            if step.incident is IncidentStep.UPDATE and step.severity is not None:
                 values["severity"] = step.severity.name
-            if step.incident == "resolve":
+            if step.incident is IncidentStep.RESOLVE:
                 values["status"] = RESOLVED
                 values["resolved_at"] = ts
                 conn.execute(members.update().where(members.c.incident_id == incident_id).values(
                     state="resolved", updated_at=ts))
             conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
-            if step.incident == "resolve" and step.outcome == "resolved":
+            if step.incident is IncidentStep.RESOLVE and step.outcome == "resolved":
                 self._after_resolve(conn, row, ts)
             if step.outcome == "storm":
                 self._schedule_digest(conn, row.dedup_key, incident_id, ts)
             dedup_for_jobs = row.dedup_key
-        if step.incident == "create":
-            dedup_for_jobs = dedup_key
         if incident_id is not None and step.member is not None:
-            self._member(conn, incident_id, dedup_key, "firing" if step.member == "join" else "resolved", ts)
-
-        alert_id = _inserted_id(conn.execute(alerts.insert().values(
-            source=alert.source, source_event_id=alert.source_event_id, received_at=_ts(alert.received_at),
-            title=alert.title[:4000], state=alert.state.value, group_key=group_key, dedup_key=dedup_key,
-            service=alert.service, severity=decision.severity.name if decision.severity else None,
-            action=decision.action.value, rule=decision.rule, outcome=step.outcome, incident_id=incident_id,
-            alert_json=json.dumps(alert.to_dict(include_raw=False), default=str),
-            decision_json=json.dumps(decision.to_dict(), default=str),
-            raw_json=json.dumps(alert.raw, default=str) if alert.raw is not None else None,
-        )))
-
+            self._member(conn, incident_id, dedup_key, "firing" if step.member is MemberStep.JOIN else "resolved",
+                         ts)
+        conn.execute(alerts.update().where(alerts.c.id == entry.id).values(
+            outcome=step.outcome, incident_id=incident_id, decided_at=time.time(),
+            action=decision.action.value, decision_json=json.dumps(decision.to_dict(), default=str)))
         if step.supersede_pending and incident_id is not None:
             conn.execute(jobs.update().where(
                 jobs.c.dedup_key == dedup_for_jobs, jobs.c.kind == "event", jobs.c.action == "trigger",
                 jobs.c.state == "pending"
             ).values(state="superseded", reason="resolved_first", updated_at=ts,
                      last_error="a resolve for this dedup key arrived before the trigger was delivered"))
-        if step.event is not None:
-            severity = step.severity or decision.severity
-            if step.event == "trigger" and severity is not None and decision.severity is not severity:
-                decision = replace(decision, severity=severity, urgency=severity.urgency)
-            payload = event_builder(step.event, alert, decision, dedup_for_jobs, incident_id)
-            not_before = _ts(step.not_before) if step.not_before else ts
-            self._enqueue(conn, "event", dedup_for_jobs, incident_id, alert_id, payload, ts, not_before,
-                          action=step.event, priority=severity.rank if severity else 4)
         if incident_id is not None:
             for kind, text in step.timeline:
                 conn.execute(timeline.insert().values(incident_id=incident_id, at=ts, kind=kind,
                                                       description=text, personnel="", actions=""))
-        return Accepted(alert_id, decision.severity.name if decision.severity else None, decision.action.value,
-                        decision.rule, dedup_key, step.outcome, incident_id)
+        return Applied(incident_id, dedup_for_jobs)
 
     def _reopen(self, conn: Connection, incident_id: int, step: Plan, decision: Decision, ts: float) -> str:
         """Open a resolved incident again (the policy's `reopen`); returns its dedup key, which the trigger uses.
@@ -580,18 +690,32 @@ class Store:
 
     def _enqueue(self, conn: Connection, kind: str, dedup_key: str, incident_id: int | None,
                  alert_id: int | None, payload: Any, now: float, due: float, *, action: str = "",
-                 priority: int = 5) -> int:
-        return int(_inserted_id(conn.execute(jobs.insert().values(
-            kind=kind, dedup_key=dedup_key, incident_id=incident_id, alert_id=alert_id, action=action or kind,
-            priority=priority, payload_json=json.dumps(payload, default=str), state="pending", attempts=0,
-            next_attempt_at=due, created_at=now, updated_at=now))))
+                 priority: int = 5, dedupe: str | None = None) -> int:
+        """Insert one job; with `dedupe`, nothing when a job with that key exists (returns 0 then)."""
+        values = dict(kind=kind, dedup_key=dedup_key, incident_id=incident_id, alert_id=alert_id,
+                      action=action or kind, priority=priority, payload_json=json.dumps(payload, default=str),
+                      state="pending", attempts=0, next_attempt_at=due, created_at=now, updated_at=now,
+                      dedupe=dedupe[:255] if dedupe else None)
+        if dedupe is None:
+            return int(_inserted_id(conn.execute(jobs.insert().values(**values))))
+        row = conn.execute(self._job_insert_once.values(**values)).first()
+        return int(row[0]) if row is not None else 0
 
     def enqueue(self, kind: str, dedup_key: str, incident_id: int | None, payload: Any, now: float,
-                due: float | None = None, *, action: str = "", priority: int = 5) -> int:
-        """Add one job to the outbox (follow-ups: incident setup, escalation checks, notes...)."""
+                due: float | None = None, *, action: str = "", priority: int = 5, dedupe: str | None = None) -> int:
+        """Add one job to the outbox (follow-ups: incident setup, escalation checks, notes...).
+
+        With `dedupe`, at most one job with that key is ever queued: a repeat returns 0 and queues nothing.
+        """
         with self.transaction(serialized=True) as conn:
             return self._enqueue(conn, kind, dedup_key, incident_id, None, payload, now,
-                                 now if due is None else due, action=action, priority=priority)
+                                 now if due is None else due, action=action, priority=priority, dedupe=dedupe)
+
+    def enqueue_all(self, conn: Connection, new_jobs: Sequence[NewJob], now: float) -> None:
+        """Queue follow-up jobs on an open transaction (the one that records what they follow)."""
+        for job in new_jobs:
+            self._enqueue(conn, job.kind, job.dedup_key, job.incident_id, None, job.payload, now,
+                          now + job.delay, priority=job.priority, dedupe=job.dedupe)
 
     def _schedule_digest(self, conn: Connection, dedup_key: str, incident_id: int, now: float) -> None:
         """One pending storm digest per incident: the note summarises every alert attached until it goes out."""
@@ -607,80 +731,6 @@ class Store:
         if not updated:
             conn.execute(members.insert().values(incident_id=incident_id, dedup_key=dedup_key, state=state,
                                                  joined_at=now, updated_at=now))
-
-    def _policy_context(self, conn: Connection, alert: Alert, decision: Decision, dedup_key: str,
-                        now: datetime, ruleset: Ruleset | None) -> PolicyContext:
-        own = self._incident_state(conn, dedup_key)
-        if own is not None or decision.action is not Action.PAGE or decision.severity is None:
-            return PolicyContext(incident=own)
-        inhibitor, inhibitor_rule = self._inhibitor(conn, alert, decision, ruleset)
-        if inhibitor is not None:
-            return PolicyContext(inhibitor=inhibitor, inhibitor_rule=inhibitor_rule)
-        settings = ruleset.settings if ruleset is not None else {}
-        reopen_within = int(_seconds(settings.get("reopen_within", DEFAULT_REOPEN_WITHIN)))
-        if reopen_within > 0:
-            resolved = self._recently_resolved(conn, dedup_key, _ts(now) - reopen_within)
-            if resolved is not None:
-                return PolicyContext(recently_resolved=resolved, reopen_within=reopen_within)
-        threshold = int(settings.get("storm_threshold", DEFAULT_STORM_THRESHOLD))
-        window = _seconds(settings.get("storm_window", DEFAULT_STORM_WINDOW))
-        if decision.rule and threshold > 0:
-            since = _ts(now) - window
-            key = storm_key(alert, decision)
-            recent = conn.execute(sa.select(incidents.c.id).where(
-                incidents.c.storm_key == key, incidents.c.opened_at >= since)).all()
-            if len(recent) >= threshold:
-                anchor_row = conn.execute(sa.select(incidents).where(
-                    incidents.c.storm_key == key, incidents.c.status == OPEN,
-                    incidents.c.opened_at >= since).order_by(incidents.c.id).limit(1)).first()
-                if anchor_row is not None:
-                    return PolicyContext(storm_anchor=self._state_of(conn, anchor_row), storm_count=len(recent))
-        return PolicyContext()
-
-    def _inhibitor(self, conn: Connection, alert: Alert, decision: Decision,
-                   ruleset: Ruleset | None) -> tuple[IncidentState | None, str]:
-        if ruleset is None or decision.severity is None:
-            return None, ""
-        inhibiting = [r for r in ruleset.rules if r.extra.get("inhibits")]
-        if not inhibiting:
-            return None, ""
-        names = [r.name for r in inhibiting]
-        rows = conn.execute(sa.select(incidents).where(incidents.c.status == OPEN, incidents.c.rule.in_(names))
-                            .order_by(incidents.c.id)).all()
-        by_name = {r.name: r for r in inhibiting}
-        for row in rows:
-            sev = Severity.parse(row.severity) if row.severity else None
-            if sev is None or not sev.is_higher_than(decision.severity):
-                continue
-            spec = by_name[row.rule].extra["inhibits"]
-            if not all(m.matches(alert) for m in spec["matchers"]):
-                continue
-            first = conn.execute(sa.select(alerts.c.alert_json).where(alerts.c.incident_id == row.id)
-                                 .order_by(alerts.c.id).limit(1)).first()
-            if first is None:
-                continue
-            source_alert = Alert.from_dict(json.loads(first.alert_json))
-            if all(_label(source_alert, name) == _label(alert, name) for name in spec["equal"]):
-                return self._state_of(conn, row), row.rule
-        return None, ""
-
-    def _incident_state(self, conn: Connection, dedup_key: str) -> IncidentState | None:
-        row = conn.execute(
-            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
-            .where(members.c.dedup_key == dedup_key, incidents.c.status == OPEN)
-            .order_by(incidents.c.id.desc()).limit(1)).first()
-        if row is None:
-            return None
-        return self._state_of(conn, row)
-
-    def _recently_resolved(self, conn: Connection, dedup_key: str, since: float) -> IncidentState | None:
-        """The newest incident of this group resolved at or after `since` (a candidate for reopening)."""
-        row = conn.execute(
-            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
-            .where(members.c.dedup_key == dedup_key, incidents.c.status == RESOLVED,
-                   incidents.c.resolved_at >= since)
-            .order_by(incidents.c.id.desc()).limit(1)).first()
-        return self._state_of(conn, row) if row is not None else None
 
     def _state_of(self, conn: Connection, row: Any) -> IncidentState:
         triggers = sa.select(jobs.c.state, jobs.c.attempts).where(
@@ -760,9 +810,12 @@ class Store:
             return conn.execute(sa.select(sa.func.min(jobs.c.next_attempt_at)).where(
                 jobs.c.state == "pending")).scalar()
 
-    def job_delivered(self, job_id: int, now: float, *, dry_run: bool, response: dict[str, Any] | None) -> None:
-        """Mark a job delivered and note it on the incident's timeline."""
-        with self.transaction() as conn:
+    def job_delivered(self, job_id: int, now: float, *, dry_run: bool, response: dict[str, Any] | None,
+                      then: Sequence[NewJob] = ()) -> None:
+        """Mark a job delivered, note it on the incident's timeline, and queue the follow-ups `then` in the same
+        transaction: a crash can never leave a delivered page without its set-up (roles, responders)."""
+        with self.transaction(serialized=bool(then)) as conn:
+            self.enqueue_all(conn, then, now)
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(
                 state="dry_run" if dry_run else "delivered", delivered_at=now, updated_at=now,
@@ -1052,14 +1105,6 @@ class Store:
             conn.execute(incidents.update().where(incidents.c.id == incident_id).values(
                 details_json=json.dumps(details, default=str)))
 
-    def has_job(self, incident_id: int, kind: str, payload_contains: str = "") -> bool:
-        """Whether a job of `kind` exists for the incident (any state), optionally with text in its payload."""
-        q = sa.select(jobs.c.id).where(jobs.c.incident_id == incident_id, jobs.c.kind == kind)
-        if payload_contains:
-            q = q.where(jobs.c.payload_json.contains(payload_contains))
-        with self.engine.connect() as conn:
-            return conn.execute(q.limit(1)).first() is not None
-
     def resolve_incident(self, incident_id: int, now: float, reason: str, *, send_resolve: bool) -> bool:
         """Resolve an open incident on our own (auto-resolve, or a human resolved it in PagerDuty).
 
@@ -1185,8 +1230,7 @@ class Store:
             q = q.where(silences.c.expired_at.is_(None), silences.c.ends_at > at)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
-        return [{"id": r.id, "spec": json.loads(r.spec_json), "owner": r.owner, "reason": r.reason,
-                 "ends_at": r.ends_at, "expired_at": r.expired_at, "created_at": r.created_at} for r in rows]
+        return [_silence_json(r) for r in rows]
 
     def expire_silence(self, silence_id: int, now: float, *, actor: str = "") -> bool:
         """End a silence now; False when there is no such active silence. With `actor`, audited in the same
@@ -1230,11 +1274,17 @@ class Store:
                  "details": json.loads(r.details_json), "created_at": _iso(r.created_at)} for r in rows]
 
 
+def _silence_json(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "spec": json.loads(r.spec_json), "owner": r.owner, "reason": r.reason,
+            "ends_at": r.ends_at, "expired_at": r.expired_at, "created_at": r.created_at}
+
+
 def _alert_json(r: Any) -> dict[str, Any]:
     return {"id": r.id, "source": r.source, "source_event_id": r.source_event_id,
             "received_at": _iso(r.received_at), "title": r.title, "state": r.state, "dedup_key": r.dedup_key,
             "group_key": r.group_key, "service": r.service, "severity": r.severity, "action": r.action,
             "rule": r.rule, "outcome": r.outcome, "incident_id": r.incident_id,
+            "decided_at": _iso(r.decided_at) if r.decided_at else None,
             "alert": json.loads(r.alert_json), "decision": json.loads(r.decision_json)}
 
 
@@ -1285,32 +1335,120 @@ def _merged_impact(row: Any, decision: Decision) -> dict[str, str]:
     return {"dimensions_json": json.dumps(dims), "categories_json": json.dumps(cats)}
 
 
-def storm_key(alert: Alert, decision: Decision) -> str:
-    """What an alert storm is counted by: the rule, and the monitor where the source has monitors (a catch-all
-    rule covers many monitors; their alerts are not one storm)."""
-    monitor = (alert.fields.get("monitor_id") or alert.fields.get("alertname") or alert.fields.get("kind")
-               or "")
-    return f"{decision.rule or ''}|{alert.source}|{monitor}"[:512]
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, (int, float)):
-        return float(value)
-    from bridge.rules.loader import parse_duration
-
-    return float(parse_duration(value))
-
-
-def _label(alert: Alert, name: str) -> str:
-    """The value of a field or `tag:<key>` used by inhibition's `equal` list."""
-    if name.startswith("tag:"):
-        return ",".join(sorted(alert.tag_values(name[4:])))
-    value = alert.field_value(name)
-    if value is None and alert.has_tag(name):
-        return ",".join(sorted(alert.tag_values(name)))
-    return value or ""
-
-
 def wall_clock() -> float:
     """Seconds since the epoch; the one place the store's callers read the clock from."""
     return time.time()
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One undecided alert of the journal, as the pipeline stage reads it back."""
+
+    id: int
+    alert: Alert
+    decision: Decision      # the rules engine's, at receipt
+    journaled_at: float     # receipt time: the pipeline decides as of it, so a redone batch decides the same
+    group_key: str
+    dedup_key: str
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Where a plan landed: the incident acted on and the dedup key its events go out under."""
+
+    incident_id: int | None
+    dedup_key: str
+
+
+@dataclass(frozen=True)
+class InhibitCandidate:
+    """An open incident of an inhibiting rule, with the first alert that opened it (for `equal` labels)."""
+
+    incident_id: int
+    severity: Severity | None
+    rule: str
+    first_alert: Alert | None
+
+
+class PipelineBatch:
+    """The pipeline stage's view of the store for one batch: the entries, the reads that gather each alert's
+    policy context, and the writes that carry out its plan, all on the batch's one connection and transaction.
+
+    It answers questions with rows and carries out plans; it decides nothing (`bridge.pipeline` does).
+    """
+
+    def __init__(self, store: Store, conn: Connection, rows: Sequence[Any]) -> None:
+        self.store = store
+        self.conn = conn
+        self._rows = rows
+        self.entry_ids = [int(r.id) for r in rows]
+
+    @property
+    def entries(self) -> list[JournalEntry]:
+        """The batch's entries, read back into Alerts and Decisions (raises on a row that cannot be read)."""
+        return [JournalEntry(r.id, Alert.from_dict(json.loads(r.alert_json)),
+                             Decision.from_dict(json.loads(r.decision_json)), r.journaled_at or 0.0, r.group_key,
+                             r.dedup_key) for r in self._rows]
+
+    def silence_records(self, at: float) -> list[dict[str, Any]]:
+        """Stored silences not ended or expired at `at`."""
+        rows = self.conn.execute(sa.select(silences).where(
+            silences.c.expired_at.is_(None), silences.c.ends_at > at).order_by(silences.c.id)).all()
+        return [_silence_json(r) for r in rows]
+
+    def open_incident_of_group(self, dedup_key: str) -> IncidentState | None:
+        """The newest open incident the group (dedup key) is a member of."""
+        row = self.conn.execute(
+            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
+            .where(members.c.dedup_key == dedup_key, incidents.c.status == OPEN)
+            .order_by(incidents.c.id.desc()).limit(1)).first()
+        return self.store._state_of(self.conn, row) if row is not None else None
+
+    def recently_resolved(self, dedup_key: str, since: float) -> IncidentState | None:
+        """The newest incident of this group resolved at or after `since` (a candidate for reopening)."""
+        row = self.conn.execute(
+            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
+            .where(members.c.dedup_key == dedup_key, incidents.c.status == RESOLVED,
+                   incidents.c.resolved_at >= since)
+            .order_by(incidents.c.id.desc()).limit(1)).first()
+        return self.store._state_of(self.conn, row) if row is not None else None
+
+    def inhibit_candidates(self, rules: Sequence[str]) -> list[InhibitCandidate]:
+        """Open incidents of the named (inhibiting) rules, oldest first, each with its first alert."""
+        if not rules:
+            return []
+        rows = self.conn.execute(sa.select(incidents.c.id, incidents.c.severity, incidents.c.rule).where(
+            incidents.c.status == OPEN, incidents.c.rule.in_(list(rules))).order_by(incidents.c.id)).all()
+        out = []
+        for row in rows:
+            first = self.conn.execute(sa.select(alerts.c.alert_json).where(alerts.c.incident_id == row.id)
+                                      .order_by(alerts.c.id).limit(1)).first()
+            out.append(InhibitCandidate(row.id, Severity.parse(row.severity) if row.severity else None, row.rule,
+                                        Alert.from_dict(json.loads(first.alert_json)) if first else None))
+        return out
+
+    def state_of(self, incident_id: int) -> IncidentState:
+        """The policy's view of one incident."""
+        row = self.conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
+        return self.store._state_of(self.conn, row)
+
+    def storm_incidents(self, key: str, since: float) -> tuple[int, IncidentState | None]:
+        """How many incidents with this storm key opened since `since`, and the first of them still open."""
+        count = int(self.conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
+            incidents.c.storm_key == key, incidents.c.opened_at >= since)).scalar() or 0)
+        if not count:
+            return 0, None
+        anchor = self.conn.execute(sa.select(incidents).where(
+            incidents.c.storm_key == key, incidents.c.status == OPEN,
+            incidents.c.opened_at >= since).order_by(incidents.c.id).limit(1)).first()
+        return count, (self.store._state_of(self.conn, anchor) if anchor is not None else None)
+
+    def apply(self, entry: JournalEntry, step: Plan, decision: Decision, storm: str) -> Applied:
+        """Carry out the plan of one entry (see `Store._apply`)."""
+        return self.store._apply(self.conn, entry, step, decision, storm)
+
+    def enqueue_event(self, entry: JournalEntry, applied: Applied, action: str, payload: dict[str, Any],
+                      due: float, priority: int) -> None:
+        """Queue an Events API event of the entry's incident in the outbox."""
+        self.store._enqueue(self.conn, "event", applied.dedup_key, applied.incident_id, entry.id, payload,
+                            entry.journaled_at, due, action=action, priority=priority)

@@ -27,14 +27,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from bridge.config import Settings
 from bridge.delivery.events import EventsClient, retry_delay
-from bridge.errors import DeliveryError
-from bridge.followups import FollowUps, Reschedule
+from bridge.errors import DeliveryError, Reschedule
 from bridge.metrics import DELIVERIES
-from bridge.store import Store
+from bridge.store import NewJob, Store
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +45,25 @@ MAX_INTERNAL_FAILURES = 5
 SUMMARY_LENGTH = 500
 
 
+class FollowUpHandler(Protocol):
+    """What the worker hands non-event jobs to, and asks what follows a delivery (`bridge.followups.FollowUps`)."""
+
+    def handle(self, job: dict[str, Any]) -> None:
+        """Run one follow-up job; raise Reschedule, DeliveryError, or (a bug) anything else."""
+        ...
+
+    def after_delivery(self, job: dict[str, Any]) -> list[NewJob]:
+        """The jobs a delivered job sets off, queued in the transaction that records the delivery."""
+        ...
+
+
 class DeliveryWorker:
     """Delivers outbox jobs. `run_once` handles one job; `run` loops until stopped."""
 
     def __init__(self, store: Store, settings: Settings, *, client: EventsClient | None = None,
                  clock: Callable[[], float] = time.time, out: TextIO | None = None,
                  retry_multiplier: float = 2.0, retry_max: float = 300.0,
-                 followups: FollowUps | None = None, max_internal_failures: int = MAX_INTERNAL_FAILURES) -> None:
+                 followups: FollowUpHandler | None = None, max_internal_failures: int = MAX_INTERNAL_FAILURES) -> None:
         self.store = store
         self.max_internal_failures = max(1, max_internal_failures)
         self.followups = followups
@@ -67,10 +78,17 @@ class DeliveryWorker:
             self.client = EventsClient(settings.routing_key.reveal(), settings.events_url,
                                        timeout=settings.http_timeout_seconds, verify=settings.tls_verify())
         self.stop_event = threading.Event()
+        # Set by the pipeline stage when it queued jobs, and by `stop`: the idle wait ends at once.
+        self.wake = threading.Event()
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         # A send never outlasts the HTTP timeout; a lease a little longer than that is never taken by another
         # worker while the send can still succeed.
         self.lease_seconds = settings.http_timeout_seconds * 2 + 5
+
+    def stop(self) -> None:
+        """Finish the job in hand, then return from `run`."""
+        self.stop_event.set()
+        self.wake.set()
 
     def close(self) -> None:
         """Release the HTTP client."""
@@ -168,22 +186,35 @@ class DeliveryWorker:
             except Exception as exc:  # our own bug (an odd payload): bounded like any other
                 self._internal_failure(job, exc)
                 return
-            self.store.job_delivered(job["id"], self.clock(), dry_run=True, response=None)
-        else:
-            assert self.client is not None
-            try:
-                response = self.client.send(event)
-            except DeliveryError as exc:
-                self._failed(job, exc)
-                return
-            except Exception as exc:  # not PagerDuty's answer but our bug: bounded, unlike PagerDuty's failures
-                self._internal_failure(job, exc)
-                return
-            log.info("delivered job %s: %s %s", job["id"], job["action"], job["dedup_key"])
-            DELIVERIES.labels(action=job["action"], result="delivered").inc()
-            self.store.job_delivered(job["id"], self.clock(), dry_run=False, response=response)
-        if job["action"] == "trigger" and self.followups is not None:
-            self.followups.after_trigger(job)
+            self.store.job_delivered(job["id"], self.clock(), dry_run=True, response=None,
+                                     then=self._after_delivery(job))
+            return
+        assert self.client is not None
+        try:
+            response = self.client.send(event)
+        except DeliveryError as exc:
+            self._failed(job, exc)
+            return
+        except Exception as exc:  # not PagerDuty's answer but our bug: bounded, unlike PagerDuty's failures
+            self._internal_failure(job, exc)
+            return
+        log.info("delivered job %s: %s %s", job["id"], job["action"], job["dedup_key"])
+        DELIVERIES.labels(action=job["action"], result="delivered").inc()
+        self.store.job_delivered(job["id"], self.clock(), dry_run=False, response=response,
+                                 then=self._after_delivery(job))
+
+    def _after_delivery(self, job: dict[str, Any]) -> list[NewJob]:
+        """The follow-ups of a delivered event, to queue with the delivery. The event left already: a bug here
+        must not make the worker send it again, so it is logged and the delivery recorded without them."""
+        if self.followups is None:
+            return []
+        try:
+            return self.followups.after_delivery(job)
+        except Exception as exc:
+            log.error("job %s delivered, but its follow-ups could not be worked out: %s\n%s", job["id"],
+                      error_summary(exc, self.settings.secrets()),
+                      redacted_traceback(exc, self.settings.secrets()))
+            return []
 
     def _print_dry_run(self, job: dict[str, Any], event: dict[str, Any]) -> None:
         payload = event.get("payload") or {}
@@ -214,7 +245,8 @@ class DeliveryWorker:
                 log.exception("delivery loop error; retrying")
                 worked = False
             if not worked:
-                self.stop_event.wait(self._idle_wait(idle_sleep))
+                self.wake.wait(self._idle_wait(idle_sleep))
+                self.wake.clear()
         log.info("delivery worker stopped")
 
     def _idle_wait(self, idle_sleep: float) -> float:

@@ -130,3 +130,29 @@ def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05) -> A
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def decided(response: httpx2.Response, timeout: float = 15.0) -> dict[str, Any]:
+    """A receiver's JSON answer with each alert's outcome as the pipeline stage decided it.
+
+    The 202 answers once the alert is journaled, with outcome "pending"; the stage decides it moments later.
+    This reads each pending alert back from the API until it is decided.
+    """
+    body = dict(response.json())
+    base = f"{response.request.url.scheme}://{response.request.url.netloc.decode()}"
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    alerts = []
+    for item in body.get("alerts") or []:
+        if item.get("outcome") == "pending":
+            def final(alert_id: int = item["id"]) -> dict[str, Any] | None:
+                got = httpx2.get(f"{base}/api/v1/alerts/{alert_id}", headers=headers, timeout=5.0)
+                stored = got.json() if got.status_code == 200 else {}
+                return stored if stored.get("outcome", "pending") != "pending" else None
+
+            stored = wait_for(final, timeout=timeout)
+            assert stored, f"alert {item['id']} was not decided within {timeout}s"
+            item = {**item, **{k: stored[k] for k in ("severity", "action", "rule", "dedup_key", "outcome",
+                                                      "incident_id")}}
+        alerts.append(item)
+    body["alerts"] = alerts
+    return body

@@ -35,7 +35,7 @@ import pytest
 
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.integration.cost_signing import GoogleSigner, SnsSigner, pubsub_push, sns_headers, sns_timestamp
-from tests.integration.server import REPO, ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, wait_for
+from tests.integration.server import REPO, ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, decided, wait_for
 from tests.shared import shared_json, shared_text
 
 pytestmark = pytest.mark.integration
@@ -156,7 +156,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
 def answer(response: httpx2.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/json")
-    return dict(response.json())
+    return decided(response) if 200 <= status < 300 else dict(response.json())
 
 
 def one_alert(body: dict[str, Any]) -> dict[str, Any]:

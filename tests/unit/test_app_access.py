@@ -12,6 +12,7 @@ import pytest
 
 from bridge.app import create_app
 from bridge.config import Secret, Settings
+from bridge.pipeline.stage import PipelineStage
 
 JSON = "application/json"
 REMOTE = {"REMOTE_ADDR": "203.0.113.5"}
@@ -239,6 +240,8 @@ def test_job_retry_and_discard_are_admin_actions_and_audited(tmp_path: Path) -> 
     accepted = client.post("/webhooks/datadog", data=BODY, content_type=JSON, headers=bearer(WEBHOOK),
                            environ_base=REMOTE)
     assert accepted.status_code == 202
+    holder = client.application.config["BRIDGE_HOLDER"]
+    PipelineStage(store, lambda: holder.current).drain()  # the worker's stage decides the journaled alert
     job = store.list_jobs()[0]
     # Dead-letter it as a provider's 400 would, then retry it, then discard it.
     store.job_failed(job["id"], 1.0, error="rejected", reason="rejected", retry_at=None)

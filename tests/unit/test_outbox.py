@@ -17,12 +17,14 @@ import httpx2
 import pytest
 
 from bridge.config import Secret, Settings
-from bridge.delivery.events import EventsClient, build_event
+from bridge.delivery.events import EventsClient
 from bridge.delivery.worker import MAX_INTERNAL_FAILURES, DeliveryWorker, error_summary
 from bridge.errors import Conflict
 from bridge.followups import FollowUps
 from bridge.model import Action, Alert, AlertState, Decision, Severity
+from bridge.pipeline.stage import accept_and_decide
 from bridge.rules.holder import RulesetHolder
+from bridge.rules.loader import compile_sources
 from bridge.store import Store
 from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
 
@@ -58,6 +60,9 @@ def worker_for(store: Store, pd: FakePagerDuty, clock: Clock, rate: int = 120, *
                           retry_max=10.0, followups=followups, max_internal_failures=max_internal_failures)
 
 
+NO_STORMS = compile_sources([("settings.yaml", "settings: {storm_threshold: 0}\n")]).ruleset
+
+
 def receive(store: Store, event_id: str, state: AlertState, *, severity: Severity | None = Severity.P1,
             group: str = "g1", at: float | None = None) -> dict[str, object]:
     alert = Alert(source="test", source_event_id=event_id, received_at=T0, title=f"alert {group}", state=state,
@@ -66,7 +71,8 @@ def receive(store: Store, event_id: str, state: AlertState, *, severity: Severit
     decision = Decision(action=action, severity=severity, rule="r", reasons=("rule r matched",),
                         urgency=severity.urgency if severity else None)
     now = datetime.fromtimestamp(at, tz=UTC) if at else T0
-    return store.accept([(alert, decision)], [], now, build_event)[0].to_json()
+    # No storms: these tests open incidents of one rule for many groups on purpose.
+    return accept_and_decide(store, [(alert, decision)], [], now, NO_STORMS)[0].to_json()
 
 
 def drain(worker: DeliveryWorker, clock: Clock, seconds: float = 30.0, step: float = 1.0) -> None:
@@ -212,7 +218,7 @@ def test_an_incident_resolves_when_every_attached_group_has_recovered(store: Sto
                       state=state, group_key=group, fields={"monitor_id": "42"})
         action = Action.RESOLVE if state is AlertState.RESOLVED else Action.PAGE
         decision = Decision(action=action, severity=Severity.P2, rule="disk", reasons=("rule disk matched",))
-        return store.accept([(alert, decision)], [], T0, build_event, ruleset)[0].to_json()
+        return accept_and_decide(store, [(alert, decision)], [], T0, ruleset)[0].to_json()
 
     first = accept("a1", "host-a", AlertState.FIRING)
     second = accept("b1", "host-b", AlertState.FIRING)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge.model import Action, Alert, AlertState, Decision, Severity, dedup_key_for
-from bridge.policy import IncidentState, PolicyContext, plan
+from bridge.pipeline.policy import IncidentState, PolicyContext, plan
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

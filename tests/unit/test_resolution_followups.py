@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from bridge.config import Secret, Settings
-from bridge.delivery.events import EventsClient, build_event
+from bridge.delivery.events import EventsClient
 from bridge.delivery.pagerduty_rest import PagerDutyRest
 from bridge.delivery.worker import DeliveryWorker
 from bridge.followups import FollowUps
 from bridge.model import Alert, AlertState, Link
+from bridge.pipeline.stage import accept_and_decide
 from bridge.rules.engine import evaluate
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
@@ -101,7 +102,7 @@ class Bridge:
                       fields={"monitor_id": monitor},
                       links=(Link(f"https://app.datadoghq.com/monitors/{monitor}", "Datadog monitor"),))
         ruleset = self.holder.current
-        return self.store.accept([(alert, evaluate(alert, ruleset, now))], [], now, build_event,
+        return accept_and_decide(self.store, [(alert, evaluate(alert, ruleset, now))], [], now,
                                  ruleset)[0].to_json()
 
     def drain(self, seconds: float = 30.0) -> None:

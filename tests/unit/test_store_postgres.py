@@ -32,9 +32,10 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.config import Secret, Settings
-from bridge.delivery.events import EventsClient, build_event
+from bridge.delivery.events import EventsClient
 from bridge.delivery.worker import DeliveryWorker
 from bridge.model import Action, Alert, AlertState, Decision, Severity
+from bridge.pipeline.stage import accept_and_decide
 from bridge.rules.loader import compile_sources
 from bridge.store import Store, alerts, incidents, jobs
 from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
@@ -89,7 +90,7 @@ def alert_of(event_id: str, group: str, state: AlertState = AlertState.FIRING,
 
 
 def accept(store: Store, event_id: str, group: str, severity: Severity = Severity.P1) -> dict[str, Any]:
-    return store.accept([alert_of(event_id, group, severity=severity)], [], T0, build_event, NO_STORMS)[0].to_json()
+    return accept_and_decide(store, [alert_of(event_id, group, severity=severity)], [], T0, NO_STORMS)[0].to_json()
 
 
 def count(store: Store, table: sa.Table) -> int:
@@ -141,14 +142,15 @@ def test_two_replicas_receiving_one_group_at_once_open_one_incident(replicas: Ca
 
 
 def test_a_receipt_losing_the_insert_race_answers_duplicate(store: Store) -> None:
-    # Another writer (a replica of an older version, without the writer lock) inserts the same event and commits
-    # while our receipt waits on the unique index: the receipt is run again and answers with the stored alert.
+    # Another replica journals the same event and commits while our receipt waits on the unique index: ours
+    # inserts nothing (on conflict do nothing) and answers with the stored alert, as decided by then.
     other = store.engine.connect()
     racing = other.begin()
     theirs = other.execute(alerts.insert().values(
         source="test", source_event_id="e1", received_at=T0.timestamp(), title="t", state="firing",
         group_key="g1", dedup_key="g1", action="page", outcome="opened", alert_json="{}",
-        decision_json="{}").returning(alerts.c.id)).scalar_one()
+        decision_json="{}", journaled_at=T0.timestamp(), decided_at=T0.timestamp()).returning(alerts.c.id)
+    ).scalar_one()
     with ThreadPoolExecutor(1) as pool:
         ours = pool.submit(accept, store, "e1", "g1")
         deadline = time.monotonic() + 10
@@ -175,7 +177,7 @@ def test_a_recovery_received_while_another_replica_leases_the_trigger_is_sent_af
     other.execute(jobs.update().where(jobs.c.id == trigger_id).values(
         state="sending", lease_until=T0.timestamp() + 60, leased_by="other-replica:1"))
     with ThreadPoolExecutor(1) as pool:
-        ours = pool.submit(lambda: store.accept([recovery], [], T0, build_event, NO_STORMS)[0].to_json())
+        ours = pool.submit(lambda: accept_and_decide(store, [recovery], [], T0, NO_STORMS)[0].to_json())
         deadline = time.monotonic() + 10
         while not waiting_on_a_lock(store) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -200,11 +202,14 @@ def test_an_overlong_event_id_is_stored_as_on_sqlite(store: Store) -> None:
     assert accept(store, "x" * 2000, "g1")["id"] == first["id"]
 
 
-def test_jobs_are_found_by_text_in_their_payload(store: Store) -> None:
+def test_a_follow_up_with_a_dedupe_key_is_queued_once(store: Store) -> None:
     answer = accept(store, "e1", "disk-full")
     incident_id = int(answer["incident_id"])
-    assert store.has_job(incident_id, "event", '"dedup_key": "disk-full"')
-    assert not store.has_job(incident_id, "event", "no such text")
+    now = T0.timestamp()
+    first = store.enqueue("related_note", "disk-full", incident_id, {}, now, dedupe=f"related_note:{incident_id}")
+    again = store.enqueue("related_note", "disk-full", incident_id, {}, now, dedupe=f"related_note:{incident_id}")
+    assert first > 0 and again == 0
+    assert [j["kind"] for j in store.list_jobs()].count("related_note") == 1
 
 
 def test_the_rest_of_the_store_reads_back_what_it_wrote(store: Store) -> None:
@@ -329,3 +334,74 @@ def test_workers_on_several_replicas_send_every_event_exactly_once_in_order(repl
     assert by_key == dict(created)  # and in the order they were created, per dedup key
     assert sum(1 for n in handled if n) >= 2, handled  # the work really was shared between replicas
     assert pd.pending_faults == 0  # the failures happened, and were retried
+
+
+# -- the journal and the pipeline stage across replicas ------------------------------------------------------------
+
+
+def test_two_replicas_stages_decide_every_entry_once_and_open_one_incident_per_group(
+        replicas: Callable[[], Store]) -> None:
+    from bridge.pipeline.stage import PipelineStage
+
+    web = replicas()
+    for i in range(200):
+        web.journal([alert_of(f"e{i}", f"g{i % 20}")], [], T0)
+    stages = [PipelineStage(replicas(), lambda: NO_STORMS, batch_size=25) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        decided = list(pool.map(lambda s: s.drain(), stages))
+    assert sum(decided) == 200  # each entry decided by exactly one of the two stages
+    assert web.journal_status()["undecided"] == 0
+    assert count(web, incidents) == 20
+    triggers = [j for j in web.list_jobs(limit=1000) if j["kind"] == "event"]
+    assert sorted(j["dedup_key"] for j in triggers) == sorted(f"g{i}" for i in range(20))
+
+
+def test_the_stage_waits_for_a_receipt_committing_out_of_order(replicas: Callable[[], Store]) -> None:
+    # Receipt A takes an id and has not committed; receipt B takes the next id and commits. The stage must not decide
+    # B (a recovery) before A (its trigger): it waits for A, then decides both in id order.
+    from bridge.pipeline.stage import PipelineStage
+    from bridge.store import _JOURNAL_SHARED
+
+    store = replicas()
+    slow = replicas().engine.connect()
+    receipt_a = slow.begin()
+    slow.execute(_JOURNAL_SHARED)
+    slow.execute(alerts.insert().values(
+        source="test", source_event_id="a", received_at=T0.timestamp(), title="alert g1", state="firing",
+        group_key="g1", dedup_key="g1", action="page", severity="P1", rule="r", outcome="pending",
+        alert_json=json_of(alert_of("a", "g1")[0].to_dict(include_raw=False)),
+        decision_json=json_of(alert_of("a", "g1")[1].to_dict()), journaled_at=T0.timestamp()))
+    [b] = store.journal([alert_of("b", "g1", AlertState.RESOLVED)], [], T0)
+    stage = PipelineStage(replicas(), lambda: NO_STORMS)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(stage.drain)
+        time.sleep(0.5)
+        assert not running.done(), "the stage decided past a receipt still in flight"
+        receipt_a.commit()
+        assert running.result(timeout=10) == 2
+    slow.close()
+    by_event = {a["source_event_id"]: a["outcome"] for a in store.list_alerts()}
+    assert by_event == {"a": "opened", "b": "resolved_before_page"}
+    assert b.alert_id > min(a["id"] for a in store.list_alerts())
+
+
+def test_the_stage_is_woken_by_notify_on_commit(replicas: Callable[[], Store], pg_url: str) -> None:
+    from bridge.pipeline.wake import PostgresListener
+    from bridge.store import JOURNAL_CHANNEL
+
+    stage_side = replicas()
+    listener = PostgresListener(stage_side.engine, JOURNAL_CHANNEL)
+    try:
+        assert listener.wait(0.05) is False
+        threading.Timer(0.1, lambda: replicas().journal([alert_of("n1", "g1")], [], T0)).start()
+        started = time.monotonic()
+        assert listener.wait(5.0) is True
+        assert time.monotonic() - started < 2.0
+    finally:
+        listener.close()
+
+
+def json_of(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)

@@ -1,7 +1,7 @@
 """The policy stage: given a decided alert and the incidents around it, what happens now.
 
-Pure: it takes values and returns a `Plan`; the store gathers the context and carries the plan out inside the
-receipt transaction. This is where these behaviours live:
+Pure: it takes values and returns a `Plan`; the pipeline stage (`bridge.pipeline.stage`) gathers the context from
+the store and has the store carry the plan out, in the batch's transaction. This is where these behaviours live:
 
 - grouping: an alert whose group (dedup key) belongs to an open incident attaches to it instead of paging;
 - severity raises: a higher severity re-triggers and raises the incident; the bridge never lowers it itself;
@@ -20,8 +20,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from bridge.model import Action, Alert, Decision, Severity
+
+
+class IncidentStep(StrEnum):
+    """What a plan does to an incident."""
+
+    CREATE = "create"
+    UPDATE = "update"    # raise its severity, or re-page
+    ATTACH = "attach"    # count the alert in, nothing else
+    RESOLVE = "resolve"
+    REOPEN = "reopen"
+
+
+class MemberStep(StrEnum):
+    """How the alert's group joins or leaves its incident's member list."""
+
+    JOIN = "join"
+    RECOVER = "recover"
+
+
+class EventAction(StrEnum):
+    """The Events API v2 event a plan sends."""
+
+    TRIGGER = "trigger"
+    RESOLVE = "resolve"
 
 
 @dataclass(frozen=True)
@@ -63,13 +88,13 @@ class Plan:
     """
 
     outcome: str
-    incident: str | None = None
+    incident: IncidentStep | None = None
     severity: Severity | None = None
-    event: str | None = None
+    event: EventAction | None = None
     not_before: datetime | None = None
     supersede_pending: bool = False
     target: int | None = None
-    member: str | None = None
+    member: MemberStep | None = None
     timeline: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -84,7 +109,7 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
     if decision.action in (Action.RECORD, Action.SUPPRESS):
         outcome = "suppressed" if decision.action is Action.SUPPRESS else "recorded"
         if incident is not None:
-            return Plan(outcome, incident="attach", target=incident.id,
+            return Plan(outcome, incident=IncidentStep.ATTACH, target=incident.id,
                         timeline=(("alert", f"{alert.title} ({sev_name}, {outcome}: {_last(decision)})"),))
         return Plan(outcome)
 
@@ -92,7 +117,7 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
     if incident is None:
         if ctx.inhibitor is not None:
             inh = ctx.inhibitor
-            return Plan("inhibited", incident="attach", target=inh.id, member="join",
+            return Plan("inhibited", incident=IncidentStep.ATTACH, target=inh.id, member=MemberStep.JOIN,
                         timeline=(("inhibition", f"{alert.title} ({sev.name}) inhibited by open incident "
                                    f"{inh.id} ({inh.severity.name if inh.severity else '-'}, rule "
                                    f"{ctx.inhibitor_rule}): attached, not paged"),))
@@ -103,7 +128,7 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
             return _reopen(alert, sev, recent, ctx.reopen_within, now)
         if ctx.storm_anchor is not None:
             anchor = ctx.storm_anchor
-            return Plan("storm", incident="attach", target=anchor.id, member="join",
+            return Plan("storm", incident=IncidentStep.ATTACH, target=anchor.id, member=MemberStep.JOIN,
                         timeline=(("alert", f"alert storm: {alert.title} ({sev.name}) attached "
                                    f"({ctx.storm_count} incidents of rule {decision.rule} in the window)"),))
         not_before = now + timedelta(seconds=decision.pending_seconds) if decision.pending_seconds else None
@@ -111,28 +136,30 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
                  ("decision", f"{sev.name} by rule {decision.rule or '-'}: {'; '.join(decision.reasons[1:4])}")]
         if not_before is not None:
             lines.append(("decision", f"pending for {decision.pending_seconds}s before paging (flap control)"))
-        return Plan("opened", incident="create", severity=sev, event="trigger", not_before=not_before,
-                    member="join", timeline=tuple(lines))
+        return Plan("opened", incident=IncidentStep.CREATE, severity=sev, event=EventAction.TRIGGER,
+                    not_before=not_before, member=MemberStep.JOIN, timeline=tuple(lines))
 
     if sev.is_higher_than(incident.severity):
         old = incident.severity.name if incident.severity else "none"
-        return Plan("raised", incident="update", target=incident.id, severity=sev, event="trigger",
-                    member="join", timeline=(("severity_change", f"severity raised {old} -> {sev.name}: "
+        return Plan("raised", incident=IncidentStep.UPDATE, target=incident.id, severity=sev, event=EventAction.TRIGGER,
+                    member=MemberStep.JOIN, timeline=(("severity_change", f"severity raised {old} -> {sev.name}: "
                                               f"{alert.title}"),))
     repage = decision.repage_seconds
     if incident.pending_triggers:
-        return Plan("attached", incident="attach", target=incident.id, member="join",
+        return Plan("attached", incident=IncidentStep.ATTACH, target=incident.id, member=MemberStep.JOIN,
                     timeline=(("alert", f"{alert.title} ({sev.name}): a page is already queued"),))
     if repage and incident.last_paged_at is not None and now - incident.last_paged_at >= timedelta(seconds=repage):
-        return Plan("repaged", incident="update", target=incident.id, severity=incident.severity, event="trigger",
-                    member="join", timeline=(("alert", f"{alert.title} ({sev.name}): re-paged after the "
+        return Plan("repaged", incident=IncidentStep.UPDATE, target=incident.id, severity=incident.severity,
+                    event=EventAction.TRIGGER,
+                    member=MemberStep.JOIN, timeline=(("alert", f"{alert.title} ({sev.name}): re-paged after the "
                                               f"re-page interval of {repage}s"),))
     if incident.last_paged_at is None and not incident.any_trigger_attempted and not incident.pending_triggers:
         # The incident exists but its page never went out (an earlier trigger was dropped): page now.
-        return Plan("repaged", incident="update", target=incident.id, severity=incident.severity, event="trigger",
-                    member="join", timeline=(("alert", f"{alert.title} ({sev.name}): paging"),))
+        return Plan("repaged", incident=IncidentStep.UPDATE, target=incident.id, severity=incident.severity,
+                    event=EventAction.TRIGGER,
+                    member=MemberStep.JOIN, timeline=(("alert", f"{alert.title} ({sev.name}): paging"),))
     why = f"re-page interval {repage}s not elapsed" if repage else "no re-page interval set"
-    return Plan("attached", incident="attach", target=incident.id, member="join",
+    return Plan("attached", incident=IncidentStep.ATTACH, target=incident.id, member=MemberStep.JOIN,
                 timeline=(("alert", f"{alert.title} ({sev.name}): attached to the open incident ({why})"),))
 
 
@@ -144,8 +171,8 @@ def _reopen(alert: Alert, sev: Severity, recent: IncidentState, window: int, now
     after = _span((now - recent.resolved_at).total_seconds()) if recent.resolved_at else "shortly"
     text = (f"the resolution did not hold: {alert.title} ({sev.name}) fired again {after} after the resolution "
             f"(reopen_within {_span(window)}); incident {recent.id} reopened at {severity.name}")
-    return Plan("reopened", incident="reopen", target=recent.id, severity=severity, event="trigger",
-                member="join", timeline=(("reopen", text),))
+    return Plan("reopened", incident=IncidentStep.REOPEN, target=recent.id, severity=severity,
+                event=EventAction.TRIGGER, member=MemberStep.JOIN, timeline=(("reopen", text),))
 
 
 def _span(seconds: float) -> str:
@@ -161,17 +188,18 @@ def _resolve(alert: Alert, incident: IncidentState | None) -> Plan:
     if incident is None:
         return Plan("nothing_to_resolve")
     if incident.firing_members > 1:
-        return Plan("member_recovered", incident="attach", target=incident.id, member="recover",
+        return Plan("member_recovered", incident=IncidentStep.ATTACH, target=incident.id, member=MemberStep.RECOVER,
                     timeline=(("alert", f"recovered: {alert.title}; {incident.firing_members - 1} attached "
                                "group(s) still firing"),))
     if not incident.any_trigger_attempted:
         # Recovered before its trigger ever left (inside a pending window, or while the outbox was backed up):
         # the trigger is dropped rather than re-opening the incident, and nothing needs resolving.
-        return Plan("resolved_before_page", incident="resolve", target=incident.id, supersede_pending=True,
-                    member="recover",
+        return Plan("resolved_before_page", incident=IncidentStep.RESOLVE, target=incident.id, supersede_pending=True,
+                    member=MemberStep.RECOVER,
                     timeline=(("resolution", "recovered before the page was sent: the page was dropped"),))
-    return Plan("resolved", incident="resolve", target=incident.id, event="resolve", supersede_pending=True,
-                member="recover", timeline=(("resolution", f"recovered: {alert.title}"),))
+    return Plan("resolved", incident=IncidentStep.RESOLVE, target=incident.id, event=EventAction.RESOLVE,
+                supersede_pending=True, member=MemberStep.RECOVER,
+                timeline=(("resolution", f"recovered: {alert.title}"),))
 
 
 def _last(decision: Decision) -> str:
