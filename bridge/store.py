@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -429,6 +430,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        self._local = threading.local()
         insert: Any = (sa.dialects.postgresql.insert if self.is_postgres else sa.dialects.sqlite.insert)(alerts)
         # Built once: the receipt's one statement. A repeat of (source, event id) inserts nothing and returns no id.
         self._journal_insert = insert.on_conflict_do_nothing(
@@ -501,6 +503,8 @@ class Store:
         decides their outcome (incident, page) after the answer. PostgreSQL: the pipeline stage is notified on
         commit; on SQLite the caller rings the stage's doorbell (`bridge.pipeline.wake`).
         """
+        if not self.is_postgres and not found:
+            return self._journal_sqlite(decided, now)
         ts = _ts(now)
         results: list[Accepted] = []
         with self.transaction() as conn:
@@ -512,23 +516,11 @@ class Store:
                     source=notice.source, kind=notice.kind, level=notice.level, message=notice.message,
                     details_json=json.dumps(dict(notice.details), default=str), created_at=ts))
             for alert, decision in decided:
-                group_key = decision.group_key or alert.group_key
-                dedup_key = dedup_key_for(group_key)
-                severity = decision.severity.name if decision.severity else None
-                inserted = conn.execute(self._journal_insert, {
-                    "source": alert.source, "source_event_id": alert.source_event_id,
-                    "received_at": _ts(alert.received_at), "journaled_at": ts, "decided_at": None,
-                    "title": alert.title[:4000], "state": alert.state.value, "group_key": group_key,
-                    "dedup_key": dedup_key, "service": alert.service, "severity": severity,
-                    "action": decision.action.value, "rule": decision.rule, "outcome": PENDING,
-                    "incident_id": None,
-                    "alert_json": json.dumps(alert.to_dict(include_raw=False), default=str),
-                    "decision_json": json.dumps(decision.to_dict(), default=str),
-                    "raw_json": json.dumps(alert.raw, default=str) if alert.raw is not None else None,
-                }).first()
+                row = _journal_row(alert, decision, ts)
+                inserted = conn.execute(self._journal_insert, row).first()
                 if inserted is not None:
-                    results.append(Accepted(int(inserted[0]), severity, decision.action.value, decision.rule,
-                                            dedup_key, PENDING, None))
+                    results.append(Accepted(int(inserted[0]), row["severity"], row["action"], row["rule"],
+                                            row["dedup_key"], PENDING, None))
                     continue
                 stored = conn.execute(sa.select(
                     alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule, alerts.c.dedup_key,
@@ -539,6 +531,46 @@ class Store:
             if self.is_postgres and any(not r.duplicate for r in results):
                 conn.execute(sa.select(sa.func.pg_notify(JOURNAL_CHANNEL, "")))
         return results
+
+    def _journal_sqlite(self, decided: Sequence[tuple[Alert, Decision]], now: datetime) -> list[Accepted]:
+        """`journal` on SQLite, through the driver: the receipt's hot path is three statements on a connection of
+        this thread's own (SQLAlchemy's pool checkout, events and result objects cost more than SQLite's insert and
+        commit together). Same rows, same answers; repeats are read back through SQLAlchemy."""
+        raw = self._thread_connection()
+        ts = _ts(now)
+        rows = [_journal_row(alert, decision, ts) for alert, decision in decided]
+        ids: list[int | None] = []
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                found = raw.execute(_SQLITE_JOURNAL_INSERT, row).fetchone()
+                ids.append(int(found[0]) if found is not None else None)
+            raw.execute("COMMIT")
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        results = []
+        for row, alert_id in zip(rows, ids, strict=True):
+            if alert_id is not None:
+                results.append(Accepted(alert_id, row["severity"], row["action"], row["rule"], row["dedup_key"],
+                                        PENDING, None))
+            else:
+                results.append(self._stored(row["source"], row["source_event_id"]))
+        return results
+
+    def _thread_connection(self) -> Any:
+        """This thread's own SQLite driver connection (with the engine's pragmas), kept for the thread's life."""
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            raw = self._local.raw = self.engine.raw_connection()  # never returned to the pool
+        return raw.driver_connection
+
+    def _stored(self, source: str, event_id: str) -> Accepted:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule,
+                                       alerts.c.dedup_key, alerts.c.outcome, alerts.c.incident_id)
+                             .where(alerts.c.source == source, alerts.c.source_event_id == event_id)).one()
+        return Accepted(r.id, r.severity, r.action, r.rule, r.dedup_key, r.outcome, r.incident_id, duplicate=True)
 
     def accepted(self, alert_id: int, *, duplicate: bool = False) -> Accepted:
         """A journal entry as the receipt describes it, with the pipeline's outcome when decided."""
@@ -1338,6 +1370,30 @@ def _merged_impact(row: Any, decision: Decision) -> dict[str, str]:
 def wall_clock() -> float:
     """Seconds since the epoch; the one place the store's callers read the clock from."""
     return time.time()
+
+
+_JOURNAL_COLUMNS = ("source", "source_event_id", "received_at", "journaled_at", "decided_at", "title", "state",
+                    "group_key", "dedup_key", "service", "severity", "action", "rule", "outcome", "incident_id",
+                    "alert_json", "decision_json", "raw_json")
+_SQLITE_JOURNAL_INSERT = (f"INSERT INTO alerts ({', '.join(_JOURNAL_COLUMNS)}) "
+                          f"VALUES ({', '.join(':' + c for c in _JOURNAL_COLUMNS)}) "
+                          "ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id")
+
+
+def _journal_row(alert: Alert, decision: Decision, ts: float) -> dict[str, Any]:
+    """The journal row of a decided alert: undecided (outcome pending) and received at `ts`."""
+    group_key = decision.group_key or alert.group_key
+    return {
+        "source": alert.source, "source_event_id": alert.source_event_id,
+        "received_at": _ts(alert.received_at), "journaled_at": ts, "decided_at": None,
+        "title": alert.title[:4000], "state": alert.state.value, "group_key": group_key,
+        "dedup_key": dedup_key_for(group_key), "service": alert.service,
+        "severity": decision.severity.name if decision.severity else None,
+        "action": decision.action.value, "rule": decision.rule, "outcome": PENDING, "incident_id": None,
+        "alert_json": json.dumps(alert.to_dict(include_raw=False), default=str),
+        "decision_json": json.dumps(decision.to_dict(), default=str),
+        "raw_json": json.dumps(alert.raw, default=str) if alert.raw is not None else None,
+    }
 
 
 @dataclass(frozen=True)
