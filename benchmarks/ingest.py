@@ -30,8 +30,8 @@ import httpx2
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fakes.pagerduty import FakePagerDuty  # noqa: E402
-from tests.integration.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env  # noqa: E402
+from tests.support.fakes.pagerduty import FakePagerDuty  # noqa: E402
+from tests.support.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env  # noqa: E402
 
 
 def payload(i: int, run: str) -> bytes:

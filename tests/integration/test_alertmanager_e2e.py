@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.pagerduty import FakePagerDuty
-from tests.integration.alertmanager import (
+from tests.support.alertmanager import (
     AlertmanagerProcess,
     CaptureServer,
     WebhookTarget,
@@ -31,7 +30,8 @@ from tests.integration.alertmanager import (
     now,
     require_binary,
 )
-from tests.integration.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, wait_for
+from tests.support.fakes.pagerduty import FakePagerDuty
+from tests.support.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, wait_for
 
 pytestmark = pytest.mark.integration
 

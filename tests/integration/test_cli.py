@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.server import REPO, bridge_env
+from tests.support.server import REPO, bridge_env
+from tests.support.shared import copy_shipped_rules
 
 EXAMPLES = REPO / "webhooks" / "datadog" / "examples"
 
@@ -28,9 +29,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def copy_rules(tmp_path: Path, name: str = "rules") -> Path:
-    target = tmp_path / name
-    shutil.copytree(REPO / "rules", target, ignore=shutil.ignore_patterns("__init__.py", "cases", "__pycache__"))
-    return target
+    return copy_shipped_rules(tmp_path / name)
 
 
 def test_lint_clean_and_with_errors(tmp_path: Path, env: dict[str, str]) -> None:

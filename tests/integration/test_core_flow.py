@@ -14,26 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.pagerduty import FakePagerDuty
-from tests.integration.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, decided, wait_for
+from tests.support.e2e import datadog_payload, post_alert
+from tests.support.fakes.pagerduty import FakePagerDuty
+from tests.support.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, decided, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def datadog_payload(event_id: str, *, transition: str = "Triggered", value: float = 27.4,
-                    monitor: str = "183664512", scope: str = "env:prod, service:checkout",
-                    dimension: str = "users_affected_pct", cycle: str = "") -> dict[str, Any]:
-    """A body as the shipped payload template renders it."""
-    return {
-        "id": event_id, "alert_id": monitor, "alert_cycle_key": cycle, "aggreg_key": "",
-        "transition": transition, "alert_type": "success" if transition == "Recovered" else "error",
-        "priority": "P1", "title": f"[{transition} on {{{scope}}}] Checkout: users cannot pay",
-        "text": f"Users failing.\nbridge.value: {value}\n@webhook-incident-bridge",
-        "metric": "checkout.payment.failed_users_pct", "scope": scope,
-        "tags": f"monitor,dimension:{dimension},env:prod,service:checkout",
-        "event_type": "query_alert_monitor", "date": "1767350520000",
-        "link": f"https://app.datadoghq.com/event/event?id={event_id}",
-    }
 
 
 @pytest.fixture
@@ -49,12 +34,6 @@ def bridge(tmp_path: Path, pagerduty: FakePagerDuty) -> Iterator[BridgeProcess]:
                                               PAGERDUTY_EVENTS_URL=pagerduty.url)).start()
     yield proc
     proc.kill()
-
-
-def post_alert(bridge: BridgeProcess, payload: dict[str, Any]) -> dict[str, Any]:
-    response = bridge.post("/webhooks/datadog", json.dumps(payload))
-    assert response.status_code in (200, 202), response.text
-    return decided(response)
 
 
 def test_alert_pages_and_recovery_resolves_the_same_dedup_key(bridge: BridgeProcess,
@@ -237,7 +216,7 @@ def test_chunked_body_over_the_limit_is_413_not_truncated(bridge: BridgeProcess)
 
 
 def test_every_captured_datadog_payload_is_accepted_without_5xx(bridge: BridgeProcess) -> None:
-    from tests.shared import shared_text
+    from tests.support.shared import shared_text
 
     lines = [ln for ln in shared_text("fixtures/datadog/keep-raw-alerts.jsonl").splitlines() if ln.startswith("{")]
     assert len(lines) == 43

@@ -11,7 +11,7 @@ Guarantees checked, per source:
   certificates come from BRIDGE_SNS_CERT_DIR and BRIDGE_GCP_CERTS), and no secret reaches the bridge's log.
 
 `rules explain --json` is run as a subprocess on the same raw bodies, for every cost source and Datadog.
-Fixtures: ../shared/fixtures/aws-cost-anomaly, aws-budgets, azure-budget (through tests/shared.py).
+Fixtures: ../shared/fixtures/aws-cost-anomaly, aws-budgets, azure-budget (through tests/support/shared.py).
 """
 
 from __future__ import annotations
@@ -19,24 +19,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
-from tests.fakes.pagerduty import FakePagerDuty
-from tests.integration.cost_signing import GoogleSigner, SnsSigner, pubsub_push, sns_headers, sns_timestamp
-from tests.integration.server import REPO, ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, decided, wait_for
-from tests.shared import shared_json, shared_text
+from tests.support.cost_signing import GoogleSigner, SnsSigner, pubsub_push, sns_headers, sns_timestamp
+from tests.support.egress import EgressTrap
+from tests.support.fakes.pagerduty import FakePagerDuty
+from tests.support.server import REPO, ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, decided, wait_for
+from tests.support.shared import shared_json, shared_text
 
 pytestmark = pytest.mark.integration
 
@@ -54,46 +53,6 @@ WRONG_AZURE_TOKEN = "zz-wrong-azure-token-0c4d2e"
 
 # How long to keep watching for a second page that must not come (the worker polls well inside this).
 QUIET_PERIOD = 1.0
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Egress trap: every bridge runs with HTTP(S)_PROXY pointing here, so any outbound fetch (an SNS certificate, a
-# SubscribeURL, Google's certificates) is recorded and refused instead of reaching, or hanging on, the network.
-
-
-class EgressTrap:
-    """A loopback "proxy" that records every request (CONNECT included) and answers 403."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.expected = False  # a test that provokes a fetch on purpose sets this
-        trap = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _refuse(self) -> None:
-                trap.requests.append(f"{self.command} {self.path}")
-                self.send_response(403, "egress refused by test trap")
-                self.send_header("Content-Length", "0")
-                self.send_header("Connection", "close")
-                self.end_headers()
-
-            do_CONNECT = do_GET = do_POST = do_HEAD = _refuse
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def env(self) -> dict[str, str]:
-        return {"HTTPS_PROXY": self.url, "HTTP_PROXY": self.url, "https_proxy": self.url, "http_proxy": self.url,
-                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

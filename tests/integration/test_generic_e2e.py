@@ -4,23 +4,21 @@ sources re-read on a rules reload."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.pagerduty import FakePagerDuty
-from tests.integration.server import REPO, ROUTING_KEY, BridgeProcess, bridge_env, wait_for
+from tests.support.fakes.pagerduty import FakePagerDuty
+from tests.support.server import REPO, ROUTING_KEY, BridgeProcess, bridge_env, wait_for
 
 pytestmark = pytest.mark.integration
 EXAMPLES = REPO / "webhooks" / "generic" / "examples"
 GRAFANA_TOKEN = "grafana-token-3d5f"
 
 
-def test_grafana_and_statuspage_sources_page_with_their_own_tokens(tmp_path: Path) -> None:
-    rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules, ignore=shutil.ignore_patterns("__init__.py", "cases", "__pycache__"))
+def test_grafana_and_statuspage_sources_page_with_their_own_tokens(tmp_path: Path, rules_copy: Path) -> None:
+    rules = rules_copy
     with FakePagerDuty(tls=False) as pd:
         env = bridge_env(tmp_path, BRIDGE_RULES=str(rules), PAGERDUTY_ROUTING_KEY=ROUTING_KEY,
                          PAGERDUTY_EVENTS_URL=pd.url, BRIDGE_GRAFANA_TOKEN=GRAFANA_TOKEN)

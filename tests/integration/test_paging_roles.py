@@ -4,7 +4,6 @@ PagerDuty fake (Events API + REST API, every request checked against the publish
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -14,47 +13,21 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.pagerduty import API_KEY, FROM_EMAIL, FakePagerDuty
-from tests.integration.server import REPO, ROUTING_KEY, BridgeProcess, bridge_env, wait_for
-from tests.integration.test_core_flow import datadog_payload, post_alert
+from tests.support.e2e import (
+    POLICIES,
+    SERVICES,
+    USERS,
+    datadog_payload,
+    env_for,
+    notes,
+    pd_incident,
+    post_alert,
+    rules_dir,
+)
+from tests.support.fakes.pagerduty import API_KEY, FakePagerDuty
+from tests.support.server import REPO, ROUTING_KEY, BridgeProcess, bridge_env, wait_for
 
 pytestmark = pytest.mark.integration
-
-USERS = (
-    {"id": "PUSER01", "name": "Bridge Bot", "email": FROM_EMAIL},
-    {"id": "PUEM001", "name": "Erin Manager", "email": "erin@example.com"},
-    {"id": "PUSD001", "name": "Sam Senior", "email": "sam@example.com"},
-    {"id": "PUPE001", "name": "Pat Platform", "email": "pat@example.com"},
-    {"id": "PUPM001", "name": "Parker Product", "email": "parker@example.com"},
-    {"id": "PUIS001", "name": "Ivy InfoSec", "email": "ivy@example.com"},
-    {"id": "PUCS001", "name": "Carla Support", "email": "carla@example.com"},
-    {"id": "PUCX001", "name": "Casey Success", "email": "casey@example.com"},
-)
-POLICIES = (
-    {"id": "PEPEM01", "name": "Engineering Managers", "on_call_user_ids": ["PUEM001"]},
-    {"id": "PEPSD01", "name": "Senior Developers", "on_call_user_ids": ["PUSD001"]},
-    {"id": "PEPPE01", "name": "Platform Engineering", "on_call_user_ids": ["PUPE001"]},
-    {"id": "PEPPM01", "name": "Product Managers", "on_call_user_ids": ["PUPM001"]},
-    {"id": "PEPIS01", "name": "InfoSec", "on_call_user_ids": ["PUIS001"]},
-    {"id": "PEPCS01", "name": "Customer Support", "on_call_user_ids": ["PUCS001"]},
-    {"id": "PEPCX01", "name": "Customer Success", "on_call_user_ids": ["PUCX001"]},
-)
-SERVICES = ({"id": "PSVC001", "name": "Checkout", "escalation_policy_id": "PEPSD01"},)
-
-
-def rules_dir(tmp: Path, *, escalate_after: str = "10m", extra_routing: str = "", settings: str = "") -> Path:
-    """The shipped rules, with a shorter escalation time and optional extra rules (placed first)."""
-    target = tmp / "rules"
-    shutil.copytree(REPO / "rules", target, ignore=shutil.ignore_patterns("__init__.py", "cases", "__pycache__"))
-    roles = (target / "roles.yaml").read_text().replace("escalate_after: 10m", f"escalate_after: {escalate_after}")
-    (target / "roles.yaml").write_text(roles)
-    if extra_routing:
-        routing = (target / "routing.yaml").read_text().replace("rules:\n", "rules:\n" + extra_routing, 1)
-        (target / "routing.yaml").write_text(routing)
-    if settings:
-        (target / "settings.yaml").write_text("version: 1\nsettings:\n" + settings)
-    return target
-
 
 @pytest.fixture
 def pd() -> Iterator[FakePagerDuty]:
@@ -62,18 +35,6 @@ def pd() -> Iterator[FakePagerDuty]:
                        events_rate_limit_per_minute=120) as fake:
         yield fake
         fake.assert_no_invalid_requests()
-
-
-def env_for(tmp: Path, pd: FakePagerDuty, rules: Path, **extra: Any) -> dict[str, str]:
-    return bridge_env(tmp, PAGERDUTY_ROUTING_KEY=ROUTING_KEY, PAGERDUTY_EVENTS_URL=pd.url,
-                      PAGERDUTY_API_TOKEN=API_KEY, PAGERDUTY_API_URL=pd.url, PAGERDUTY_FROM=FROM_EMAIL,
-                      PAGERDUTY_SERVICE_ID="PSVC001", BRIDGE_PAGERDUTY_CA_BUNDLE=pd.ca_file or "",
-                      BRIDGE_RULES=str(rules), **extra)
-
-
-def pd_incident(pd: FakePagerDuty, key: str) -> Any:
-    incidents = pd.incidents_for(key)
-    return incidents[-1] if incidents else None
 
 
 def responder_targets(pd: FakePagerDuty, incident_id: str) -> list[str]:
@@ -84,11 +45,6 @@ def responder_targets(pd: FakePagerDuty, incident_id: str) -> list[str]:
             for t in (r.json() or {}).get("responder_request_targets", []):
                 out.append(t["responder_request_target"]["id"])
     return out
-
-
-def notes(pd: FakePagerDuty, incident_id: str) -> list[str]:
-    return [(r.json() or {})["note"]["content"] for r in pd.requests_to(f"/incidents/{incident_id}/notes", "POST")
-            if r.status in (200, 201)]
 
 
 def test_p0_declares_an_incident_with_priority_roles_and_a_role_note(tmp_path: Path, pd: FakePagerDuty) -> None:
@@ -292,7 +248,7 @@ def test_silence_suppresses_with_owner_and_reason(tmp_path: Path, pd: FakePagerD
 def httpx_delete(bridge: BridgeProcess, path: str) -> Any:
     import httpx2
 
-    from tests.integration.server import ADMIN_TOKEN
+    from tests.support.server import ADMIN_TOKEN
 
     return httpx2.delete(f"{bridge.url}{path}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10.0)
 

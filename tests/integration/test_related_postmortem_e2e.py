@@ -31,12 +31,21 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.fakes.datadog import FakeDatadog
-from tests.fakes.pagerduty import ALL_ABILITIES, FakePagerDuty, RecordedRequest
-from tests.integration.server import REPO, BridgeProcess, wait_for
-from tests.integration.test_core_flow import datadog_payload, post_alert
-from tests.integration.test_paging_roles import POLICIES, SERVICES, USERS, env_for, notes, pd_incident, rules_dir
-from tests.shared import shared_text
+from tests.support.e2e import (
+    POLICIES,
+    SERVICES,
+    USERS,
+    datadog_payload,
+    env_for,
+    notes,
+    pd_incident,
+    post_alert,
+    rules_dir,
+)
+from tests.support.fakes.datadog import FakeDatadog
+from tests.support.fakes.pagerduty import ALL_ABILITIES, FakePagerDuty, RecordedRequest
+from tests.support.server import REPO, BridgeProcess, wait_for
+from tests.support.shared import shared_text
 
 pytestmark = pytest.mark.integration
 

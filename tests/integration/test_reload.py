@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.integration.server import REPO, TOKEN, BridgeProcess, bridge_env, wait_for
+from tests.support.server import TOKEN, BridgeProcess, bridge_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +35,8 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def test_reload_under_concurrent_traffic(tmp_path: Path) -> None:
-    rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules, ignore=shutil.ignore_patterns("__init__.py", "cases", "__pycache__"))
+def test_reload_under_concurrent_traffic(tmp_path: Path, rules_copy: Path) -> None:
+    rules = rules_copy
     severity_a = (rules / "severity.yaml").read_text()
     assert SHIPPED in severity_a
     severity_b = severity_a.replace(SHIPPED, SHIFTED, 1)  # only the users dimension moves
@@ -118,9 +116,8 @@ def test_reload_under_concurrent_traffic(tmp_path: Path) -> None:
         bridge.kill()
 
 
-def test_sighup_with_invalid_rules_keeps_the_old_ruleset(tmp_path: Path) -> None:
-    rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules, ignore=shutil.ignore_patterns("__init__.py", "cases", "__pycache__"))
+def test_sighup_with_invalid_rules_keeps_the_old_ruleset(tmp_path: Path, rules_copy: Path) -> None:
+    rules = rules_copy
     bridge = BridgeProcess(tmp_path, bridge_env(tmp_path, BRIDGE_RULES=str(rules))).start()
     try:
         before = bridge.get("/api/v1/rules").json()["hash"]

@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.cost_signing import SnsSigner, sns_timestamp
-from tests.integration.server import BridgeProcess, bridge_env, wait_for
-from tests.integration.test_cost_e2e import EgressTrap
+from tests.support.cost_signing import SnsSigner, sns_timestamp
+from tests.support.egress import EgressTrap
+from tests.support.server import BridgeProcess, bridge_env, wait_for
 
 pytestmark = pytest.mark.integration
 

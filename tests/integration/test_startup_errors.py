@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.server import REPO, bridge_env, free_port
+from tests.support.server import REPO, bridge_env, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from bridge.logformat import LOG_FORMAT, EscapingFormatter, escape_control, escaping
-from tests.shared import REPO
+from tests.support.shared import REPO
 
 FORGED = "2026-01-01 00:00:00,000 CRITICAL 1 bridge.app: FORGED"
 
