@@ -138,7 +138,7 @@ def rules_explain(source: str, payload: Path, rules_path: Path | None, as_json: 
 
     The payload is parsed as the provider sends it, without authentication.
     """
-    from bridge.explain import explain_payload, format_explanation
+    from bridge.ruletools.explain import explain_payload, format_explanation
 
     settings = _settings()
     path = rules_path or settings.effective_rules_path()
@@ -167,7 +167,7 @@ def rules_explain(source: str, payload: Path, rules_path: Path | None, as_json: 
 @click.option("-v", "--verbose", is_flag=True, help="Show the decision of passing cases too.")
 def rules_test(cases: tuple[Path, ...], rules_path: Path | None, junit: Path | None, verbose: bool) -> None:
     """Run YAML test cases against the rules: PASS/FAIL per case with a diff; exit 1 on any failure."""
-    from bridge.rules.cases import format_report, junit_xml, run_cases
+    from bridge.ruletools.cases import format_report, junit_xml, run_cases
 
     settings = _settings()
     try:
@@ -195,7 +195,7 @@ def rules_test(cases: tuple[Path, ...], rules_path: Path | None, junit: Path | N
 def rules_diff(against: Path, rules_path: Path | None, replay: str | None, as_json: bool, exit_code: bool) -> None:
     """Replay recorded alerts through the current and the candidate rules; print every alert whose severity,
     action or roles would change."""
-    from bridge.rules.compare import compare_paths
+    from bridge.ruletools.compare import compare_paths
 
     settings = _settings()
     try:
@@ -301,8 +301,8 @@ def incidents_cmd(status: str | None, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def related_cmd(key: str | None, payload: Path | None, source: str | None, as_json: bool) -> None:
     """Related past incidents of an incident (KEY: id, dedup key or PagerDuty id) or of a payload."""
-    from bridge.lookups import build_sources, query_for_alert, related_for_incident
     from bridge.related import find_related, format_text
+    from bridge.related.lookup import build_sources, query_for_alert, related_for_incident
 
     settings = _settings()
     store = _store()
@@ -310,8 +310,8 @@ def related_cmd(key: str | None, payload: Path | None, source: str | None, as_js
     if payload is not None:
         if not source:
             raise click.UsageError("--payload needs --source")
-        from bridge.explain import parse_raw
         from bridge.receivers import receiver_for
+        from bridge.ruletools.explain import parse_raw
 
         try:
             receiver = receiver_for(source, settings, settings.checked_rules_path())
@@ -335,7 +335,7 @@ def related_cmd(key: str | None, payload: Path | None, source: str | None, as_js
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file.")
 def postmortem_cmd(key: str, output: Path | None) -> None:
     """The post-mortem draft of an incident (stored draft, or rendered now from what was recorded)."""
-    from bridge.app import draft_postmortem
+    from bridge.postmortem import draft
     from bridge.rules.holder import RulesetHolder
 
     settings = _settings()
@@ -348,7 +348,7 @@ def postmortem_cmd(key: str, output: Path | None) -> None:
             holder.ensure()
         except ConfigErrors as exc:
             raise click.ClickException(f"the rules are invalid:\n{exc}") from None
-        markdown = draft_postmortem(store, holder, incident, datetime.now(UTC))
+        markdown = draft(store, holder.path, holder.current.settings, incident, datetime.now(UTC))
     if output:
         output.write_text(markdown, encoding="utf-8")
         click.echo(f"wrote {output}")
@@ -439,7 +439,7 @@ def silence_add(matchers: tuple[str, ...], owner: str, reason: str, end: str | N
                 start: str | None, days: str | None, from_: str | None, to: str | None,
                 timezone_: str | None) -> None:
     """Add a silence (or a recurring maintenance window)."""
-    from bridge.silencing import create_silence
+    from bridge.pipeline.silences.admin import create_silence
 
     body: dict[str, Any] = {"matchers": list(matchers), "owner": owner, "reason": reason}
     for key, value in (("ends_at", end), ("duration", duration), ("starts_at", start), ("timezone", timezone_)):
@@ -460,7 +460,7 @@ def silence_add(matchers: tuple[str, ...], owner: str, reason: str, end: str | N
 @click.option("--json", "as_json", is_flag=True)
 def silence_list(include_expired: bool, as_json: bool) -> None:
     """List silences."""
-    from bridge.silencing import list_silences
+    from bridge.pipeline.silences.admin import list_silences
 
     rows = list_silences(_store(), datetime.now(UTC), include_expired=include_expired)
     if as_json:
@@ -477,7 +477,7 @@ def silence_list(include_expired: bool, as_json: bool) -> None:
 @click.argument("silence_id", type=int)
 def silence_expire(silence_id: int) -> None:
     """End a silence now."""
-    from bridge.silencing import expire_silence
+    from bridge.pipeline.silences.admin import expire_silence
 
     try:
         spec = expire_silence(_store(), silence_id, datetime.now(UTC), actor=cli_actor())

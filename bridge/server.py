@@ -28,12 +28,12 @@ from typing import Any
 import httpx2
 from flask import Flask
 
-from bridge.app import create_app, is_loopback
 from bridge.config import Settings
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.logformat import LOG_FORMAT, EscapingFormatter, escaping
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
+from bridge.web import create_app, is_loopback
 
 log = logging.getLogger("bridge.server")
 
@@ -149,10 +149,10 @@ class Supervisor:
     def start_web(self) -> None:
         # The worker class answers gunicorn's own errors (bad request line, 414, 431) in JSON like every other
         # error of the bridge; the logger class keeps gunicorn's error and access lines one line each (a
-        # request path may hold an encoded newline). Both in bridge/gunicorn_worker.py.
+        # request path may hold an encoded newline). Both in bridge/web/gunicorn_worker.py.
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
-               "--worker-class", "bridge.gunicorn_worker.JsonErrorThreadWorker",
-               "--logger-class", "bridge.gunicorn_worker.EscapingLogger",
+               "--worker-class", "bridge.web.gunicorn_worker.JsonErrorThreadWorker",
+               "--logger-class", "bridge.web.gunicorn_worker.EscapingLogger",
                "--workers", str(self.workers), "--threads", str(self.threads),
                "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
                # %(U)s is the path without the query string: a generic source's ?token= never reaches a log.

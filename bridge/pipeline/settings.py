@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.rules.loader import parse_duration
+from bridge.durations import parse_duration
 from bridge.rules.model import Ruleset
 
 # A storm: past this many new incidents of one rule and monitor within the window, new groups attach to the first

@@ -2,7 +2,7 @@
 
 This is the order of the steps for each journal entry, in one place (as Alertmanager's notify pipeline is):
 
-1. silences: a covering silence turns a page into a suppression (`bridge.silencing.apply_silences`);
+1. silences: a covering silence turns a page into a suppression (`silences.apply.apply_silences`);
 2. the alert's own group: an open incident it belongs to;
 3. inhibition: a more severe open incident of an inhibiting rule (`inhibit.find_inhibitor`);
 4. reopening: its group's incident resolved within `reopen_within`;
@@ -33,10 +33,10 @@ from bridge.model import Action, Alert, Decision, Notice
 from bridge.pipeline import inhibit, storm
 from bridge.pipeline.policy import PolicyContext, plan
 from bridge.pipeline.settings import PipelineSettings
+from bridge.pipeline.silences.apply import apply_silences, load_silence
+from bridge.pipeline.silences.model import Silence
 from bridge.pipeline.wake import POLL_SECONDS, Listener, listener_for
 from bridge.rules.model import Ruleset
-from bridge.silences import Silence
-from bridge.silencing import apply_silences, load_silence
 from bridge.store import JOURNAL_CHANNEL, Accepted, JournalEntry, PipelineBatch, Store
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ token files: the environment comes in as a mapping.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -37,6 +36,7 @@ from bridge.model import Alert, AlertState, Link, Notice, Tag, parse_tags
 from bridge.receivers.alertmanager import is_non_finite, parse_number, split_categories
 from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
 from bridge.receivers.jsonbody import load_json
+from bridge.suggest import did_you_mean
 
 TOP_KEYS = ("name", "description", "token_env", "token_file", "items", "extract", "state_map", "defaults")
 EXTRACT_KEYS = ("title", "state", "group_key", "event_id", "value", "dimension", "tags", "service", "message",
@@ -258,8 +258,7 @@ class _Loader:
                            "keep only one")
                 continue
             if closed and key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = (f"did you mean {close[0]!r}? " if close else "") + f"allowed keys: {', '.join(allowed)}"
+                hint = did_you_mean(key, allowed) + f"allowed keys: {', '.join(allowed)}"
                 self._fail(key_node, f"unknown key {key!r} in {where}", hint)
                 continue
             out[key] = (key_node, value_node)

@@ -37,7 +37,7 @@ from bridge.rules.model import CostPolicy, Rule, Ruleset
 
 @dataclass
 class RuleTrace:
-    """How one rule fared against the alert, for `explain`."""
+    """How one rule fared against the alert, for `rules explain`."""
 
     rule: str
     where: str
@@ -62,7 +62,7 @@ def evaluate(alert: Alert, ruleset: Ruleset, now: datetime | None = None) -> Dec
     return _decide(alert, ruleset, now, trace=False).decision
 
 
-def explain(alert: Alert, ruleset: Ruleset, now: datetime | None = None) -> Evaluation:
+def evaluate_traced(alert: Alert, ruleset: Ruleset, now: datetime | None = None) -> Evaluation:
     """Like `evaluate`, with the trace of every rule considered."""
     return _decide(alert, ruleset, now, trace=True)
 
@@ -256,16 +256,22 @@ def _group_key(alert: Alert, applied: list[Rule]) -> str:
     return alert.group_key
 
 
+# The rule settings a decision carries to the pipeline and the follow-ups. Others stay with the rule: `inhibits`
+# (matchers, read from the ruleset by the pipeline's inhibition step) is configuration, not a fact of the alert.
+DECISION_EXTRAS = frozenset({"auto_resolve_seconds", "postmortem", "final_update"})
+
+
 def _details(alert: Alert, applied: list[Rule], ruleset: Ruleset) -> dict[str, object]:
     details: dict[str, object] = {}
     if alert.cost is not None:
         details["cost"] = alert.cost.to_dict()
     for rule in applied:
         for key, value in rule.extra.items():
-            details.setdefault(key, value)
+            if key in DECISION_EXTRAS:
+                details.setdefault(key, value)
     default_auto_resolve = ruleset.settings.get("auto_resolve_after")
     if default_auto_resolve and "auto_resolve_seconds" not in details:
-        from bridge.rules.loader import parse_duration
+        from bridge.durations import parse_duration
 
         details["auto_resolve_seconds"] = parse_duration(default_auto_resolve)
     return details

@@ -13,19 +13,33 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from bridge.errors import ConfigErrors
 from bridge.rules.loader import LoadResult, compile_sources, read_sources
 from bridge.rules.model import Ruleset
-from bridge.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class RulesetRecords(Protocol):
+    """Where the holder records loads and finds the newest snapshot (the bridge's `Store`). A protocol, so the
+    rules language imports nothing above the model."""
+
+    def record_ruleset(self, *, ok: bool, now: float, hash_: str | None = None, error: str | None = None,
+                       files: list[tuple[str, str]] | None = None, base_dir: str = "") -> int: ...
+
+    def record_audit(self, actor: str, action: str, target: str, details: dict[str, Any], now: float) -> None: ...
+
+    def latest_ruleset_id(self) -> int: ...
+
+    def latest_ruleset(self) -> dict[str, Any] | None: ...
 
 
 class RulesetHolder:
     """Holds the current Ruleset and keeps it in step with the store's newest snapshot."""
 
-    def __init__(self, path: Path, store: Store | None, *, clock: Callable[[], float] = time.time,
+    def __init__(self, path: Path, store: RulesetRecords | None, *, clock: Callable[[], float] = time.time,
                  check_interval: float = 1.0) -> None:
         self.path = path
         self.store = store

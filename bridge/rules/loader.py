@@ -7,7 +7,6 @@ running bridge keeps its old ruleset otherwise (see `bridge.rules.holder`).
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import hashlib
 import json
@@ -20,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from bridge.durations import parse_duration
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.model import Action, Severity
 from bridge.postmortem import template_path
@@ -40,8 +40,8 @@ from bridge.rules.model import (
     Target,
 )
 from bridge.rules.yamlpos import PositionedYaml, load_positioned
+from bridge.suggest import did_you_mean
 
-_DURATION = re.compile(r"^([0-9]+)(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Unit words people write ("5 minutes", "1w"), only to suggest the right spelling in an error.
 _UNIT_WORDS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60,
@@ -100,18 +100,6 @@ def schema() -> dict[str, Any]:
     return json.loads((shipped_rules_dir() / "schema.json").read_text(encoding="utf-8"))
 
 
-def parse_duration(value: Any) -> int:
-    """Seconds from an integer or a string such as `90s`, `5m`, `2h`, `1d`."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 5m")
-    if isinstance(value, int):
-        return value
-    m = _DURATION.match(str(value).strip())
-    if not m:
-        raise ValueError(f"{value!r} is not a duration: use seconds or a string like 90s, 5m, 2h, 1d")
-    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-
-
 def duration_hint(value: Any) -> str:
     """How to write a duration, with `value`'s own amount when it can be read ("5 minutes" -> 300, 5m)."""
     seconds, short = 300, "5m"
@@ -121,12 +109,6 @@ def duration_hint(value: Any) -> str:
         unit = next(u for u in ("d", "h", "m", "s") if seconds % _UNIT_SECONDS[u] == 0)
         short = f"{seconds // _UNIT_SECONDS[unit]}{unit}"
     return f"use seconds ({seconds}) or a number with s, m, h or d ({short})"
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    """`did you mean 'x'? ` for the closest of `choices`, or "" when none is close."""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
 
 
 @dataclass
@@ -253,7 +235,7 @@ def _schema_error(doc: PositionedYaml, err: jsonschema.ValidationError,
         if extra:
             where = (*where, extra[0])
             message = f"unknown key {extra[0]!r}"
-            hint = _did_you_mean(extra[0], allowed) + (f"allowed keys here: {', '.join(allowed)}" if allowed
+            hint = did_you_mean(extra[0], allowed) + (f"allowed keys here: {', '.join(allowed)}" if allowed
                                                         else "remove it")
             return doc.error(where, message, hint, key=True)
     elif validator == "required":
@@ -299,7 +281,7 @@ def _condition_error(doc: PositionedYaml, where: tuple[str | int, ...], label: s
     unknown = [op for op in cond if op not in MATCHER_OPS]
     if unknown:
         return doc.error((*where, unknown[0]), f"{label}: unknown condition operator {unknown[0]!r}",
-                         _did_you_mean(unknown[0], MATCHER_OPS) + f"use one of {ops}; for a substring use regex",
+                         did_you_mean(unknown[0], MATCHER_OPS) + f"use one of {ops}; for a substring use regex",
                          key=True)
     if len(cond) > 1:
         return doc.error(where, f"{label}: a condition has one operator, not {len(cond)} ({', '.join(cond)})",
@@ -576,7 +558,7 @@ class _Compiler:
             return
         self.warnings.append(doc.error(
             where, f"match subject {subject!r} is not an alert field the receivers write: this condition "
-            "may never hold", _did_you_mean(subject, sorted(self.subjects)) + "use a field `rules explain --json` "
+            "may never hold", did_you_mean(subject, sorted(self.subjects)) + "use a field `rules explain --json` "
             "shows (see rules/README.md, match conditions); ignore this if your own source writes it", key=True))
 
     def _matcher(self, doc: PositionedYaml, where: tuple[str | int, ...], subject: str, cond: Any) -> Matcher | None:
@@ -620,7 +602,7 @@ class _Compiler:
                 by_name[rule.name] = rule
             if rule.dimension and rule.dimension not in dimensions:
                 self.errors.append(doc.error((*where, "dimension"), f"unknown dimension {rule.dimension!r}",
-                                             _did_you_mean(rule.dimension, dimensions)
+                                             did_you_mean(rule.dimension, dimensions)
                                              + "define it under `dimensions:` or use one of "
                                              + ", ".join(sorted(dimensions))))
             for cat in sorted(rule.categories):
@@ -684,7 +666,7 @@ class _Compiler:
                 role = role[part]
             if role not in roles:
                 self.errors.append(doc.error(where, f"unknown role {role!r}",
-                                             _did_you_mean(str(role), roles)
+                                             did_you_mean(str(role), roles)
                                              + "define it under `roles:` or use one of " + ", ".join(sorted(roles))))
 
 

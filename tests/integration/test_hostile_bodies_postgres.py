@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bridge.app import create_app
 from bridge.config import Secret, Settings
+from bridge.web import create_app
 from tests.support.bodies import DATADOG, alertmanager_body
 from tests.support.postgres import fresh_database
 from tests.support.shared import REPO

@@ -55,7 +55,7 @@ HISTORY_SCOPE = "env:prod, service:checkout, region:eu-west-1"  # same monitor a
 P0_MONITOR = "7101"
 P2_MONITOR = "7102"
 RELATED_HEADER = "Related past incidents (incident-bridge):"
-# POSTMORTEM_DELAY in bridge/store.py is 30 s after the resolution; allow for the worker's polling and the lead.
+# POSTMORTEM_DELAY (bridge/store/incident_records.py) is 30 s after the resolution; allow for polling and the lead.
 DRAFT_TIMEOUT = 75.0
 
 

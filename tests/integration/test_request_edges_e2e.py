@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 # What a forged record would look like: the bridge's own layout (bridge.logformat.LOG_FORMAT).
 FORGED_PREFIX = "2026-01-01 00:00:00,000 CRITICAL"
-FORGED = f"{FORGED_PREFIX} 1 bridge.app: FORGED"
+FORGED = f"{FORGED_PREFIX} 1 bridge.web: FORGED"
 SNS_HEADERS = {"Content-Type": "text/plain; charset=UTF-8", "User-Agent": "Amazon Simple Notification Service Agent"}
 
 

@@ -354,7 +354,7 @@ def test_the_stage_waits_for_a_receipt_committing_out_of_order(replicas: Callabl
     # Receipt A takes an id and has not committed; receipt B takes the next id and commits. The stage must not decide
     # B (a recovery) before A (its trigger): it waits for A, then decides both in id order.
     from bridge.pipeline.stage import PipelineStage
-    from bridge.store import _JOURNAL_SHARED
+    from bridge.store.schema import _JOURNAL_SHARED
 
     store = replicas()
     slow = replicas().engine.connect()

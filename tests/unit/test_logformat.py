@@ -12,7 +12,7 @@ import pytest
 from bridge.logformat import LOG_FORMAT, EscapingFormatter, escape_control, escaping
 from tests.support.shared import REPO
 
-FORGED = "2026-01-01 00:00:00,000 CRITICAL 1 bridge.app: FORGED"
+FORGED = "2026-01-01 00:00:00,000 CRITICAL 1 bridge.web: FORGED"
 
 
 @pytest.mark.parametrize(("text", "escaped"), [
@@ -38,7 +38,7 @@ def test_escape_control(text: str, escaped: str) -> None:
 
 def record(msg: str, *args: object, exc: BaseException | None = None) -> logging.LogRecord:
     exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
-    return logging.LogRecord("bridge.app", logging.WARNING, __file__, 1, msg, args, exc_info)
+    return logging.LogRecord("bridge.web", logging.WARNING, __file__, 1, msg, args, exc_info)
 
 
 def raised(message: str) -> BaseException:
@@ -60,7 +60,7 @@ def test_formatted_records_are_one_line(rec: logging.LogRecord, contains: str) -
     line = EscapingFormatter(LOG_FORMAT).format(rec)
     assert line.splitlines() == [line]
     assert contains in line
-    assert " WARNING " in line and "bridge.app: " in line
+    assert " WARNING " in line and "bridge.web: " in line
 
 
 def test_escaping_keeps_another_formatters_layout() -> None:

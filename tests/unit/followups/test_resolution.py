@@ -1,5 +1,5 @@
 """Closing the loop, as tables: the resolution checklist note, the final stakeholder update and the reopen note are
-pure functions of recorded facts (bridge/resolution.py)."""
+pure functions of recorded facts (bridge/followups/resolution_text.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.model import CostFacts, Severity
-from bridge.postmortem import IncidentFacts
-from bridge.resolution import (
+from bridge.followups.resolution_text import (
     CHECKLIST,
     FinalUpdateState,
     MonitorRef,
@@ -25,6 +23,8 @@ from bridge.resolution import (
     reopen_note_text,
     resolution_note_text,
 )
+from bridge.model import CostFacts, Severity
+from bridge.postmortem import IncidentFacts
 
 OPENED = datetime(2026, 3, 14, 9, 12, 5, tzinfo=UTC)
 RESOLVED = datetime(2026, 3, 14, 9, 59, 10, tzinfo=UTC)

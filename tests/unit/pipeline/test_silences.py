@@ -1,4 +1,5 @@
-"""Silences and maintenance windows (bridge.silences): matcher syntax, windows across DST, API validation."""
+"""Silences and maintenance windows (`bridge.pipeline.silences.model`): matchers, windows across DST, API
+validation."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from hypothesis import strategies as st
 
 from bridge.errors import BadPayload
 from bridge.model import Alert, AlertState
-from bridge.rules.model import Matcher
-from bridge.silences import (
+from bridge.pipeline.silences.model import (
     Recurrence,
     Silence,
     SilenceError,
@@ -24,7 +24,6 @@ from bridge.silences import (
     covers,
     describe,
     expire,
-    explain,
     first_match,
     format_duration,
     format_matcher,
@@ -40,7 +39,9 @@ from bridge.silences import (
     silence_from_record,
     silence_to_json,
     status,
+    suppression_reason,
 )
+from bridge.rules.model import Matcher
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # a Saturday
 
@@ -464,17 +465,17 @@ def test_duration_round_trip(text: str, expected: str) -> None:
     assert format_duration(parse_duration(text)) == expected
 
 
-# -- explain, first_match -------------------------------------------------------------------------------------
+# -- suppression_reason, first_match -----------------------------------------------------------------------
 
 
 def test_explain_shape() -> None:
     s = silence(sid=12, owner="alice@example.com", reason="DB failover drill")
-    assert explain(s) == 'suppressed by silence 12 (alice@example.com, "DB failover drill")'
+    assert suppression_reason(s) == 'suppressed by silence 12 (alice@example.com, "DB failover drill")'
 
 
 def test_explain_escapes_quotes() -> None:
     s = silence(sid=3, owner="bob", reason='the "big" one')
-    assert explain(s) == r'suppressed by silence 3 (bob, "the \"big\" one")'
+    assert suppression_reason(s) == r'suppressed by silence 3 (bob, "the \"big\" one")'
 
 
 def test_first_match_lowest_id() -> None:

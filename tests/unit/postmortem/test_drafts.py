@@ -17,7 +17,6 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from bridge.app import draft_postmortem
 from bridge.errors import ConfigError
 from bridge.model import CostFacts, Severity
 from bridge.postmortem import (
@@ -25,6 +24,7 @@ from bridge.postmortem import (
     RelatedIncident,
     TimelineEvent,
     custom_template,
+    draft,
     format_duration,
     load_template,
     md_cell,
@@ -619,7 +619,7 @@ def test_draft_refuses_a_template_swapped_for_an_outside_file_after_loading(tmp_
     (rules / "team.md.j2").unlink()
     (rules / "team.md.j2").symlink_to(secret)
     with pytest.raises(ConfigError, match="symlink that points out") as info:
-        draft_postmortem(store, holder, {}, NOW)
+        draft(store, holder.path, holder.current.settings, {}, NOW)
     assert "PAGERDUTY_API_TOKEN" not in str(info.value)
 
 

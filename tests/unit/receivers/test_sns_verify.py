@@ -410,7 +410,7 @@ def _network_error(url: str) -> bytes:
 
 
 def _not_found(url: str) -> bytes:
-    # What the production fetcher (bridge.app._fetch_url) raises for a non-200: raise_for_status().
+    # What the production fetcher (bridge.web._fetch_url) raises for a non-200: raise_for_status().
     httpx2.Response(404, request=httpx2.Request("GET", url)).raise_for_status()
     return b""
 

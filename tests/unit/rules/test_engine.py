@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.model import Action, Alert, AlertState, Severity
-from bridge.rules.engine import evaluate, explain
+from bridge.rules.engine import evaluate, evaluate_traced
 from bridge.rules.loader import compile_sources
 from bridge.rules.model import Matcher, Rule, RuleIndex, Ruleset
 
@@ -145,7 +145,7 @@ def test_matcher_describe_names_the_condition() -> None:
     # The regex requires "Disk", which the title holds (not at its start), so the index lets the rule be
     # tried and both failed conditions show in the trace.
     rs = ruleset("- name: r\n  match: {title: {regex: '^Disk'}, service: {not_equals: payments}}\n")
-    ev = explain(alert(service="payments", title="Full Disk on db-1"), rs, NOW)
+    ev = evaluate_traced(alert(service="payments", title="Full Disk on db-1"), rs, NOW)
     assert ev.considered[0].failed == ["title =~ '^Disk'", "service != 'payments'"]
 
 
@@ -365,7 +365,7 @@ def test_explain_traces_every_candidate_and_counts_skips() -> None:
     - name: catch-all
       match: {title: {regex: '.'}}
     """)
-    ev = explain(alert(service="checkout", tags=["env:prod"]), rs, NOW)
+    ev = evaluate_traced(alert(service="checkout", tags=["env:prod"]), rs, NOW)
     assert [(t.rule, t.matched, t.applied) for t in ev.considered] == [("checkout-prod", True, True)]
     assert ev.skipped_by_index == 1  # payments: its service condition cannot match
 
@@ -452,3 +452,20 @@ def test_decision_is_evaluated_with_the_given_action_enum() -> None:
     # The decision's action is an Action, never a bare string (the store and delivery compare enums).
     d = evaluate(alert(dimensions={"users_affected_pct": 12}), ruleset("- name: r\n  match: {service: x}\n"), NOW)
     assert d.action is Action.PAGE
+
+
+def test_a_decision_carries_rule_settings_but_not_the_rules_own_configuration() -> None:
+    # `inhibits:` holds compiled matchers: configuration the pipeline reads from the ruleset, never a fact stored
+    # with the decision (it used to be stored as a Python repr).
+    rs = ruleset("""
+        - name: outage
+          match: {service: checkout}
+          severity: P0
+          auto_resolve_after: 2h
+          inhibits: {match: {service: checkout}, equal: [service]}
+        """)
+    decision = evaluate(alert(service="checkout"), rs, NOW)
+    assert dict(decision.details) == {"auto_resolve_seconds": 7200}
+    import json
+
+    json.dumps(decision.to_dict())  # plain JSON, no default= needed

@@ -21,13 +21,13 @@ import jsonschema
 import pytest
 import yaml
 
+from bridge.durations import parse_duration
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.model import Alert, Severity
 from bridge.rules.loader import (
     compile_sources,
     duration_hint,
     load_ruleset,
-    parse_duration,
     schema,
     shipped_rules_dir,
 )
@@ -93,7 +93,7 @@ def test_schema_errors_are_all_reported_in_one_pass() -> None:
           - name: b
             match: {service: y}
             severity: P5
-            pending: 1w
+            pending: 1y
         """)
     assert [e.split(": ", 1)[0] for e in errors] == ["t.yaml:4:5", "t.yaml:7:15", "t.yaml:8:14"]
 
@@ -447,7 +447,9 @@ def test_missing_rules_path_is_an_error_with_a_hint(tmp_path: Path) -> None:
         load_ruleset(tmp_path)
 
 
-DURATIONS = [(90, 90), ("90s", 90), ("5m", 300), ("2h", 7200), ("1d", 86400), (" 10m ", 600)]
+# One grammar for rule files and silences (bridge.durations).
+DURATIONS = [(90, 90), (0, 0), ("90s", 90), ("5m", 300), ("2h", 7200), ("1d", 86400), (" 10m ", 600),
+             ("1w", 604800), ("1h30m", 5400), ("2d12h", 216000)]
 
 
 @pytest.mark.parametrize(("text", "seconds"), DURATIONS, ids=[str(t) for t, _ in DURATIONS])
@@ -455,10 +457,26 @@ def test_parse_duration(text: object, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["5 minutes", "1w", "", "m", True, "-5m"])
+@pytest.mark.parametrize("text", ["5 minutes", "", "m", True, "-5m", -5, "30m1h", "1.5h", None])
 def test_parse_duration_rejects(text: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["0s", "5m", "1w2d", "1h30m", "90", "30m1h", "m", "", "1.5h"])
+def test_the_schema_reads_durations_as_the_code_does(text: str) -> None:
+    import re
+
+    from bridge.durations import SCHEMA_PATTERN
+
+    schema_pattern = schema()["definitions"]["duration"]["oneOf"][1]["pattern"]
+    assert schema_pattern == SCHEMA_PATTERN
+    try:
+        parse_duration(text)
+        code_accepts = True
+    except ValueError:
+        code_accepts = False
+    assert bool(re.match(schema_pattern, text)) == code_accepts
 
 
 # -- the shipped rules and the schema -------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import pytest
 
 from bridge.errors import ConfigErrors
 from bridge.model import Action, Decision, Severity
-from bridge.rules.cases import (
+from bridge.rules.loader import shipped_rules_dir
+from bridge.ruletools.cases import (
     CaseReport,
     check_expectations,
     format_report,
@@ -22,7 +23,6 @@ from bridge.rules.cases import (
     load_cases,
     run_cases,
 )
-from bridge.rules.loader import shipped_rules_dir
 from tests.support.shared import REPO
 
 RULES = shipped_rules_dir()

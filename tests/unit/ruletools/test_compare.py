@@ -13,7 +13,9 @@ import sqlalchemy as sa
 
 from bridge.errors import ConfigError
 from bridge.model import Action, Alert
-from bridge.rules.compare import (
+from bridge.rules.loader import compile_sources, shipped_rules_dir
+from bridge.rules.model import Ruleset
+from bridge.ruletools.compare import (
     Change,
     changes_json,
     compare_paths,
@@ -22,8 +24,6 @@ from bridge.rules.compare import (
     is_database_url,
     load_replay,
 )
-from bridge.rules.loader import compile_sources, shipped_rules_dir
-from bridge.rules.model import Ruleset
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.access import (
+from bridge.config import Secret, Settings
+from bridge.errors import AuthError, ConfigError, Forbidden
+from bridge.web.access import (
     FORM_TYPE,
     UnsupportedMediaType,
     admin_credential,
@@ -14,8 +16,6 @@ from bridge.access import (
     host_name,
     is_loopback_host,
 )
-from bridge.config import Secret, Settings
-from bridge.errors import AuthError, ConfigError, Forbidden
 
 
 @pytest.mark.parametrize(("header", "name", "loopback"), [

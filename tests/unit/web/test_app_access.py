@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bridge.app import create_app
 from bridge.config import Secret, Settings
 from bridge.pipeline.stage import PipelineStage
+from bridge.web import create_app
 from tests.support.shared import REPO
 
 JSON = "application/json"

@@ -30,7 +30,7 @@ from gunicorn.http.errors import (
     UnsupportedTransferCoding,
 )
 
-from bridge.gunicorn_worker import MAX_DETAIL, error_answer
+from bridge.web.gunicorn_worker import MAX_DETAIL, error_answer
 
 
 @pytest.mark.parametrize(("exc", "status", "code"), [

@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.app import create_app
 from bridge.config import Secret, Settings
 from bridge.errors import AuthError, BadPayload, RequestError
 from bridge.receivers import build_receivers
@@ -36,6 +35,7 @@ from bridge.receivers.gcp_pubsub import GcpPubSubReceiver
 from bridge.receivers.generic import GenericReceiver, parse_generic_source
 from bridge.receivers.jsonbody import MAX_DEPTH, load_json, without_surrogates
 from bridge.store import alerts
+from bridge.web import create_app
 from tests.support.bodies import DATADOG, alertmanager_body
 from tests.support.cost_signing import GoogleSigner, SnsSigner, pubsub_push
 from tests.support.shared import REPO, shared_json, shared_path, shared_text

@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import Settings
+from bridge.durations import parse_duration
 from bridge.errors import ConfigError, ConfigErrors, RequestError
 from bridge.model import Action, Alert, Decision, Severity
 from bridge.rules.engine import evaluate
-from bridge.rules.loader import load_ruleset, parse_duration, scalar_text
+from bridge.rules.loader import load_ruleset, scalar_text
 from bridge.rules.model import Ruleset
 from bridge.rules.yamlpos import Path_, PositionedYaml, load_positioned
 
@@ -471,7 +472,7 @@ class _Parsers:
         return None
 
     def parse(self, source: str, body: bytes) -> list[Alert]:
-        from bridge.explain import parse_raw
+        from bridge.ruletools.explain import parse_raw
 
         return list(parse_raw(self.receivers()[self.key(source)], source, body, self.settings, self.now).alerts)
 

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import Settings
-from bridge.model import Action
+from bridge.model import Action, Alert
 from bridge.receivers import receiver_for
 from bridge.receivers.base import Headers, InboundRequest, Parsed, Receiver, ReceiverContext
-from bridge.rules.engine import explain
+from bridge.rules.engine import Evaluation, evaluate_traced
 from bridge.rules.loader import load_ruleset
+from bridge.rules.model import Ruleset
 
 
 def parse_raw(receiver: Receiver, source: str, body: bytes, settings: Settings, now: datetime) -> Parsed:
@@ -32,12 +33,9 @@ def explain_payload(source: str, body: bytes, rules_path: Path, settings: Settin
     parsed = parse_raw(receiver_for(source, settings, rules_path), source, body, settings, now)
     out: list[dict[str, Any]] = []
     for alert in parsed.alerts:
-        ev = explain(alert, ruleset, now)
+        ev = evaluate_traced(alert, ruleset, now)
         d = ev.decision
-        why_not: list[str] = []
-        if d.action is not Action.PAGE:
-            why_not = [r for r in d.reasons if any(w in r for w in ("not paged", "record", "suppress",
-                                                                    "below every", "resolve", "no rule"))]
+        why_not = why_not_paged(alert, ev, ruleset)
         out.append({
             "severity": d.severity.name if d.severity else None,
             "action": d.action.value,
@@ -59,6 +57,32 @@ def explain_payload(source: str, body: bytes, rules_path: Path, settings: Settin
     for notice in parsed.notices:
         out.append({"severity": None, "action": "record", "rule": None, "roles": [], "reasons":
                     [f"{notice.kind}: {notice.message}"], "notice": notice.kind})
+    return out
+
+
+def why_not_paged(alert: Alert, ev: Evaluation, ruleset: Ruleset) -> list[str]:
+    """Why the decision does not page, from the decision and its trace (empty when it pages)."""
+    d = ev.decision
+    if d.action is Action.PAGE:
+        return []
+    out: list[str] = []
+    applied = [t.rule for t in ev.considered if t.applied]
+    if not applied and d.rule is None:
+        out.append("no rule matched")
+    if d.action is Action.RESOLVE:
+        out.append("the source says the alert recovered: a recovery resolves an incident, it never pages")
+        return out
+    by_name = {r.name: r for r in ruleset.rules}
+    forced = next((by_name[n] for n in applied if n in by_name and by_name[n].action in (Action.SUPPRESS,
+                                                                                         Action.RECORD)), None)
+    if forced is not None and forced.action is not None:
+        out.append(f"rule {forced.name} says {forced.action.value}")
+    elif d.severity is None:
+        below = sorted(name for name in ev.dimension_values if name not in ev.thresholds)
+        out.append("no severity" + (f": {', '.join(below)} below every threshold" if below else
+                                    ": no dimension, category or severity from the rules"))
+    elif alert.cost is not None and d.reasons:
+        out.append(d.reasons[-1])  # the cost limit that held it back: the engine's last reason
     return out
 
 

@@ -1,5 +1,4 @@
-"""Silences in the pipeline: stored silences applied to decided alerts, and the thin layer the API and the
-CLI share. The rules of silences themselves (matching, recurrence, validation) are in `bridge.silences`."""
+"""Creating, listing and expiring silences: the thin layer the API and the CLI share (every change audited)."""
 
 from __future__ import annotations
 
@@ -8,44 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from bridge.errors import NotFound
-from bridge.model import Action, Alert, AlertState, Decision
-from bridge.silences import (
-    Silence,
-    expire,
-    explain,
-    first_match,
-    silence_from_json,
-    silence_from_record,
-    silence_to_json,
-)
+from bridge.pipeline.silences.apply import load_silence
+from bridge.pipeline.silences.model import expire, silence_from_json, silence_to_json
 from bridge.store import Store
-
-
-def load_silence(record: dict[str, Any]) -> Silence:
-    """A stored silence record as a Silence, with its id."""
-    spec = dict(record["spec"])
-    spec["id"] = record["id"]
-    return silence_from_record(spec)
-
-
-def active_silences(store: Store, now: datetime) -> list[Silence]:
-    """Silences that have not ended or been expired (recurring ones between windows included)."""
-    return [load_silence(r) for r in store.list_silences(now=now.timestamp())]
-
-
-def apply_silences(alert: Alert, decision: Decision, silences: list[Silence], now: datetime) -> Decision:
-    """The decision with a covering silence applied: a page becomes a suppression, with the silence as reason.
-
-    Recoveries are never silenced: suppressing the resolve of an incident paged before the silence began would
-    leave it open in PagerDuty.
-    """
-    if alert.state is AlertState.RESOLVED or decision.action is not Action.PAGE or not silences:
-        return decision
-    silence = first_match(silences, alert, now)
-    if silence is None:
-        return decision
-    return replace(decision, action=Action.SUPPRESS, reasons=(*decision.reasons, explain(silence)),
-                   details={**decision.details, "silence_id": silence.id})
 
 
 def create_silence(store: Store, body: Any, now: datetime, *, actor: str) -> dict[str, Any]:

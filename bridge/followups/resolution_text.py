@@ -14,7 +14,7 @@ those roles, the final stakeholder update (sent as a PagerDuty status update whe
 draft inside the note), and the note that says a resolution did not hold when the incident reopens.
 
 Everything here is pure: values in, text out; no clock, store, network or environment reads. The follow-ups
-(`bridge.followups`) gather the values and post the texts.
+(`bridge.followups.resolution` and `bridge.followups.reopen`) gather the values and post the texts.
 """
 
 from __future__ import annotations

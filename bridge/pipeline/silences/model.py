@@ -39,7 +39,6 @@ Time zones and DST
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -48,9 +47,11 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge import durations
 from bridge.errors import BadPayload
 from bridge.model import Alert
 from bridge.rules.model import Matcher
+from bridge.suggest import did_you_mean
 
 # Names that match alert attributes (Alert.field_value). `value` and `source_event_id` are left out on purpose:
 # comparing a number as text, or silencing one delivery, is never what a silence means.
@@ -179,18 +180,14 @@ def _day(text: str) -> int:
     return day
 
 
-_DURATION = re.compile(r"^(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
-
-
 def parse_duration(text: str) -> timedelta:
-    """A positive duration such as "30m", "2h", "1d", "1h30m", "1w"."""
-    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not m or not any(m.groups()):
-        raise SilenceError(f"cannot read duration {text!r}: use a number and a unit (w, d, h, m, s), "
-                           "e.g. \"30m\", \"2h\", \"1d\", \"1h30m\"")
-    w, d, h, mi, s = (int(g or 0) for g in m.groups())
+    """A positive duration in the bridge's one grammar (`bridge.durations`): "30m", "2h", "1d", "1h30m", "1w"."""
     try:
-        out = timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
+        seconds = durations.parse_duration(text)
+    except ValueError as exc:
+        raise SilenceError(f"cannot read duration: {exc}") from None
+    try:
+        out = timedelta(seconds=seconds)
     except OverflowError:
         raise SilenceError(f"duration {text!r} is far too long") from None
     if out <= timedelta(0):
@@ -200,13 +197,7 @@ def parse_duration(text: str) -> timedelta:
 
 def format_duration(td: timedelta) -> str:
     """Inverse of parse_duration: "1d2h30m" (no weeks), "0s" for zero."""
-    secs = int(td.total_seconds())
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        n, secs = divmod(secs, size)
-        if n:
-            out += f"{n}{unit}"
-    return out or "0s"
+    return durations.format_duration(int(td.total_seconds()))
 
 
 def _wall_to_utc(wall: datetime, tz: tzinfo) -> datetime:
@@ -381,8 +372,7 @@ def _subject(name: str, extra_fields: Collection[str]) -> str:
     if _is_known_field(name) or name in extra_fields:
         return name
     known = sorted(CORE_FIELDS | KNOWN_SOURCE_FIELDS | set(extra_fields) | {"category"})
-    close = difflib.get_close_matches(name, known, n=1)
-    maybe = f"did you mean {close[0]!r}? " if close else ""
+    maybe = did_you_mean(name, known)
     raise SilenceError(f"unknown name {name!r}: {maybe}for a tag write tag:{name}=..., for a source-specific "
                        f"field write field:{name}=...; bare names are {', '.join(sorted(CORE_FIELDS))}, category, "
                        "or a known source field (monitor_id, alertname, label.<name>, ...)")
@@ -730,7 +720,7 @@ def _order(s: Silence) -> tuple[bool, int]:
     return (s.id is None, s.id or 0)
 
 
-def explain(silence: Silence) -> str:
+def suppression_reason(silence: Silence) -> str:
     """The suppression reason stored with the alert: `suppressed by silence 12 (alice@example.com, "DB drill")`."""
     sid = silence.id if silence.id is not None else "(unsaved)"
     return f"suppressed by silence {sid} ({silence.owner}, {json.dumps(silence.reason, ensure_ascii=False)})"
@@ -887,8 +877,7 @@ def _time_field(obj: Mapping[str, Any], key: str, now: datetime, tz: str) -> dat
 def _no_unknown_keys(obj: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in obj:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
+            hint = did_you_mean(str(key), allowed).strip() or f"known keys: {', '.join(allowed)}"
             raise SilenceError(f"unknown key {key!r} in {where}: {hint}", field=str(key))
 
 

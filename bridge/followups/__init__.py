@@ -1,0 +1,92 @@
+"""Follow-ups: what happens after a page went out, each step a persisted outbox job.
+
+- `incident_setup` (after a trigger of a declared incident, P0/P1 by default, and of security incidents):
+  find the PagerDuty incident, set its priority and urgency, note the role assignment with each role's duties
+  and the decision's reasons, request a responder for every role, and arm the escalation timers.
+- `escalation_check` (a timer): the process says the Incident Coordinator and Communications Lead must be
+  reached; when their request is not accepted in time, request their backup and note it.
+- `related_note`: related past incidents, noted on the PagerDuty incident (after the page, never before).
+- `storm_digest`: one note summarising the alerts of a storm.
+- `auto_resolve` (a timer): resolve an incident whose source never sends recoveries.
+- `resolution_note` (queued with each resolution): the process's resolution checklist for a declared incident,
+  addressed to the roles that hold each step, with the final stakeholder update (sent as a PagerDuty status
+  update when the rules opt in, a draft in the note otherwise).
+- `reopen_note` (after the trigger of a reopened incident): the resolution did not hold; links the previous
+  PagerDuty incident when PagerDuty opened a new one.
+- `postmortem`: draft the post-mortem of a resolved P0/P1 incident and note where to find it.
+
+Every step is idempotent (safe to run again after a crash mid-way) and timers are jobs with a due time, so a
+restarted bridge still escalates on time. Without `PAGERDUTY_API_TOKEN` the REST steps are skipped and the
+timeline says so; the rest still happens.
+
+Modules: one per kind (`setup`, `escalation`, `related_note`, `storm_digest`, `auto_resolve`, `resolution`,
+`reopen`, `postmortem`), each a function `handler(context, job)`; `schedule` queues follow-ups and defines every
+dedupe key; `reconcile` runs at start; `context` holds what the handlers share (`FollowUpContext`, `Rest`);
+`roles` and `resolution_text` are pure. `FollowUps` dispatches a job to its kind's handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from bridge.config import Settings
+from bridge.errors import DeliveryError
+from bridge.followups.auto_resolve import auto_resolve
+from bridge.followups.context import FollowUpContext, Rest
+from bridge.followups.escalation import escalation_check
+from bridge.followups.postmortem import postmortem
+from bridge.followups.reconcile import reconcile
+from bridge.followups.related_note import related_note
+from bridge.followups.reopen import reopen_note
+from bridge.followups.resolution import resolution_note
+from bridge.followups.roles import declared, role_note
+from bridge.followups.schedule import after_delivery
+from bridge.followups.setup import incident_setup
+from bridge.followups.storm_digest import alert_host, storm_digest, storm_digest_text
+from bridge.rules.holder import RulesetHolder
+from bridge.store import NewJob, Store
+
+__all__ = ["HANDLERS", "FollowUpContext", "FollowUps", "Rest", "alert_host", "declared", "role_note",
+           "storm_digest_text"]
+
+# Each job kind and its handler.
+HANDLERS: Mapping[str, Callable[[FollowUpContext, dict[str, Any]], None]] = {
+    "incident_setup": incident_setup,
+    "escalation_check": escalation_check,
+    "related_note": related_note,
+    "storm_digest": storm_digest,
+    "auto_resolve": auto_resolve,
+    "resolution_note": resolution_note,
+    "reopen_note": reopen_note,
+    "postmortem": postmortem,
+}
+
+
+class FollowUps:
+    """Handlers for the follow-up job kinds. `handle(job)` raises DeliveryError to retry or dead-letter, and
+    Reschedule to run again later; any other exception is a bug of ours, which the worker retries a bounded
+    number of times (`MAX_INTERNAL_FAILURES`) before dead-lettering the job."""
+
+    def __init__(self, store: Store, settings: Settings, holder: RulesetHolder, rest: Rest | None, *,
+                 clock: Callable[[], float], related_sources: Callable[[], list[Any]] | None = None) -> None:
+        self.context = FollowUpContext(store, settings, holder, rest, clock, related_sources)
+        self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            kind: partial(handler, self.context) for kind, handler in HANDLERS.items()}
+
+    def handle(self, job: dict[str, Any]) -> None:
+        """Run the job's handler."""
+        handler = self.handlers.get(job["kind"])
+        if handler is None:
+            raise DeliveryError(f"unknown job kind {job['kind']!r}", retryable=False, reason="unexpected_status")
+        handler(job)
+
+    def after_delivery(self, job: dict[str, Any]) -> list[NewJob]:
+        """The follow-ups of a delivered job (`schedule.after_delivery`), queued by the delivery worker in the
+        transaction that records the delivery."""
+        return after_delivery(self.context, job)
+
+    def reconcile(self, days: float = 7.0) -> int:
+        """Repair drift from PagerDuty at start (`reconcile.reconcile`); returns the number of incidents repaired."""
+        return reconcile(self.context, days)

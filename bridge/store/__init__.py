@@ -1,0 +1,58 @@
+"""The store: alerts, their decisions, incidents, the delivery outbox and the timeline, in SQL.
+
+SQLite (WAL) by default; PostgreSQL for several replicas (jobs are leased with `FOR UPDATE SKIP LOCKED`
+there). An accepted alert, its decision and its delivery jobs are committed in ONE transaction before the
+receiver answers 2xx: a 2xx means nothing can be lost.
+
+The package mirrors those concerns; `Store` composes one part of each:
+
+- `schema`: every table and index, the column and state constants, lock ids and the journal's channel;
+- `engine`: the engine for a URL and the ConfigError when the database cannot be used;
+- `base`: `StoreBase`: opening a database, creating its schema, transactions;
+- `journal`: the receipt and the pipeline stage's batch and writes;
+- `outbox`: delivery jobs;
+- `incident_records`: incidents, their timeline and post-mortems, resolving;
+- `silence_records`, `audit_records` (and notices), `ruleset_records`: those tables;
+- `views`: the stored alerts as the API reads them, and the JSON of each kind of row.
+
+The modules holding the parts are not named after tables (`incidents`, `silences`, `audit`, `rulesets`): a
+submodule is also an attribute of this package, and would shadow the table re-exported under the same name.
+"""
+
+from __future__ import annotations
+
+from bridge.store.audit_records import AuditStore
+from bridge.store.engine import redact_url
+from bridge.store.incident_records import RESOLUTION_NOTE_DELAY, IncidentStore
+from bridge.store.journal import Accepted, InhibitCandidate, JournalEntry, JournalStore, PipelineBatch
+from bridge.store.outbox import NewJob, OutboxStore
+from bridge.store.ruleset_records import RulesetStore
+from bridge.store.schema import FAILED, JOURNAL_CHANNEL, PENDING, alerts, incidents, jobs, wall_clock
+from bridge.store.silence_records import SilenceStore
+from bridge.store.views import ViewStore
+
+__all__ = [
+    "FAILED",
+    "JOURNAL_CHANNEL",
+    "PENDING",
+    "RESOLUTION_NOTE_DELAY",
+    "Accepted",
+    "InhibitCandidate",
+    "JournalEntry",
+    "NewJob",
+    "PipelineBatch",
+    "Store",
+    "alerts",
+    "incidents",
+    "jobs",
+    "redact_url",
+    "wall_clock",
+]
+
+
+class Store(JournalStore, IncidentStore, OutboxStore, SilenceStore, AuditStore, RulesetStore, ViewStore):
+    """All database access of the bridge. One instance per process; thread-safe through the engine's pool.
+
+    Each part is a mixin of its own module, on `StoreBase` (engine, `open`, transactions); a part derives from the
+    parts it calls (the journal's writes resolve incidents and queue jobs; retrying a job is audited).
+    """

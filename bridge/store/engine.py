@@ -1,0 +1,128 @@
+"""Connecting to the database: the engine for a URL (SQLite's pragmas and BEGIN IMMEDIATE, PostgreSQL's connect
+timeout), and `database_error`, the one-line ConfigError naming the setting (BRIDGE_DATABASE_URL) when the
+database cannot be used, with the password never shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from bridge.errors import ConfigError
+
+# How long opening a PostgreSQL connection may take (libpq's own default is to wait forever on a host that drops
+# packets, so a start or a reconnect would hang instead of failing); a URL's own ?connect_timeout= wins.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign-key enforcement."""
+    if url.startswith("sqlite"):
+        synchronous = sqlite_synchronous()
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                  pool_pre_ping=True)
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # The driver's implicit transactions would defer BEGIN until the first write; take the write
+            # lock at BEGIN IMMEDIATE instead so two writers never deadlock on a lock upgrade.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    connect_args: dict[str, Any] = {}
+    parsed = sa.make_url(url)
+    if (parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2")
+            and "connect_timeout" not in parsed.query):
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+SYNCHRONOUS_SETTING = "BRIDGE_SQLITE_SYNCHRONOUS"
+
+
+def sqlite_synchronous() -> str:
+    """SQLite's `synchronous` for the journal: NORMAL (the default) survives the bridge crashing or being killed;
+    FULL also survives a power loss or an operating-system crash, at the cost of a sync of the log per commit."""
+    value = os.environ.get(SYNCHRONOUS_SETTING, "NORMAL").strip().upper() or "NORMAL"
+    if value not in ("NORMAL", "FULL", "EXTRA"):
+        raise ConfigError(f"{SYNCHRONOUS_SETTING}={value!r} is not a SQLite synchronous mode",
+                          hint="use NORMAL (the default: survives crashes of the bridge) or FULL (also survives "
+                               "power loss)")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password shown as `***`, for messages and logs; also when SQLAlchemy cannot parse it."""
+    try:
+        shown = sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads (the very error being reported): mask "user:...@" alike
+        # Greedy up to the last "@": a password may itself contain "@" or "/"; hiding too much is the safe side.
+        return re.sub(r"(://[^:/@]*):.*@", r"\1:***@", url)
+    # SQLAlchemy ends the password at its first "@"; a raw "@" in it would leave the rest shown as the host.
+    return re.sub(r"(://[^:/@?#]*):[^/?#]*@", r"\1:***@", shown)
+
+
+POSTGRES_EXTRA = "pip install 'incident-bridge[postgres]'"
+EXAMPLE_URLS = "sqlite:///incident-bridge.db or postgresql+psycopg://USER:PASSWORD@HOST:5432/DBNAME"
+
+
+def database_error(url: str, exc: BaseException, setting: str = "BRIDGE_DATABASE_URL") -> ConfigError:
+    """Why the database at `url` (from `setting`) cannot be used, as one line naming the setting and the fix.
+
+    The password never appears: the URL is redacted and the driver's message is scrubbed of it.
+    """
+    shown = f"{setting}={redact_url(url)}"
+    try:
+        parsed: sa.URL | None = sa.make_url(url)
+    except Exception:
+        parsed = None
+    if parsed is None:
+        return ConfigError(f"{shown} is not a database URL", hint=f"set it to a URL like {EXAMPLE_URLS}")
+    backend = parsed.get_backend_name()
+    if isinstance(exc, sa.exc.NoSuchModuleError):
+        if backend == "postgres":
+            return ConfigError(f"{shown}: SQLAlchemy does not accept the scheme postgres://",
+                               hint=f"write postgresql+psycopg:// instead, with the driver from {POSTGRES_EXTRA}")
+        return ConfigError(f"{shown}: {parsed.drivername!r} is not a database SQLAlchemy knows",
+                           hint=f"use a URL like {EXAMPLE_URLS}")
+    if isinstance(exc, ImportError):
+        missing = f"the driver module {exc.name!r}" if exc.name else f"its driver ({_one_line(str(exc))})"
+        if backend == "postgresql":
+            fix = (f"install it with {POSTGRES_EXTRA}" if parsed.get_driver_name() == "psycopg" else
+                   f"use postgresql+psycopg://... with the driver the bridge supports: {POSTGRES_EXTRA}")
+        else:
+            fix = f"install that driver, or use {EXAMPLE_URLS} ({POSTGRES_EXTRA})"
+        return ConfigError(f"{shown} needs {missing}, which is not installed", hint=fix)
+    orig = getattr(exc, "orig", None)  # the driver's own exception, whose message says what happened
+    detail = _one_line(str(orig if orig is not None else exc))
+    if parsed.password:
+        detail = detail.replace(parsed.password, "***")
+    if backend == "sqlite":
+        return ConfigError(f"{shown}: cannot open or create the SQLite database {parsed.database}: {detail}",
+                           hint="point it at a file in an existing directory the bridge can write to, e.g. "
+                                "sqlite:////var/lib/incident-bridge/incident-bridge.db")
+    if isinstance(exc, sa.exc.OperationalError):
+        return ConfigError(f"{shown}: cannot connect to the database: {detail}",
+                           hint="check that the server runs and accepts connections at that host and port, and "
+                                "the user, password and database name")
+    return ConfigError(f"{shown}: cannot set up the bridge's tables: {detail}",
+                       hint="check that this database user may create tables in that database")
+
+
+def _one_line(text: str) -> str:
+    # Drivers' messages span lines (libpq adds "Is the server running...?"); the first says what happened.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else text.strip()

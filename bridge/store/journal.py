@@ -1,0 +1,456 @@
+"""`JournalStore`: the journal. The receipt appends each alert with the rules engine's decision in one INSERT and
+commits before the receiver's 2xx; the pipeline stage then decides the entries in batches (`PipelineBatch`: the
+reads that gather each alert's policy context and the writes that carry out its plan, in one transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bridge.model import Alert, Decision, Notice, Severity, dedup_key_for
+from bridge.pipeline.policy import IncidentState, IncidentStep, MemberStep, Plan
+from bridge.store.incident_records import IncidentStore
+from bridge.store.schema import (
+    _JOURNAL_EXCLUSIVE,
+    _JOURNAL_SHARED,
+    FAILED,
+    JOURNAL_CHANNEL,
+    OPEN,
+    PENDING,
+    RESOLVED,
+    _inserted_id,
+    _iso,
+    _ts,
+    alerts,
+    incidents,
+    jobs,
+    members,
+    notices,
+    silences,
+    timeline,
+)
+from bridge.store.views import _silence_json
+
+# A storm's digest note waits this long, so it summarises the alerts attached meanwhile.
+STORM_DIGEST_DELAY = 60.0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The result of receiving one alert; `to_json()` is what the 202 body says about it."""
+
+    alert_id: int
+    severity: str | None
+    action: str
+    rule: str | None
+    dedup_key: str
+    outcome: str
+    incident_id: int | None
+    duplicate: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The per-alert part of the receiver's answer."""
+        out: dict[str, Any] = {"id": self.alert_id, "severity": self.severity, "action": self.action,
+                               "rule": self.rule, "dedup_key": self.dedup_key, "outcome": self.outcome,
+                               "incident_id": self.incident_id}
+        if self.duplicate:
+            out["duplicate"] = True
+        return out
+
+
+class JournalStore(IncidentStore):
+    """The journal (the alerts table) and the pipeline stage's writes."""
+
+    # -- the journal: receipt -----------------------------------------------------------------------------
+
+    def journal(self, decided: Sequence[tuple[Alert, Decision]], found: Sequence[Notice],
+                now: datetime) -> list[Accepted]:
+        """Append alerts and the rules engine's decisions to the journal and commit: what a 2xx promises.
+
+        One INSERT per alert and no read before it: a repeat of an accepted (source, source_event_id) is absorbed
+        by the unique constraint (insert ... on conflict do nothing) and answered with the stored entry, whose
+        outcome is the pipeline's by then or still "pending". New entries are "pending": the pipeline stage
+        decides their outcome (incident, page) after the answer. PostgreSQL: the pipeline stage is notified on
+        commit; on SQLite the caller rings the stage's doorbell (`bridge.pipeline.wake`).
+        """
+        if not self.is_postgres and not found:
+            return self._journal_sqlite(decided, now)
+        ts = _ts(now)
+        results: list[Accepted] = []
+        with self.transaction() as conn:
+            if self.is_postgres:
+                # Shared with every other receipt, exclusive for the stage's horizon read: see `journal_horizon`.
+                conn.execute(_JOURNAL_SHARED)
+            for notice in found:
+                conn.execute(notices.insert().values(
+                    source=notice.source, kind=notice.kind, level=notice.level, message=notice.message,
+                    details_json=json.dumps(dict(notice.details), default=str), created_at=ts))
+            for alert, decision in decided:
+                row = _journal_row(alert, decision, ts)
+                inserted = conn.execute(self._journal_insert, row).first()
+                if inserted is not None:
+                    results.append(Accepted(int(inserted[0]), row["severity"], row["action"], row["rule"],
+                                            row["dedup_key"], PENDING, None))
+                    continue
+                stored = conn.execute(sa.select(
+                    alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule, alerts.c.dedup_key,
+                    alerts.c.outcome, alerts.c.incident_id).where(
+                    alerts.c.source == alert.source, alerts.c.source_event_id == alert.source_event_id)).one()
+                results.append(Accepted(stored.id, stored.severity, stored.action, stored.rule, stored.dedup_key,
+                                        stored.outcome, stored.incident_id, duplicate=True))
+            if self.is_postgres and any(not r.duplicate for r in results):
+                conn.execute(sa.select(sa.func.pg_notify(JOURNAL_CHANNEL, "")))
+        return results
+
+    def _journal_sqlite(self, decided: Sequence[tuple[Alert, Decision]], now: datetime) -> list[Accepted]:
+        """`journal` on SQLite, through the driver: the receipt's hot path is three statements on a connection of
+        this thread's own (SQLAlchemy's pool checkout, events and result objects cost more than SQLite's insert and
+        commit together). Same rows, same answers; repeats are read back through SQLAlchemy."""
+        raw = self._thread_connection()
+        ts = _ts(now)
+        rows = [_journal_row(alert, decision, ts) for alert, decision in decided]
+        ids: list[int | None] = []
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                found = raw.execute(_SQLITE_JOURNAL_INSERT, row).fetchone()
+                ids.append(int(found[0]) if found is not None else None)
+            raw.execute("COMMIT")
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        results = []
+        for row, alert_id in zip(rows, ids, strict=True):
+            if alert_id is not None:
+                results.append(Accepted(alert_id, row["severity"], row["action"], row["rule"], row["dedup_key"],
+                                        PENDING, None))
+            else:
+                results.append(self._stored(row["source"], row["source_event_id"]))
+        return results
+
+    def _stored(self, source: str, event_id: str) -> Accepted:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule,
+                                       alerts.c.dedup_key, alerts.c.outcome, alerts.c.incident_id)
+                             .where(alerts.c.source == source, alerts.c.source_event_id == event_id)).one()
+        return Accepted(r.id, r.severity, r.action, r.rule, r.dedup_key, r.outcome, r.incident_id, duplicate=True)
+
+    def accepted(self, alert_id: int, *, duplicate: bool = False) -> Accepted:
+        """A journal entry as the receipt describes it, with the pipeline's outcome when decided."""
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule,
+                                       alerts.c.dedup_key, alerts.c.outcome, alerts.c.incident_id)
+                             .where(alerts.c.id == alert_id)).one()
+        return Accepted(r.id, r.severity, r.action, r.rule, r.dedup_key, r.outcome, r.incident_id, duplicate)
+
+    def journal_horizon(self) -> int:
+        """The newest journal id below which every entry is committed or gone: the pipeline decides up to here.
+
+        SQLite commits one writer at a time, in id order. PostgreSQL assigns ids when a receipt inserts but may
+        commit receipts out of that order: the stage would decide entry 11 while entry 10 (the same group's
+        trigger, say) is still being committed. Every receipt holds a shared advisory lock; taking it exclusively
+        waits for the receipts in flight, and any receipt after gets a higher id.
+        """
+        with self.transaction() as conn:
+            if self.is_postgres:
+                conn.execute(_JOURNAL_EXCLUSIVE)
+            return int(conn.execute(sa.select(sa.func.max(alerts.c.id))).scalar() or 0)
+
+    def set_aside(self, alert_id: int, error: str, now: float) -> bool:
+        """Decide a journal entry as `failed`: the pipeline cannot decide it (our bug, or a row it cannot read), and
+        it must not hold back every entry after it. Returns False when it was decided meanwhile."""
+        with self.transaction(serialized=True) as conn:
+            return bool(conn.execute(alerts.update().where(alerts.c.id == alert_id, alerts.c.decided_at.is_(None))
+                                     .values(outcome=FAILED, decided_at=now)).rowcount)
+
+    def journal_status(self) -> dict[str, Any]:
+        """How far the pipeline is behind: undecided entries, the oldest one's receipt time, the newest id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(sa.func.count(), sa.func.min(alerts.c.journaled_at)).where(
+                alerts.c.decided_at.is_(None))).one()
+            last = conn.execute(sa.select(sa.func.max(alerts.c.id))).scalar()
+        return {"undecided": int(row[0] or 0), "oldest_undecided_at": _iso(row[1]), "last_id": int(last or 0)}
+
+    @contextmanager
+    def pipeline_batch(self, limit: int) -> Iterator[PipelineBatch]:
+        """The next `limit` undecided journal entries, oldest first, in one transaction that the pipeline stage
+        fills with its decisions: all of them are committed, or none (a crash redoes the batch).
+
+        Serialized: on PostgreSQL one stage of any replica at a time owns the journal (the writer lock), and
+        the follow-ups that resolve incidents wait for it.
+        """
+        horizon = self.journal_horizon()
+        with self.transaction(serialized=True) as conn:
+            rows = conn.execute(sa.select(
+                alerts.c.id, alerts.c.journaled_at, alerts.c.group_key, alerts.c.dedup_key, alerts.c.alert_json,
+                alerts.c.decision_json).where(alerts.c.decided_at.is_(None), alerts.c.id <= horizon)
+                .order_by(alerts.c.id).limit(limit)).all()
+            yield PipelineBatch(self, conn, rows)
+
+    # -- the pipeline's writes (inside a PipelineBatch) ---------------------------------------------------
+
+    def _apply(self, conn: Connection, entry: JournalEntry, step: Plan, decision: Decision,
+               storm: str) -> Applied:
+        """Carry out the policy's plan for one entry: the incident, its members, the alert's outcome and the
+        timeline. Returns the incident and the dedup key its events use."""
+        alert = entry.alert
+        ts = entry.journaled_at
+        dedup_key = entry.dedup_key
+        incident_id = step.target
+        dedup_for_jobs = dedup_key
+        if step.incident is IncidentStep.CREATE:
+            incident_id = _inserted_id(conn.execute(incidents.insert().values(
+                dedup_key=dedup_key, status=OPEN, severity=step.severity.name if step.severity else None,
+                title=alert.title[:2000], source=alert.source, service=alert.service, rule=decision.rule,
+                storm_key=storm, opened_at=ts, last_alert_at=ts, alert_count=1,
+                categories_json=json.dumps(sorted(decision.categories)),
+                dimensions_json=json.dumps(dict(decision.dimensions)),
+                tags_json=json.dumps([f"{k}:{v}" if v else k for k, v in alert.tags]),
+                details_json=json.dumps(dict(decision.details), default=str),
+            )))
+            auto_resolve = decision.details.get("auto_resolve_seconds")
+            if auto_resolve:
+                self._enqueue(conn, "auto_resolve", dedup_key, incident_id, None, {}, ts, ts + float(auto_resolve))
+        elif step.incident is IncidentStep.REOPEN and incident_id is not None:
+            dedup_for_jobs = self._reopen(conn, incident_id, step, decision, ts)
+        elif step.incident is not None and incident_id is not None:
+            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
+            values: dict[str, Any] = {"last_alert_at": ts, "alert_count": row.alert_count + 1,
+                                      **_merged_impact(row, decision)}
+            if step.incident is IncidentStep.UPDATE and step.severity is not None:
+                values["severity"] = step.severity.name
+            if step.incident is IncidentStep.RESOLVE:
+                values["status"] = RESOLVED
+                values["resolved_at"] = ts
+                conn.execute(members.update().where(members.c.incident_id == incident_id).values(
+                    state="resolved", updated_at=ts))
+            conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+            if step.incident is IncidentStep.RESOLVE and step.outcome == "resolved":
+                self._after_resolve(conn, row, ts)
+            if step.outcome == "storm":
+                self._schedule_digest(conn, row.dedup_key, incident_id, ts)
+            dedup_for_jobs = row.dedup_key
+        if incident_id is not None and step.member is not None:
+            self._member(conn, incident_id, dedup_key, "firing" if step.member is MemberStep.JOIN else "resolved",
+                         ts)
+        conn.execute(alerts.update().where(alerts.c.id == entry.id).values(
+            outcome=step.outcome, incident_id=incident_id, decided_at=time.time(),
+            action=decision.action.value, decision_json=json.dumps(decision.to_dict(), default=str)))
+        if step.supersede_pending and incident_id is not None:
+            conn.execute(jobs.update().where(
+                jobs.c.dedup_key == dedup_for_jobs, jobs.c.kind == "event", jobs.c.action == "trigger",
+                jobs.c.state == "pending"
+            ).values(state="superseded", reason="resolved_first", updated_at=ts,
+                     last_error="a resolve for this dedup key arrived before the trigger was delivered"))
+        if incident_id is not None:
+            for kind, text in step.timeline:
+                conn.execute(timeline.insert().values(incident_id=incident_id, at=ts, kind=kind,
+                                                      description=text, personnel="", actions=""))
+        return Applied(incident_id, dedup_for_jobs)
+
+    def _reopen(self, conn: Connection, incident_id: int, step: Plan, decision: Decision, ts: float) -> str:
+        """Open a resolved incident again (the policy's `reopen`); returns its dedup key, which the trigger uses.
+
+        Each reopening is kept in the incident's details (`reopens`: when, the resolution it undid, and the
+        PagerDuty incident of that resolution), for the reopen note and the post-mortem. PagerDuty cannot reopen a
+        resolved incident: the same dedup key's trigger opens a new one there, so the stored PagerDuty incident is
+        forgotten and found again by dedup key once the trigger is delivered. Unless the resolve never left: a
+        resolve still queued and never attempted is superseded, PagerDuty's incident stays open, and the trigger
+        de-duplicates into it.
+        """
+        row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
+        details = json.loads(row.details_json)
+        previous = {"id": row.pd_incident_id, "html_url": row.pd_html_url} if row.pd_incident_id else None
+        held_back = conn.execute(jobs.update().where(
+            jobs.c.dedup_key == row.dedup_key, jobs.c.kind == "event", jobs.c.action == "resolve",
+            jobs.c.state == "pending", jobs.c.attempts == 0,
+        ).values(state="superseded", reason="reopened_first", updated_at=ts,
+                 last_error="the incident reopened before its resolve was sent")).rowcount
+        details["reopens"] = [*details.get("reopens", []), {
+            "at": _iso(ts), "resolved_at": _iso(row.resolved_at), "pagerduty": previous,
+            "pagerduty_kept_open": bool(held_back)}]
+        values: dict[str, Any] = {
+            "status": OPEN, "resolved_at": None, "last_alert_at": ts, "alert_count": row.alert_count + 1,
+            **_merged_impact(row, decision), "details_json": json.dumps(details, default=str)}
+        if step.severity is not None:
+            values["severity"] = step.severity.name
+        if not held_back:
+            values.update(pd_incident_id=None, pd_html_url=None)
+        conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+        if details.get("auto_resolve_seconds"):
+            # The source never sends recoveries: the reopened incident needs its own timer again.
+            self._enqueue(conn, "auto_resolve", row.dedup_key, incident_id, None, {}, ts,
+                          ts + float(details["auto_resolve_seconds"]))
+        return str(row.dedup_key)
+
+    def _schedule_digest(self, conn: Connection, dedup_key: str, incident_id: int, now: float) -> None:
+        """One pending storm digest per incident: the note summarises every alert attached until it goes out."""
+        pending = conn.execute(sa.select(jobs.c.id).where(
+            jobs.c.incident_id == incident_id, jobs.c.kind == "storm_digest", jobs.c.state == "pending")).first()
+        if pending is None:
+            self._enqueue(conn, "storm_digest", dedup_key, incident_id, None, {}, now, now + STORM_DIGEST_DELAY)
+
+    def _member(self, conn: Connection, incident_id: int, dedup_key: str, state: str, now: float) -> None:
+        updated = conn.execute(members.update().where(
+            members.c.incident_id == incident_id, members.c.dedup_key == dedup_key).values(
+            state=state, updated_at=now)).rowcount
+        if not updated:
+            conn.execute(members.insert().values(incident_id=incident_id, dedup_key=dedup_key, state=state,
+                                                 joined_at=now, updated_at=now))
+
+
+def _merged_impact(row: Any, decision: Decision) -> dict[str, str]:
+    """An incident's dimension and category columns with a new alert's folded in: the highest value of each
+    dimension, the union of categories."""
+    dims = json.loads(row.dimensions_json)
+    for k, v in decision.dimensions.items():
+        dims[k] = max(float(v), float(dims.get(k, v)))
+    cats = sorted(set(json.loads(row.categories_json)) | set(decision.categories))
+    return {"dimensions_json": json.dumps(dims), "categories_json": json.dumps(cats)}
+
+
+_JOURNAL_COLUMNS = ("source", "source_event_id", "received_at", "journaled_at", "decided_at", "title", "state",
+                    "group_key", "dedup_key", "service", "severity", "action", "rule", "outcome", "incident_id",
+                    "alert_json", "decision_json", "raw_json")
+_SQLITE_JOURNAL_INSERT = (f"INSERT INTO alerts ({', '.join(_JOURNAL_COLUMNS)}) "
+                          f"VALUES ({', '.join(':' + c for c in _JOURNAL_COLUMNS)}) "
+                          "ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id")
+
+
+def _journal_row(alert: Alert, decision: Decision, ts: float) -> dict[str, Any]:
+    """The journal row of a decided alert: undecided (outcome pending) and received at `ts`."""
+    group_key = decision.group_key or alert.group_key
+    return {
+        "source": alert.source, "source_event_id": alert.source_event_id,
+        "received_at": _ts(alert.received_at), "journaled_at": ts, "decided_at": None,
+        "title": alert.title[:4000], "state": alert.state.value, "group_key": group_key,
+        "dedup_key": dedup_key_for(group_key), "service": alert.service,
+        "severity": decision.severity.name if decision.severity else None,
+        "action": decision.action.value, "rule": decision.rule, "outcome": PENDING, "incident_id": None,
+        "alert_json": json.dumps(alert.to_dict(include_raw=False), default=str),
+        "decision_json": json.dumps(decision.to_dict(), default=str),
+        "raw_json": json.dumps(alert.raw, default=str) if alert.raw is not None else None,
+    }
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One undecided alert of the journal, as the pipeline stage reads it back."""
+
+    id: int
+    alert: Alert
+    decision: Decision      # the rules engine's, at receipt
+    journaled_at: float     # receipt time: the pipeline decides as of it, so a redone batch decides the same
+    group_key: str
+    dedup_key: str
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Where a plan landed: the incident acted on and the dedup key its events go out under."""
+
+    incident_id: int | None
+    dedup_key: str
+
+
+@dataclass(frozen=True)
+class InhibitCandidate:
+    """An open incident of an inhibiting rule, with the first alert that opened it (for `equal` labels)."""
+
+    incident_id: int
+    severity: Severity | None
+    rule: str
+    first_alert: Alert | None
+
+
+class PipelineBatch:
+    """The pipeline stage's view of the store for one batch: the entries, the reads that gather each alert's
+    policy context, and the writes that carry out its plan, all on the batch's one connection and transaction.
+
+    It answers questions with rows and carries out plans; it decides nothing (`bridge.pipeline` does).
+    """
+
+    def __init__(self, store: JournalStore, conn: Connection, rows: Sequence[Any]) -> None:
+        self.store = store
+        self.conn = conn
+        self._rows = rows
+        self.entry_ids = [int(r.id) for r in rows]
+
+    @property
+    def entries(self) -> list[JournalEntry]:
+        """The batch's entries, read back into Alerts and Decisions (raises on a row that cannot be read)."""
+        return [JournalEntry(r.id, Alert.from_dict(json.loads(r.alert_json)),
+                             Decision.from_dict(json.loads(r.decision_json)), r.journaled_at or 0.0, r.group_key,
+                             r.dedup_key) for r in self._rows]
+
+    def silence_records(self, at: float) -> list[dict[str, Any]]:
+        """Stored silences not ended or expired at `at`."""
+        rows = self.conn.execute(sa.select(silences).where(
+            silences.c.expired_at.is_(None), silences.c.ends_at > at).order_by(silences.c.id)).all()
+        return [_silence_json(r) for r in rows]
+
+    def open_incident_of_group(self, dedup_key: str) -> IncidentState | None:
+        """The newest open incident the group (dedup key) is a member of."""
+        row = self.conn.execute(
+            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
+            .where(members.c.dedup_key == dedup_key, incidents.c.status == OPEN)
+            .order_by(incidents.c.id.desc()).limit(1)).first()
+        return self.store._state_of(self.conn, row) if row is not None else None
+
+    def recently_resolved(self, dedup_key: str, since: float) -> IncidentState | None:
+        """The newest incident of this group resolved at or after `since` (a candidate for reopening)."""
+        row = self.conn.execute(
+            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
+            .where(members.c.dedup_key == dedup_key, incidents.c.status == RESOLVED,
+                   incidents.c.resolved_at >= since)
+            .order_by(incidents.c.id.desc()).limit(1)).first()
+        return self.store._state_of(self.conn, row) if row is not None else None
+
+    def inhibit_candidates(self, rules: Sequence[str]) -> list[InhibitCandidate]:
+        """Open incidents of the named (inhibiting) rules, oldest first, each with its first alert."""
+        if not rules:
+            return []
+        rows = self.conn.execute(sa.select(incidents.c.id, incidents.c.severity, incidents.c.rule).where(
+            incidents.c.status == OPEN, incidents.c.rule.in_(list(rules))).order_by(incidents.c.id)).all()
+        out = []
+        for row in rows:
+            first = self.conn.execute(sa.select(alerts.c.alert_json).where(alerts.c.incident_id == row.id)
+                                      .order_by(alerts.c.id).limit(1)).first()
+            out.append(InhibitCandidate(row.id, Severity.parse(row.severity) if row.severity else None, row.rule,
+                                        Alert.from_dict(json.loads(first.alert_json)) if first else None))
+        return out
+
+    def state_of(self, incident_id: int) -> IncidentState:
+        """The policy's view of one incident."""
+        row = self.conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
+        return self.store._state_of(self.conn, row)
+
+    def storm_incidents(self, key: str, since: float) -> tuple[int, IncidentState | None]:
+        """How many incidents with this storm key opened since `since`, and the first of them still open."""
+        count = int(self.conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
+            incidents.c.storm_key == key, incidents.c.opened_at >= since)).scalar() or 0)
+        if not count:
+            return 0, None
+        anchor = self.conn.execute(sa.select(incidents).where(
+            incidents.c.storm_key == key, incidents.c.status == OPEN,
+            incidents.c.opened_at >= since).order_by(incidents.c.id).limit(1)).first()
+        return count, (self.store._state_of(self.conn, anchor) if anchor is not None else None)
+
+    def apply(self, entry: JournalEntry, step: Plan, decision: Decision, storm: str) -> Applied:
+        """Carry out the plan of one entry (see `Store._apply`)."""
+        return self.store._apply(self.conn, entry, step, decision, storm)
+
+    def enqueue_event(self, entry: JournalEntry, applied: Applied, action: str, payload: dict[str, Any],
+                      due: float, priority: int) -> None:
+        """Queue an Events API event of the entry's incident in the outbox."""
+        self.store._enqueue(self.conn, "event", applied.dedup_key, applied.incident_id, entry.id, payload,
+                            entry.journaled_at, due, action=action, priority=priority)

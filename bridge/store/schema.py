@@ -1,0 +1,254 @@
+"""The database schema: every table and index of the store, the constants its columns hold, and the names every
+replica shares in the database (advisory lock ids, the journal's notification channel).
+
+Every table is defined here, on the one `metadata`, so that `metadata.create_all` (`StoreBase.create_schema`) sees
+all of them. Times are stored as seconds since the epoch (Float columns); `_ts`, `_dt` and `_iso` convert them.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def _text(length: int) -> sa.types.TypeEngine[str]:
+    """A string column: VARCHAR(length) in the SQLite schema (which never enforces it), TEXT on PostgreSQL.
+
+    PostgreSQL enforces VARCHAR lengths; a sender's over-long event id or service name would then fail the
+    whole receipt (a 500, retried forever) where SQLite stores it. Both databases keep the same values.
+    """
+    return sa.String(length).with_variant(sa.Text(), "postgresql")
+
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source", _text(64), nullable=False),
+    sa.Column("source_event_id", _text(512), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("state", _text(16), nullable=False),
+    sa.Column("group_key", sa.Text, nullable=False),
+    sa.Column("dedup_key", _text(255), nullable=False),
+    sa.Column("service", _text(255)),
+    sa.Column("severity", _text(2)),
+    sa.Column("action", _text(16), nullable=False),
+    sa.Column("rule", _text(255)),
+    sa.Column("outcome", _text(32), nullable=False),
+    sa.Column("incident_id", sa.Integer),
+    sa.Column("alert_json", sa.Text, nullable=False),
+    sa.Column("decision_json", sa.Text, nullable=False),
+    sa.Column("raw_json", sa.Text),
+    # The journal: the web process appends (outcome "pending", decided_at NULL) and commits before its 2xx; the
+    # pipeline stage decides each entry later, as of `journaled_at` (the receipt time), and sets `decided_at`.
+    sa.Column("journaled_at", sa.Float),
+    sa.Column("decided_at", sa.Float),
+    sa.UniqueConstraint("source", "source_event_id", name="uq_alert_source_event"),
+)
+sa.Index("ix_alerts_dedup", alerts.c.dedup_key)
+sa.Index("ix_alerts_received", alerts.c.received_at)
+sa.Index("ix_alerts_incident", alerts.c.incident_id)
+# The stage's queue: only undecided entries are indexed, so the index stays as small as the backlog.
+sa.Index("ix_alerts_undecided", alerts.c.id, sqlite_where=alerts.c.decided_at.is_(None),
+         postgresql_where=alerts.c.decided_at.is_(None))
+
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("dedup_key", _text(255), nullable=False),
+    sa.Column("status", _text(16), nullable=False),  # open | resolved
+    sa.Column("severity", _text(2)),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("source", _text(64), nullable=False),
+    sa.Column("service", _text(255)),
+    sa.Column("rule", _text(255)),
+    sa.Column("storm_key", _text(512)),  # rule + monitor: what an alert storm is counted by
+    sa.Column("opened_at", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float),
+    sa.Column("last_alert_at", sa.Float, nullable=False),
+    sa.Column("last_paged_at", sa.Float),
+    sa.Column("alert_count", sa.Integer, nullable=False, default=1),
+    sa.Column("categories_json", sa.Text, nullable=False, default="[]"),
+    sa.Column("dimensions_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("tags_json", sa.Text, nullable=False, default="[]"),
+    sa.Column("pd_incident_id", _text(32)),
+    sa.Column("pd_html_url", sa.Text),
+    sa.Column("details_json", sa.Text, nullable=False, default="{}"),
+)
+sa.Index("ix_incidents_dedup_status", incidents.c.dedup_key, incidents.c.status)
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", _text(32), nullable=False),       # event
+    sa.Column("dedup_key", _text(255), nullable=False),
+    sa.Column("incident_id", sa.Integer),
+    sa.Column("alert_id", sa.Integer),
+    sa.Column("action", _text(16), nullable=False),     # trigger | resolve
+    sa.Column("priority", sa.Integer, nullable=False, default=5),  # 0 = most severe first
+    sa.Column("payload_json", sa.Text, nullable=False),
+    # pending | sending | delivered | dry_run | dead | superseded | discarded (see JOB_STATES)
+    sa.Column("state", _text(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # Attempts that ended in our own exception (a bug, not PagerDuty's answer) since the job was queued or last
+    # retried by an operator: bounded, unlike PagerDuty's retryable failures (see DeliveryWorker).
+    sa.Column("internal_failures", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("leased_by", _text(255)),  # "<host>:<pid>" of the worker holding the lease
+    sa.Column("last_error", sa.Text),
+    sa.Column("reason", _text(32)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float),
+    # What makes a follow-up job once-only ("incident_setup:12:P1:0"): a unique column, so a repeat insert does
+    # nothing, instead of searching payloads. NULL for jobs that may repeat (events, timers).
+    sa.Column("dedupe", _text(255)),
+)
+sa.Index("ix_jobs_state_due", jobs.c.state, jobs.c.next_attempt_at)
+sa.Index("ix_jobs_dedup", jobs.c.dedup_key, jobs.c.id)
+sa.Index("ix_jobs_incident_kind", jobs.c.incident_id, jobs.c.kind)
+sa.Index("uq_jobs_dedupe", jobs.c.dedupe, unique=True)
+
+timeline = sa.Table(
+    "timeline", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("incident_id", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", _text(32), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("personnel", sa.Text, nullable=False, default=""),
+    sa.Column("actions", sa.Text, nullable=False, default=""),
+)
+sa.Index("ix_timeline_incident", timeline.c.incident_id, timeline.c.at)
+
+notices = sa.Table(
+    "notices", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source", _text(64), nullable=False),
+    sa.Column("kind", _text(64), nullable=False),
+    sa.Column("level", _text(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("details_json", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+rulesets = sa.Table(
+    "rulesets", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("hash", _text(64)),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("files_json", sa.Text),
+    sa.Column("base_dir", sa.Text),
+    sa.Column("loaded_at", sa.Float, nullable=False),
+)
+
+members = sa.Table(
+    "incident_members", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("incident_id", sa.Integer, nullable=False),
+    sa.Column("dedup_key", _text(255), nullable=False),
+    sa.Column("state", _text(16), nullable=False),  # firing | resolved
+    sa.Column("joined_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("incident_id", "dedup_key", name="uq_member"),
+)
+sa.Index("ix_members_dedup", members.c.dedup_key)
+
+postmortems = sa.Table(
+    "postmortems", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("incident_id", sa.Integer, nullable=False, unique=True),
+    sa.Column("markdown", sa.Text, nullable=False),
+    sa.Column("drafted_at", sa.Float, nullable=False),
+)
+
+silences = sa.Table(
+    "silences", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("spec_json", sa.Text, nullable=False),  # the silence as silence_to_json writes it
+    sa.Column("owner", _text(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("ends_at", sa.Float, nullable=False),
+    sa.Column("expired_at", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Who did what to the bridge's behaviour: silences created or expired, rules reloaded, jobs retried or discarded.
+# `actor` names the credential (admin token, loopback without one, the CLI's local user, a signal), never its value.
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", _text(255), nullable=False),
+    sa.Column("action", _text(64), nullable=False),   # silence.create | silence.expire | rules.reload | job.retry...
+    sa.Column("target", _text(255), nullable=False, default=""),
+    sa.Column("details_json", sa.Text, nullable=False, default="{}"),
+)
+sa.Index("ix_audit_at", audit.c.at)
+
+# PostgreSQL: the transactions that read, decide and then write (receipt, resolving an incident, queueing a job)
+# hold this transaction-level advisory lock, so they run one at a time, as every write transaction does on SQLite
+# (BEGIN IMMEDIATE). Without it two replicas receiving one group at once would both open an incident, and a job
+# could commit after a later job of its dedup key, so a worker would send the later one first. Leasing does not
+# take it: workers lock rows (FOR UPDATE SKIP LOCKED) and never wait for a receipt.
+WRITER_LOCK = 0x6272_6964_6765  # "bridge"
+
+OPEN = "open"
+ORDERED_KINDS = ("event", "incident_setup")
+RESOLVED = "resolved"
+UNFINISHED = ("pending", "sending")
+# Every job state. pending and sending are unfinished; the rest are terminal: delivered, dry_run (printed, not
+# sent), dead (dead-lettered: PagerDuty refused it, or our own bug repeated; an operator may retry it),
+# superseded (a trigger whose resolve came first) and discarded (an operator decided it is never to be sent).
+JOB_STATES = ("pending", "sending", "delivered", "dry_run", "dead", "superseded", "discarded")
+# Columns added to existing tables after databases were created with them, and the DDL that adds each one to
+# such a database at start (there is no migration tool yet; keep these until there is one).
+# Journal columns: rows of a database from before the journal were decided at receipt, so they get a decided_at
+# (0) and never reach the pipeline; new rows set both explicitly.
+ADDED_COLUMNS = {("jobs", "internal_failures"): "INTEGER NOT NULL DEFAULT 0",
+                 ("jobs", "dedupe"): "VARCHAR(255)",
+                 ("alerts", "journaled_at"): "FLOAT DEFAULT 0",
+                 ("alerts", "decided_at"): "FLOAT DEFAULT 0"}
+# An alert whose outcome the pipeline stage has not decided yet.
+PENDING = "pending"
+# An alert the pipeline stage could not decide (logged with the reason); it pages nothing.
+FAILED = "failed"
+# PostgreSQL: the channel the receipt notifies on commit and the pipeline stage listens to.
+JOURNAL_CHANNEL = "bridge_journal"
+# PostgreSQL: receipts hold this advisory lock shared; the stage takes it exclusively to read a horizon below which
+# every journal entry is committed (see `Store.journal_horizon`).
+JOURNAL_LOCK = 0x6A6F_7572_6E61  # "journa"
+_JOURNAL_SHARED = sa.select(sa.func.pg_advisory_xact_lock_shared(JOURNAL_LOCK))
+_JOURNAL_EXCLUSIVE = sa.select(sa.func.pg_advisory_xact_lock(JOURNAL_LOCK))
+
+
+def _inserted_id(result: Any) -> int:
+    """The primary key of the row an INSERT created."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _ts(dt: datetime) -> float:
+    return dt.timestamp()
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _iso(ts: float | None) -> str | None:
+    d = _dt(ts)
+    return d.isoformat() if d else None
+
+
+def wall_clock() -> float:
+    """Seconds since the epoch; the one place the store's callers read the clock from."""
+    return time.time()

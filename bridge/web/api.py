@@ -1,0 +1,168 @@
+"""The JSON API blueprint under `/api/v1/`. The admin credential is checked for every request by the app's guard
+(`bridge.web.create_app`), never by hand here; `g.credential` names who asked, for the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from bridge.errors import NotFound, RequestError
+from bridge.pipeline.silences.admin import create_silence, expire_silence, list_silences
+from bridge.receivers.jsonbody import load_json
+from bridge.web.access import check_content_type
+from bridge.web.context import web_context
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@api.get("/alerts")
+def alerts() -> Response:
+    """Stored alerts, newest first, each with its decision and outcome."""
+    return jsonify({"alerts": web_context().store.list_alerts(limit=_limit())})
+
+
+@api.get("/alerts/<int:alert_id>")
+def alert(alert_id: int) -> Response:
+    """One alert with its decision, outcome and raw payload."""
+    found = web_context().store.get_alert(alert_id)
+    if found is None:
+        raise NotFound(f"no alert {alert_id}")
+    return jsonify(found)
+
+
+@api.get("/pipeline")
+def pipeline() -> Response:
+    """How far the pipeline stage is behind the journal (alerts accepted, not yet decided)."""
+    return jsonify({"journal": web_context().store.journal_status()})
+
+
+@api.get("/incidents")
+def incidents() -> Response:
+    """Incidents, newest first (`?status=open|resolved`)."""
+    store = web_context().store
+    return jsonify({"incidents": store.list_incidents(status=request.args.get("status"), limit=_limit())})
+
+
+@api.get("/incidents/<path:key>")
+def incident(key: str) -> Response:
+    """One incident (by id, dedup key or PagerDuty id) with its timeline and alerts."""
+    store = web_context().store
+    found = incident_or_404(key)
+    found["timeline"] = store.incident_timeline(found["id"])
+    found["alerts"] = store.list_alerts(incident_id=found["id"], limit=1000)
+    return jsonify(found)
+
+
+@api.get("/incidents/<path:key>/related")
+def related(key: str) -> Response:
+    """Related past incidents, ranked, with their reasons."""
+    from bridge.related.lookup import related_for_incident
+
+    web = web_context()
+    result = related_for_incident(web.store, web.settings, incident_or_404(key), now=web.now())
+    return jsonify(result.to_json())
+
+
+@api.get("/incidents/<path:key>/postmortem")
+def postmortem(key: str) -> Response:
+    """The stored post-mortem draft, or one rendered now."""
+    from bridge.postmortem import draft
+
+    web = web_context()
+    found = incident_or_404(key)
+    markdown = web.store.get_postmortem(found["id"]) or draft(web.store, web.holder.path,
+                                                              web.holder.current.settings, found, web.now())
+    return Response(markdown, content_type="text/markdown; charset=utf-8")
+
+
+@api.post("/silences")
+def silence_add() -> tuple[Response, int]:
+    """Create a silence (audited)."""
+    # The same strict reading as a webhook body, and a JSON content type, which no HTML form can send.
+    check_content_type(request.headers.get("Content-Type", ""))
+    body = load_json(request.get_data(), what="silence")
+    if not isinstance(body, dict):
+        raise RequestError("the body must be a JSON object describing the silence", code="bad_payload")
+    web = web_context()
+    return jsonify(create_silence(web.store, body, web.now(), actor=g.credential.actor)), 201
+
+
+@api.get("/silences")
+def silences() -> Response:
+    """Active silences (`?all=1`: expired too)."""
+    web = web_context()
+    include = request.args.get("all", "").lower() in ("1", "true", "yes")
+    return jsonify({"silences": list_silences(web.store, web.now(), include_expired=include)})
+
+
+@api.delete("/silences/<int:silence_id>")
+def silence_expire(silence_id: int) -> Response:
+    """Expire a silence now (audited)."""
+    web = web_context()
+    return jsonify(expire_silence(web.store, silence_id, web.now(), actor=g.credential.actor))
+
+
+@api.get("/jobs")
+def jobs() -> Response:
+    """Outbox jobs, newest first (`?state=dead` is the dead-letter view), with counts by state."""
+    store = web_context().store
+    return jsonify({"jobs": store.list_jobs(state=request.args.get("state"), limit=_limit()),
+                    "counts": store.job_counts()})
+
+
+@api.post("/jobs/<int:job_id>/retry")
+def job_retry(job_id: int) -> Response:
+    """Send a dead job again (audited)."""
+    web = web_context()
+    found = web.store.retry_job(job_id, web.now().timestamp(), actor=g.credential.actor)
+    if found is None:
+        raise NotFound(f"no job {job_id}")
+    return jsonify(found)
+
+
+@api.post("/jobs/<int:job_id>/discard")
+def job_discard(job_id: int) -> Response:
+    """Never send a pending or dead job (audited)."""
+    web = web_context()
+    found = web.store.discard_job(job_id, web.now().timestamp(), actor=g.credential.actor)
+    if found is None:
+        raise NotFound(f"no job {job_id}")
+    return jsonify(found)
+
+
+@api.get("/audit")
+def audit() -> Response:
+    """Who changed what, newest first (`?action=silence.` filters by prefix)."""
+    store = web_context().store
+    return jsonify({"audit": store.list_audit(limit=_limit(), action=request.args.get("action") or None)})
+
+
+@api.get("/notices")
+def notices() -> Response:
+    """Recorded notices (SNS subscriptions to confirm, unsubscribes), newest first."""
+    return jsonify({"notices": web_context().store.list_notices(limit=_limit())})
+
+
+@api.get("/rules")
+def rules() -> Response:
+    """The active ruleset and the last reload's result."""
+    web = web_context()
+    rs = web.holder.current
+    return jsonify({"hash": rs.hash, "files": list(rs.files), "rules": [r.name for r in rs.rules],
+                    "reload": web.store.reload_status()})
+
+
+def incident_or_404(key: str) -> dict[str, Any]:
+    """The incident named by `key`, or 404 saying what a key may be."""
+    found = web_context().store.find_incident(key)
+    if found is None:
+        raise NotFound(f"no incident {key!r} (use an id, a dedup key or a PagerDuty incident id)")
+    return found
+
+
+def _limit() -> int:
+    try:
+        return max(1, min(1000, int(request.args.get("limit", "100"))))
+    except ValueError:
+        raise RequestError("limit must be a whole number", code="bad_parameter") from None

@@ -1,0 +1,55 @@
+"""The operations blueprint: liveness, readiness, metrics and rules reloads."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, jsonify
+
+from bridge import metrics
+from bridge.errors import ConfigErrors
+from bridge.web.context import web_context
+
+ops = Blueprint("ops", __name__)
+
+
+@ops.get("/healthz")
+def healthz() -> Response:
+    """The process answers."""
+    return jsonify({"status": "ok"})
+
+
+@ops.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """The database answers and a ruleset is loaded."""
+    web = web_context()
+    problems = []
+    try:
+        web.store.ping()
+    except Exception as exc:  # readiness reports, it does not crash
+        problems.append(f"database: {type(exc).__name__}")
+    try:
+        _ = web.holder.current
+    except Exception as exc:
+        problems.append(f"rules: {type(exc).__name__}")
+    if problems:
+        return jsonify({"status": "not ready", "problems": problems}), 503
+    return jsonify({"status": "ready", "ruleset": web.holder.current.hash}), 200
+
+
+@ops.get("/metrics")
+def metrics_endpoint() -> Response:
+    """Prometheus exposition."""
+    data, content_type = metrics.render()
+    return Response(data, content_type=content_type)
+
+
+@ops.post("/-/reload")
+def reload_rules() -> tuple[Response, int]:
+    """Re-read the rules (admin credential); an invalid ruleset leaves the active one in place."""
+    holder = web_context().holder
+    try:
+        result = holder.reload(actor=g.credential.actor)
+    except ConfigErrors as exc:
+        return jsonify({"status": "error", "message": "rules are invalid; the previous ruleset stays active",
+                        "errors": [str(e) for e in exc.errors], "active_ruleset": holder.current.hash}), 400
+    return jsonify({"status": "ok", "ruleset": result.ruleset.hash, "rules": len(result.ruleset.rules),
+                    "warnings": [str(w) for w in result.warnings]}), 200
