@@ -17,7 +17,7 @@ import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from bridge.store.engine import create_engine, database_error
-from bridge.store.schema import ADDED_COLUMNS, WRITER_LOCK, alerts, jobs, metadata
+from bridge.store.schema import ADDED_COLUMNS, WRITER_LOCK, alerts, incidents, jobs, metadata
 
 log = logging.getLogger("bridge.store")
 
@@ -70,7 +70,7 @@ class StoreBase:
                     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
                     log.warning("database upgraded: added column %s.%s", table, column)
             # create_all makes the indexes of the tables it creates; these came later, on tables that may exist.
-            for added in (alerts, jobs):
+            for added in (alerts, jobs, incidents):
                 for index in added.indexes:
                     index.create(conn, checkfirst=True)
 

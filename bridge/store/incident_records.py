@@ -38,25 +38,29 @@ POSTMORTEM_DELAY = 30.0
 RESOLUTION_NOTE_DELAY = 5.0
 
 
+
+# Built once (the pipeline runs these for every alert it decides).
+_TRIGGERS = sa.select(jobs.c.state, jobs.c.attempts).where(
+    jobs.c.incident_id == sa.bindparam("incident"), jobs.c.kind == "event", jobs.c.action == "trigger")
+_TRIGGERS_LOCKED = _TRIGGERS.with_for_update()
+_FIRING_MEMBERS = sa.select(sa.func.count()).select_from(members).where(
+    members.c.incident_id == sa.bindparam("incident"), members.c.state == "firing")
+
 class IncidentStore(OutboxStore):
     """The incidents, timeline and post-mortems tables (the pipeline's own writes are `JournalStore`'s)."""
 
     def _state_of(self, conn: Connection, row: Any) -> IncidentState:
         """The policy's view of the incident `row` (of `incidents`): severity, times, whether a trigger was
         attempted, pending triggers and firing members. On PostgreSQL it locks the incident's triggers."""
-        triggers = sa.select(jobs.c.state, jobs.c.attempts).where(
-            jobs.c.incident_id == row.id, jobs.c.kind == "event", jobs.c.action == "trigger")
-        if self.is_postgres:
-            # The plan depends on whether a trigger was attempted: lock the triggers so no worker of another
-            # replica leases one between this read and the plan's writes (a trigger leased while being
-            # superseded would page for an incident we then consider resolved). A lease in progress is waited
-            # for, and then seen as sending.
-            triggers = triggers.with_for_update()
-        trig = conn.execute(triggers).all()
+        # PostgreSQL: the plan depends on whether a trigger was attempted: lock the triggers so no worker of another
+        # replica leases one between this read and the plan's writes (a trigger leased while being superseded
+        # would page for an incident we then consider resolved). A lease in progress is waited for, and then seen
+        # as sending.
+        triggers = _TRIGGERS_LOCKED if self.is_postgres else _TRIGGERS
+        trig = conn.execute(triggers, {"incident": row.id}).all()
         attempted = any(s in ("delivered", "dry_run", "sending", "dead") or a > 0 for s, a in trig)
         pending = sum(1 for s, a in trig if s == "pending" and a == 0)
-        firing = int(conn.execute(sa.select(sa.func.count()).select_from(members).where(
-            members.c.incident_id == row.id, members.c.state == "firing")).scalar() or 0)
+        firing = int(conn.execute(_FIRING_MEMBERS, {"incident": row.id}).scalar() or 0)
         return IncidentState(row.id, Severity.parse(row.severity) if row.severity else None,
                              _dt(row.opened_at) or datetime.now(UTC), _dt(row.last_paged_at),
                              attempted, pending, firing_members=max(firing, 1), dedup_key=row.dedup_key,

@@ -223,7 +223,7 @@ class JournalStore(IncidentStore):
         elif step.incident is IncidentStep.REOPEN and incident_id is not None:
             dedup_for_jobs = self._reopen(conn, incident_id, step, decision, ts)
         elif step.incident is not None and incident_id is not None:
-            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
+            row = conn.execute(_INCIDENT, {"incident": incident_id}).one()
             values: dict[str, Any] = {"last_alert_at": ts, "alert_count": row.alert_count + 1,
                                       **_merged_impact(row, decision)}
             if step.incident is IncidentStep.UPDATE and step.severity is not None:
@@ -233,7 +233,7 @@ class JournalStore(IncidentStore):
                 values["resolved_at"] = ts
                 conn.execute(members.update().where(members.c.incident_id == incident_id).values(
                     state="resolved", updated_at=ts))
-            conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+            conn.execute(_UPDATE_INCIDENT, {"incident": incident_id, **values})
             if step.incident is IncidentStep.RESOLVE and step.outcome == "resolved":
                 self._after_resolve(conn, row, ts)
             if step.outcome == "storm":
@@ -242,19 +242,20 @@ class JournalStore(IncidentStore):
         if incident_id is not None and step.member is not None:
             self._member(conn, incident_id, dedup_key, "firing" if step.member is MemberStep.JOIN else "resolved",
                          ts)
-        conn.execute(alerts.update().where(alerts.c.id == entry.id).values(
-            outcome=step.outcome, incident_id=incident_id, decided_at=time.time(),
-            action=decision.action.value, decision_json=json.dumps(decision.to_dict(), default=str)))
+        decided: dict[str, Any] = {"alert": entry.id, "outcome": step.outcome, "incident_id": incident_id,
+                                   "decided_at": time.time(), "action": decision.action.value}
+        if decision is not entry.decision:  # a silence changed it: store the decision that was carried out
+            decided["decision_json"] = json.dumps(decision.to_dict(), default=str)
+        conn.execute(_DECIDE_ALERT, decided)
         if step.supersede_pending and incident_id is not None:
             conn.execute(jobs.update().where(
                 jobs.c.dedup_key == dedup_for_jobs, jobs.c.kind == "event", jobs.c.action == "trigger",
                 jobs.c.state == "pending"
             ).values(state="superseded", reason="resolved_first", updated_at=ts,
                      last_error="a resolve for this dedup key arrived before the trigger was delivered"))
-        if incident_id is not None:
-            for kind, text in step.timeline:
-                conn.execute(timeline.insert().values(incident_id=incident_id, at=ts, kind=kind,
-                                                      description=text, personnel="", actions=""))
+        if incident_id is not None and step.timeline:
+            conn.execute(timeline.insert(), [{"incident_id": incident_id, "at": ts, "kind": kind, "description": text,
+                                              "personnel": "", "actions": ""} for kind, text in step.timeline])
         return Applied(incident_id, dedup_for_jobs)
 
     def _reopen(self, conn: Connection, incident_id: int, step: Plan, decision: Decision, ts: float) -> str:
@@ -294,18 +295,16 @@ class JournalStore(IncidentStore):
 
     def _schedule_digest(self, conn: Connection, dedup_key: str, incident_id: int, now: float) -> None:
         """One pending storm digest per incident: the note summarises every alert attached until it goes out."""
-        pending = conn.execute(sa.select(jobs.c.id).where(
-            jobs.c.incident_id == incident_id, jobs.c.kind == "storm_digest", jobs.c.state == "pending")).first()
+        pending = conn.execute(_PENDING_DIGEST, {"incident": incident_id}).first()
         if pending is None:
             self._enqueue(conn, "storm_digest", dedup_key, incident_id, None, {}, now, now + STORM_DIGEST_DELAY)
 
     def _member(self, conn: Connection, incident_id: int, dedup_key: str, state: str, now: float) -> None:
-        updated = conn.execute(members.update().where(
-            members.c.incident_id == incident_id, members.c.dedup_key == dedup_key).values(
-            state=state, updated_at=now)).rowcount
+        updated = conn.execute(_UPDATE_MEMBER, {"incident": incident_id, "key": dedup_key, "state": state,
+                                                "updated_at": now}).rowcount
         if not updated:
-            conn.execute(members.insert().values(incident_id=incident_id, dedup_key=dedup_key, state=state,
-                                                 joined_at=now, updated_at=now))
+            conn.execute(members.insert(), {"incident_id": incident_id, "dedup_key": dedup_key, "state": state,
+                                            "joined_at": now, "updated_at": now})
 
 
 def _merged_impact(row: Any, decision: Decision) -> dict[str, str]:
@@ -372,6 +371,30 @@ class InhibitCandidate:
     first_alert: Alert | None
 
 
+# The pipeline's statements, built once with bound parameters: building SQLAlchemy expressions per alert cost more
+# than SQLite running them (a storm is decided at thousands of alerts per batch).
+_B = sa.bindparam
+_OPEN_OF_GROUP = (sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
+                  .where(members.c.dedup_key == _B("key"), incidents.c.status == OPEN)
+                  .order_by(incidents.c.id.desc()).limit(1))
+_RESOLVED_OF_GROUP = (sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
+                      .where(members.c.dedup_key == _B("key"), incidents.c.status == RESOLVED,
+                             incidents.c.resolved_at >= _B("since"))
+                      .order_by(incidents.c.id.desc()).limit(1))
+_INCIDENT = sa.select(incidents).where(incidents.c.id == _B("incident"))
+_STORM_COUNT = sa.select(sa.func.count()).select_from(incidents).where(
+    incidents.c.storm_key == _B("key"), incidents.c.opened_at >= _B("since"))
+_STORM_ANCHOR = (sa.select(incidents).where(incidents.c.storm_key == _B("key"), incidents.c.status == OPEN,
+                                            incidents.c.opened_at >= _B("since"))
+                 .order_by(incidents.c.id).limit(1))
+# Executed with the columns to set as further parameters (SET is built from the parameters' names).
+_UPDATE_INCIDENT = incidents.update().where(incidents.c.id == _B("incident"))
+_DECIDE_ALERT = alerts.update().where(alerts.c.id == _B("alert"))
+_UPDATE_MEMBER = members.update().where(members.c.incident_id == _B("incident"), members.c.dedup_key == _B("key"))
+_PENDING_DIGEST = sa.select(jobs.c.id).where(jobs.c.incident_id == _B("incident"), jobs.c.kind == "storm_digest",
+                                             jobs.c.state == "pending").limit(1)
+
+
 class PipelineBatch:
     """The pipeline stage's view of the store for one batch: the entries, the reads that gather each alert's
     policy context, and the writes that carry out its plan, all on the batch's one connection and transaction.
@@ -400,19 +423,12 @@ class PipelineBatch:
 
     def open_incident_of_group(self, dedup_key: str) -> IncidentState | None:
         """The newest open incident the group (dedup key) is a member of."""
-        row = self.conn.execute(
-            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
-            .where(members.c.dedup_key == dedup_key, incidents.c.status == OPEN)
-            .order_by(incidents.c.id.desc()).limit(1)).first()
+        row = self.conn.execute(_OPEN_OF_GROUP, {"key": dedup_key}).first()
         return self.store._state_of(self.conn, row) if row is not None else None
 
     def recently_resolved(self, dedup_key: str, since: float) -> IncidentState | None:
         """The newest incident of this group resolved at or after `since` (a candidate for reopening)."""
-        row = self.conn.execute(
-            sa.select(incidents).join(members, members.c.incident_id == incidents.c.id)
-            .where(members.c.dedup_key == dedup_key, incidents.c.status == RESOLVED,
-                   incidents.c.resolved_at >= since)
-            .order_by(incidents.c.id.desc()).limit(1)).first()
+        row = self.conn.execute(_RESOLVED_OF_GROUP, {"key": dedup_key, "since": since}).first()
         return self.store._state_of(self.conn, row) if row is not None else None
 
     def inhibit_candidates(self, rules: Sequence[str]) -> list[InhibitCandidate]:
@@ -431,18 +447,16 @@ class PipelineBatch:
 
     def state_of(self, incident_id: int) -> IncidentState:
         """The policy's view of one incident."""
-        row = self.conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).one()
+        row = self.conn.execute(_INCIDENT, {"incident": incident_id}).one()
         return self.store._state_of(self.conn, row)
 
     def storm_incidents(self, key: str, since: float) -> tuple[int, IncidentState | None]:
         """How many incidents with this storm key opened since `since`, and the first of them still open."""
-        count = int(self.conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
-            incidents.c.storm_key == key, incidents.c.opened_at >= since)).scalar() or 0)
+        params = {"key": key, "since": since}
+        count = int(self.conn.execute(_STORM_COUNT, params).scalar() or 0)
         if not count:
             return 0, None
-        anchor = self.conn.execute(sa.select(incidents).where(
-            incidents.c.storm_key == key, incidents.c.status == OPEN,
-            incidents.c.opened_at >= since).order_by(incidents.c.id).limit(1)).first()
+        anchor = self.conn.execute(_STORM_ANCHOR, params).first()
         return count, (self.store._state_of(self.conn, anchor) if anchor is not None else None)
 
     def apply(self, entry: JournalEntry, step: Plan, decision: Decision, storm: str) -> Applied:

@@ -81,6 +81,9 @@ incidents = sa.Table(
     sa.Column("details_json", sa.Text, nullable=False, default="{}"),
 )
 sa.Index("ix_incidents_dedup_status", incidents.c.dedup_key, incidents.c.status)
+# The storm count: incidents of one rule and monitor opened within the window.
+sa.Index("ix_incidents_storm", incidents.c.storm_key, incidents.c.opened_at)
+sa.Index("ix_incidents_status_rule", incidents.c.status, incidents.c.rule)
 
 jobs = sa.Table(
     "jobs", metadata,
