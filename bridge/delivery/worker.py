@@ -33,7 +33,7 @@ from bridge.config import Settings
 from bridge.delivery.events import EventsClient, retry_delay
 from bridge.errors import DeliveryError, Reschedule
 from bridge.metrics import DELIVERIES
-from bridge.store import NewJob, Store
+from bridge.store import JobKind, NewJob, Store
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class DeliveryWorker:
         job = self.store.lease_job(now, self.lease_seconds, self.owner, exclude_kinds=exclude)
         if job is None:
             return False
-        if job["kind"] == "event":
+        if job["kind"] == JobKind.EVENT:
             self._deliver(job)
         else:
             self._follow_up(job)

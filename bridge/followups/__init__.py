@@ -46,21 +46,21 @@ from bridge.followups.schedule import after_delivery
 from bridge.followups.setup import incident_setup
 from bridge.followups.storm_digest import alert_host, storm_digest, storm_digest_text
 from bridge.rules.holder import RulesetHolder
-from bridge.store import NewJob, Store
+from bridge.store import JobKind, NewJob, Store
 
 __all__ = ["HANDLERS", "FollowUpContext", "FollowUps", "Rest", "alert_host", "declared", "role_note",
            "storm_digest_text"]
 
 # Each job kind and its handler.
 HANDLERS: Mapping[str, Callable[[FollowUpContext, dict[str, Any]], None]] = {
-    "incident_setup": incident_setup,
-    "escalation_check": escalation_check,
-    "related_note": related_note,
-    "storm_digest": storm_digest,
-    "auto_resolve": auto_resolve,
-    "resolution_note": resolution_note,
-    "reopen_note": reopen_note,
-    "postmortem": postmortem,
+    JobKind.INCIDENT_SETUP: incident_setup,
+    JobKind.ESCALATION_CHECK: escalation_check,
+    JobKind.RELATED_NOTE: related_note,
+    JobKind.STORM_DIGEST: storm_digest,
+    JobKind.AUTO_RESOLVE: auto_resolve,
+    JobKind.RESOLUTION_NOTE: resolution_note,
+    JobKind.REOPEN_NOTE: reopen_note,
+    JobKind.POSTMORTEM: postmortem,
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from bridge.followups.context import FollowUpContext
+from bridge.store import JobKind
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def reconcile(ctx: FollowUpContext, days: float = 7.0) -> int:
                 repaired += 1
         elif incident["status"] == "resolved" and open_there is not None \
                 and ctx.store.last_event_action(incident["id"]) != "resolve":
-            ctx.store.enqueue("event", incident["dedup_key"], incident["id"],
+            ctx.store.enqueue(JobKind.EVENT, incident["dedup_key"], incident["id"],
                               {"event_action": "resolve", "dedup_key": incident["dedup_key"]}, now,
                               action="resolve", priority=0)
             ctx.store.add_timeline(incident["id"], now, "resolution", "resolve re-sent: PagerDuty still "

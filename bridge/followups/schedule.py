@@ -13,7 +13,7 @@ from bridge.followups.context import FollowUpContext
 from bridge.followups.roles import declared
 from bridge.model import Severity
 from bridge.rules.model import Ruleset
-from bridge.store import NewJob
+from bridge.store import JobKind, NewJob
 
 # -- dedupe keys ------------------------------------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ def after_delivery(ctx: FollowUpContext, job: dict[str, Any]) -> list[NewJob]:
     dedupe key, so a trigger delivered twice (a retry) queues it once.
     """
     incident_id = job.get("incident_id")
-    if job.get("kind") != "event" or job.get("action") != "trigger" or incident_id is None:
+    if job.get("kind") != JobKind.EVENT or job.get("action") != "trigger" or incident_id is None:
         return []
     incident = ctx.store.incident_row(incident_id)
     if incident is None:
@@ -64,7 +64,7 @@ def after_delivery(ctx: FollowUpContext, job: dict[str, Any]) -> list[NewJob]:
     reopen = len((incident.get("details") or {}).get("reopens") or [])
     if reopen:
         # This trigger re-opened (or de-duplicated into) the PagerDuty incident: say the resolution did not hold.
-        out.append(NewJob("reopen_note", job["dedup_key"], incident_id, {"reopen": reopen}, priority=2,
+        out.append(NewJob(JobKind.REOPEN_NOTE, job["dedup_key"], incident_id, {"reopen": reopen}, priority=2,
                           dedupe=reopen_note_key(incident_id, reopen)))
     # The severity this trigger paged at, from the event the pipeline built out of the decision.
     details = ((job.get("payload") or {}).get("payload") or {}).get("custom_details") or {}
@@ -78,7 +78,7 @@ def after_delivery(ctx: FollowUpContext, job: dict[str, Any]) -> list[NewJob]:
     # Once per severity, and again after each reopening: PagerDuty then usually has a new incident, whose
     # roles, note and timers are set up afresh (on the same incident every step finds its work done).
     setup = setup_key(str(sev_name), reopen)
-    out.append(NewJob("incident_setup", job["dedup_key"], incident_id,
+    out.append(NewJob(JobKind.INCIDENT_SETUP, job["dedup_key"], incident_id,
                       {"severity": sev_name, "roles": details.get("roles") or [],
                        "reasons": details.get("reasons") or [], "rule": details.get("rule"),
                        "categories": sorted(categories), "reopen": reopen, "setup_key": setup},
@@ -100,12 +100,12 @@ def arm_escalations(ctx: FollowUpContext, incident: dict[str, Any], ruleset: Rul
         payload: dict[str, Any] = {"role": role, "after": spec.escalate_after_seconds}
         if reopen:
             payload = {"reopen": reopen, **payload}
-        ctx.store.enqueue("escalation_check", incident["dedup_key"], incident["id"], payload, now,
+        ctx.store.enqueue(JobKind.ESCALATION_CHECK, incident["dedup_key"], incident["id"], payload, now,
                           now + spec.escalate_after_seconds, priority=1,
                           dedupe=escalation_check_key(incident["id"], reopen, role))
 
 
 def queue_related_note(ctx: FollowUpContext, incident: dict[str, Any], now: float) -> None:
     """Queue the related-incidents note of a declared incident (after the page, never before)."""
-    ctx.store.enqueue("related_note", incident["dedup_key"], incident["id"], {}, now, priority=6,
+    ctx.store.enqueue(JobKind.RELATED_NOTE, incident["dedup_key"], incident["id"], {}, now, priority=6,
                       dedupe=related_note_key(incident["id"]))

@@ -27,11 +27,12 @@ from bridge.store.incident_records import RESOLUTION_NOTE_DELAY, IncidentStore
 from bridge.store.journal import Accepted, InhibitCandidate, JournalEntry, JournalStore, PipelineBatch
 from bridge.store.outbox import NewJob, OutboxStore
 from bridge.store.ruleset_records import RulesetStore
-from bridge.store.schema import FAILED, JOURNAL_CHANNEL, PENDING, alerts, incidents, jobs, wall_clock
+from bridge.store.schema import FAILED, JOURNAL_CHANNEL, PENDING, JobKind, alerts, incidents, jobs, wall_clock
 from bridge.store.silence_records import SilenceStore
 from bridge.store.views import ViewStore
 
 __all__ = [
+    "JobKind",
     "FAILED",
     "JOURNAL_CHANNEL",
     "PENDING",

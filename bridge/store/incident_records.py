@@ -20,6 +20,7 @@ from bridge.store.schema import (
     OPEN,
     RESOLVED,
     UNFINISHED,
+    JobKind,
     _dt,
     _iso,
     alerts,
@@ -41,7 +42,7 @@ RESOLUTION_NOTE_DELAY = 5.0
 
 # Built once (the pipeline runs these for every alert it decides).
 _TRIGGERS = sa.select(jobs.c.state, jobs.c.attempts).where(
-    jobs.c.incident_id == sa.bindparam("incident"), jobs.c.kind == "event", jobs.c.action == "trigger")
+    jobs.c.incident_id == sa.bindparam("incident"), jobs.c.kind == JobKind.EVENT, jobs.c.action == "trigger")
 _TRIGGERS_LOCKED = _TRIGGERS.with_for_update()
 _FIRING_MEMBERS = sa.select(sa.func.count()).select_from(members).where(
     members.c.incident_id == sa.bindparam("incident"), members.c.state == "firing")
@@ -152,10 +153,10 @@ class IncidentStore(OutboxStore):
                 state="resolved", updated_at=now))
             state = self._state_of(conn, row)
             conn.execute(jobs.update().where(
-                jobs.c.dedup_key == row.dedup_key, jobs.c.kind == "event", jobs.c.action == "trigger",
+                jobs.c.dedup_key == row.dedup_key, jobs.c.kind == JobKind.EVENT, jobs.c.action == "trigger",
                 jobs.c.state == "pending").values(state="superseded", reason="resolved_first", updated_at=now))
             if send_resolve and state.any_trigger_attempted:
-                self._enqueue(conn, "event", row.dedup_key, incident_id, None,
+                self._enqueue(conn, JobKind.EVENT, row.dedup_key, incident_id, None,
                               {"event_action": "resolve", "dedup_key": row.dedup_key}, now, now, action="resolve",
                               priority=0)
             conn.execute(timeline.insert().values(incident_id=incident_id, at=now, kind="resolution",
@@ -172,13 +173,13 @@ class IncidentStore(OutboxStore):
         its own checklist note (`resolution` counts them), and the draft is made again unless one is still queued.
         """
         done = int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
-            jobs.c.incident_id == row.id, jobs.c.kind == "resolution_note")).scalar() or 0)
-        self._enqueue(conn, "resolution_note", row.dedup_key, row.id, None, {"resolution": done + 1}, now,
+            jobs.c.incident_id == row.id, jobs.c.kind == JobKind.RESOLUTION_NOTE)).scalar() or 0)
+        self._enqueue(conn, JobKind.RESOLUTION_NOTE, row.dedup_key, row.id, None, {"resolution": done + 1}, now,
                       now + RESOLUTION_NOTE_DELAY)
-        queued = conn.execute(sa.select(jobs.c.id).where(jobs.c.incident_id == row.id, jobs.c.kind == "postmortem",
-                                                         jobs.c.state.in_(UNFINISHED))).first()
+        queued = conn.execute(sa.select(jobs.c.id).where(
+            jobs.c.incident_id == row.id, jobs.c.kind == JobKind.POSTMORTEM, jobs.c.state.in_(UNFINISHED))).first()
         if queued is None:
-            self._enqueue(conn, "postmortem", row.dedup_key, row.id, None, {}, now, now + POSTMORTEM_DELAY)
+            self._enqueue(conn, JobKind.POSTMORTEM, row.dedup_key, row.id, None, {}, now, now + POSTMORTEM_DELAY)
 
     def save_postmortem(self, incident_id: int, markdown: str, now: float) -> None:
         """Store (or replace) an incident's post-mortem draft."""
@@ -214,20 +215,20 @@ class IncidentStore(OutboxStore):
         """Whether a trigger of this incident reached PagerDuty."""
         with self.engine.connect() as conn:
             return conn.execute(sa.select(jobs.c.id).where(
-                jobs.c.incident_id == incident_id, jobs.c.kind == "event", jobs.c.action == "trigger",
+                jobs.c.incident_id == incident_id, jobs.c.kind == JobKind.EVENT, jobs.c.action == "trigger",
                 jobs.c.state == "delivered").limit(1)).first() is not None
 
     def event_unfinished(self, incident_id: int, action: str) -> bool:
         """Whether an event of this incident with `action` (trigger | resolve) is still queued or being sent."""
         with self.engine.connect() as conn:
             return conn.execute(sa.select(jobs.c.id).where(
-                jobs.c.incident_id == incident_id, jobs.c.kind == "event", jobs.c.action == action,
+                jobs.c.incident_id == incident_id, jobs.c.kind == JobKind.EVENT, jobs.c.action == action,
                 jobs.c.state.in_(UNFINISHED)).limit(1)).first() is not None
 
     def last_event_action(self, incident_id: int) -> str | None:
         """The action of the newest delivered event of this incident."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(jobs.c.action).where(
-                jobs.c.incident_id == incident_id, jobs.c.kind == "event", jobs.c.state == "delivered")
+                jobs.c.incident_id == incident_id, jobs.c.kind == JobKind.EVENT, jobs.c.state == "delivered")
                 .order_by(jobs.c.delivered_at.desc()).limit(1)).first()
         return row.action if row else None

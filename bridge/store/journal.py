@@ -27,6 +27,7 @@ from bridge.store.schema import (
     OPEN,
     PENDING,
     RESOLVED,
+    JobKind,
     _inserted_id,
     _iso,
     _ts,
@@ -219,7 +220,8 @@ class JournalStore(IncidentStore):
             )))
             auto_resolve = decision.details.get("auto_resolve_seconds")
             if auto_resolve:
-                self._enqueue(conn, "auto_resolve", dedup_key, incident_id, None, {}, ts, ts + float(auto_resolve))
+                self._enqueue(conn, JobKind.AUTO_RESOLVE, dedup_key, incident_id, None, {}, ts,
+                              ts + float(auto_resolve))
         elif step.incident is IncidentStep.REOPEN and incident_id is not None:
             dedup_for_jobs = self._reopen(conn, incident_id, step, decision, ts)
         elif step.incident is not None and incident_id is not None:
@@ -249,7 +251,7 @@ class JournalStore(IncidentStore):
         conn.execute(_DECIDE_ALERT, decided)
         if step.supersede_pending and incident_id is not None:
             conn.execute(jobs.update().where(
-                jobs.c.dedup_key == dedup_for_jobs, jobs.c.kind == "event", jobs.c.action == "trigger",
+                jobs.c.dedup_key == dedup_for_jobs, jobs.c.kind == JobKind.EVENT, jobs.c.action == "trigger",
                 jobs.c.state == "pending"
             ).values(state="superseded", reason="resolved_first", updated_at=ts,
                      last_error="a resolve for this dedup key arrived before the trigger was delivered"))
@@ -272,7 +274,7 @@ class JournalStore(IncidentStore):
         details = json.loads(row.details_json)
         previous = {"id": row.pd_incident_id, "html_url": row.pd_html_url} if row.pd_incident_id else None
         held_back = conn.execute(jobs.update().where(
-            jobs.c.dedup_key == row.dedup_key, jobs.c.kind == "event", jobs.c.action == "resolve",
+            jobs.c.dedup_key == row.dedup_key, jobs.c.kind == JobKind.EVENT, jobs.c.action == "resolve",
             jobs.c.state == "pending", jobs.c.attempts == 0,
         ).values(state="superseded", reason="reopened_first", updated_at=ts,
                  last_error="the incident reopened before its resolve was sent")).rowcount
@@ -289,7 +291,7 @@ class JournalStore(IncidentStore):
         conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
         if details.get("auto_resolve_seconds"):
             # The source never sends recoveries: the reopened incident needs its own timer again.
-            self._enqueue(conn, "auto_resolve", row.dedup_key, incident_id, None, {}, ts,
+            self._enqueue(conn, JobKind.AUTO_RESOLVE, row.dedup_key, incident_id, None, {}, ts,
                           ts + float(details["auto_resolve_seconds"]))
         return str(row.dedup_key)
 
@@ -297,7 +299,7 @@ class JournalStore(IncidentStore):
         """One pending storm digest per incident: the note summarises every alert attached until it goes out."""
         pending = conn.execute(_PENDING_DIGEST, {"incident": incident_id}).first()
         if pending is None:
-            self._enqueue(conn, "storm_digest", dedup_key, incident_id, None, {}, now, now + STORM_DIGEST_DELAY)
+            self._enqueue(conn, JobKind.STORM_DIGEST, dedup_key, incident_id, None, {}, now, now + STORM_DIGEST_DELAY)
 
     def _member(self, conn: Connection, incident_id: int, dedup_key: str, state: str, now: float) -> None:
         updated = conn.execute(_UPDATE_MEMBER, {"incident": incident_id, "key": dedup_key, "state": state,
@@ -391,7 +393,7 @@ _STORM_ANCHOR = (sa.select(incidents).where(incidents.c.storm_key == _B("key"), 
 _UPDATE_INCIDENT = incidents.update().where(incidents.c.id == _B("incident"))
 _DECIDE_ALERT = alerts.update().where(alerts.c.id == _B("alert"))
 _UPDATE_MEMBER = members.update().where(members.c.incident_id == _B("incident"), members.c.dedup_key == _B("key"))
-_PENDING_DIGEST = sa.select(jobs.c.id).where(jobs.c.incident_id == _B("incident"), jobs.c.kind == "storm_digest",
+_PENDING_DIGEST = sa.select(jobs.c.id).where(jobs.c.incident_id == _B("incident"), jobs.c.kind == JobKind.STORM_DIGEST,
                                              jobs.c.state == "pending").limit(1)
 
 

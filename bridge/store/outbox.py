@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from bridge.errors import Conflict
 from bridge.store.audit_records import AuditStore
-from bridge.store.schema import ORDERED_KINDS, _inserted_id, _iso, incidents, jobs, timeline
+from bridge.store.schema import ORDERED_KINDS, JobKind, _inserted_id, _iso, incidents, jobs, timeline
 
 log = logging.getLogger("bridge.store")
 
@@ -133,7 +133,7 @@ class OutboxStore(AuditStore):
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(
                 state="dry_run" if dry_run else "delivered", delivered_at=now, updated_at=now,
                 attempts=row.attempts + 1, lease_until=None, last_error=None))
-            if row.incident_id is not None and row.kind == "event":
+            if row.incident_id is not None and row.kind == JobKind.EVENT:
                 if row.action == "trigger":
                     conn.execute(incidents.update().where(incidents.c.id == row.incident_id).values(
                         last_paged_at=now))
@@ -180,7 +180,7 @@ class OutboxStore(AuditStore):
         """How many events were delivered after `since` (for the per-routing-key rate limit)."""
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
-                jobs.c.kind == "event", jobs.c.state == "delivered", jobs.c.delivered_at > since)).scalar() or 0)
+                jobs.c.kind == JobKind.EVENT, jobs.c.state == "delivered", jobs.c.delivered_at > since)).scalar() or 0)
 
     def job_counts(self) -> dict[str, int]:
         """Number of jobs in each state."""

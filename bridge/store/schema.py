@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -204,7 +205,22 @@ sa.Index("ix_audit_at", audit.c.at)
 WRITER_LOCK = 0x6272_6964_6765  # "bridge"
 
 OPEN = "open"
-ORDERED_KINDS = ("event", "incident_setup")
+class JobKind(StrEnum):
+    """What an outbox job does. `event` goes to the Events API; every other kind is a follow-up
+    (`bridge.followups`), dispatched by kind."""
+
+    EVENT = "event"
+    INCIDENT_SETUP = "incident_setup"
+    ESCALATION_CHECK = "escalation_check"
+    RELATED_NOTE = "related_note"
+    STORM_DIGEST = "storm_digest"
+    AUTO_RESOLVE = "auto_resolve"
+    RESOLUTION_NOTE = "resolution_note"
+    REOPEN_NOTE = "reopen_note"
+    POSTMORTEM = "postmortem"
+
+
+ORDERED_KINDS = (JobKind.EVENT, JobKind.INCIDENT_SETUP)
 RESOLVED = "resolved"
 UNFINISHED = ("pending", "sending")
 # Every job state. pending and sending are unfinished; the rest are terminal: delivered, dry_run (printed, not

@@ -365,3 +365,10 @@ def test_reopen_within_0_turns_reopening_off(tmp_path: Path, pd: FakePagerDuty) 
     again = bridge.alert("a3")
     assert again["outcome"] == "opened" and again["incident_id"] != incident["id"]
     bridge.close()
+
+
+def test_every_follow_up_kind_has_a_handler_and_every_handler_a_kind() -> None:
+    from bridge.followups import HANDLERS
+    from bridge.store import JobKind
+
+    assert set(HANDLERS) == set(JobKind) - {JobKind.EVENT}
