@@ -1,0 +1,22 @@
+"""The one place where benchmarks/ imports the tests package: see the marked block below.
+
+When the test-support modules move again, only the marked block changes. Nothing else of the tests package is
+used: the PostgreSQL database helper is `bench.postgres`, the Alertmanager launcher `bench.alertmanager`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# ---- BEGIN imports from tests/ (the only ones in benchmarks/; fix these lines when tests/support moves) --------
+from tests.support.fakes.pagerduty import FakePagerDuty, Reply  # noqa: E402
+from tests.support.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env  # noqa: E402
+
+# ---- END imports from tests/ -----------------------------------------------------------------------------------
+
+__all__ = ["REPO", "ROUTING_KEY", "TOKEN", "BridgeProcess", "FakePagerDuty", "Reply", "bridge_env"]
