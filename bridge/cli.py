@@ -40,20 +40,35 @@ def example_payloads() -> list[Path]:
     return sorted(packaged.glob("*.json"))
 
 
+# Threads per web worker. One worker's threads share one interpreter lock, so throughput comes from processes: on
+# the 2-core machine, 2 workers x 4 threads took 1,255 receipts/s with the slowest at 20 ms, where 1 x 8 took 750
+# (benchmarks/README.md).
+DEFAULT_THREADS = 4
+
+
+def default_workers() -> int:
+    """One web worker per CPU, at least 2 (a slow request never holds the only interpreter) and at most 4 (the
+    journal has one writer at a time on SQLite; more processes only queue for it)."""
+    import os
+
+    return max(2, min(4, os.cpu_count() or 1))
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--workers", default=1, show_default=True, type=int, help="gunicorn worker processes.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Threads per gunicorn worker.")
+@click.option("--workers", default=None, type=int,
+              help="gunicorn worker processes  [default: one per CPU, 2 to 4; measured in benchmarks/RESULTS.md]")
+@click.option("--threads", default=DEFAULT_THREADS, show_default=True, type=int, help="Threads per gunicorn worker.")
 @click.option("--demo", is_flag=True, help="Once up, replay the example Datadog alerts into the bridge and "
               "print what is decided and (in dry-run) what would be paged.")
-def serve(host: str, port: int, workers: int, threads: int, demo: bool) -> None:
+def serve(host: str, port: int, workers: int | None, threads: int, demo: bool) -> None:
     """Run the web app and the delivery worker (Ctrl-C or SIGTERM drains and stops both)."""
     from bridge.server import Supervisor, configure_logging, replay, wait_until_ready
 
     configure_logging()
     settings = _settings()
-    supervisor = Supervisor(settings, host, port, workers=workers, threads=threads)
+    supervisor = Supervisor(settings, host, port, workers=workers or default_workers(), threads=threads)
     try:
         # Database, rules and the port are checked before the demo starts: with the port in use, the demo would
         # post its alerts to whichever process holds it. A ConfigError goes to `run`, which prints one line.

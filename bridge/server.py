@@ -107,7 +107,7 @@ def check_port(host: str, port: int) -> None:
 class Supervisor:
     """Runs gunicorn and the delivery worker as children and relays signals to them."""
 
-    def __init__(self, settings: Settings, host: str, port: int, *, workers: int = 1, threads: int = 8) -> None:
+    def __init__(self, settings: Settings, host: str, port: int, *, workers: int = 2, threads: int = 4) -> None:
         self.settings = settings
         self.host = host
         self.port = port

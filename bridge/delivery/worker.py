@@ -245,18 +245,31 @@ class DeliveryWorker:
                 log.exception("delivery loop error; retrying")
                 worked = False
             if not worked:
-                self.wake.wait(self._idle_wait(idle_sleep))
+                wait, rate_limited = self._idle_wait(idle_sleep)
+                if rate_limited:
+                    # New events cannot leave before the budget frees: the stage's wake-ups would only make the
+                    # worker look again (a query over every queued event) many times a second.
+                    self.stop_event.wait(wait)
+                else:
+                    self.wake.wait(wait)
                 self.wake.clear()
         log.info("delivery worker stopped")
 
-    def _idle_wait(self, idle_sleep: float) -> float:
+    def _idle_wait(self, idle_sleep: float) -> tuple[float, bool]:
+        """How long to wait for the next due job, at most `idle_sleep`, and whether the Events API budget is spent
+        (events then do not count, and the wait ends when the budget frees)."""
+        now = self.clock()
         try:
-            due = self.store.next_due_at()
+            limited_until = self.rate_limited_until(now)
+            due = self.store.next_due_at(exclude_kinds=(JobKind.EVENT,) if limited_until is not None else ())
         except Exception:
-            return idle_sleep
-        if due is None:
-            return idle_sleep
-        return max(0.01, min(idle_sleep, due - self.clock()))
+            return idle_sleep, False
+        wait = idle_sleep
+        if limited_until is not None:
+            wait = min(wait, limited_until - now)
+        if due is not None:
+            wait = min(wait, due - now)
+        return max(0.01, wait), limited_until is not None
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:

@@ -41,23 +41,32 @@ from bridge.store import JOURNAL_CHANNEL, Accepted, JournalEntry, PipelineBatch,
 
 log = logging.getLogger(__name__)
 
-# Entries per transaction: enough that a storm is decided in a few dozen commits, few enough that one batch holds
-# the database's write lock for well under a second.
-BATCH_SIZE = 500
+# Entries read per transaction, at most (the time budget below usually ends a batch first).
+BATCH_SIZE = 200
+# And at most this long per transaction: on SQLite the batch holds the database's one write lock, and a receipt
+# waiting for it sleeps in SQLite's busy-handler steps (1, 2, 5, 10, 15... ms), so long batches are what makes
+# webhook answers slow. A few milliseconds is dozens of alerts, so commits stay amortized.
+BATCH_SECONDS = 0.005
 
 
-def decide_batch(batch: PipelineBatch, ruleset: Ruleset | None) -> int:
-    """Decide every entry of the batch, in order; returns how many."""
-    entries = batch.entries
-    if not entries:
+def decide_batch(batch: PipelineBatch, ruleset: Ruleset | None, *,
+                 budget: float | None = None) -> int:
+    """Decide the entries of the batch in order, stopping after `budget` seconds (the rest stay undecided, for
+    the next batch); returns how many were decided."""
+    oldest = batch.oldest
+    if oldest is None:
         return 0
+    deadline = time.perf_counter() + budget if budget is not None else None
     settings = PipelineSettings.of(ruleset)
     specs = inhibit.inhibiting_rules(ruleset)
-    oldest = min(e.journaled_at for e in entries)
     silences = [load_silence(r) for r in batch.silence_records(oldest)]
-    for entry in entries:
+    decided = 0
+    for entry in batch.entries():
         decide_entry(batch, entry, settings, specs, silences)
-    return len(entries)
+        decided += 1
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+    return decided
 
 
 def decide_entry(batch: PipelineBatch, entry: JournalEntry, settings: PipelineSettings,
@@ -105,11 +114,13 @@ class PipelineStage:
     """Decides the journal. `run_once` decides one batch; `run` loops, woken by the journal's signal."""
 
     def __init__(self, store: Store, current_ruleset: Callable[[], Ruleset | None], *, database_url: str = "",
-                 batch_size: int = BATCH_SIZE, on_decided: Callable[[], None] = lambda: None) -> None:
+                 batch_size: int = BATCH_SIZE, batch_seconds: float | None = BATCH_SECONDS,
+                 on_decided: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.current_ruleset = current_ruleset
         self.database_url = database_url
         self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
         self.on_decided = on_decided
         self.stop_event = threading.Event()
 
@@ -119,7 +130,7 @@ class PipelineStage:
         ruleset = self.current_ruleset()
         try:
             with self.store.pipeline_batch(self.batch_size) as batch:
-                return decide_batch(batch, ruleset)
+                return decide_batch(batch, ruleset, budget=self.batch_seconds)
         except sa.exc.DBAPIError:
             raise  # the database is down, locked or full: the batch waits for it, untouched
         except Exception as exc:  # our bug, or an entry we cannot read: find it, so it cannot stall the journal
@@ -149,10 +160,13 @@ class PipelineStage:
         while True:
             done = self.run_once()
             total += done
-            if done:
-                self.on_decided()
-            if done < self.batch_size:
+            if not done:
                 return total
+            self.on_decided()
+            if self.batch_seconds:
+                # Step aside as long as the batch took: receipts waiting for SQLite's write lock get it (they retry
+                # on sleeps, so a stage that began its next batch at once would keep winning the lock).
+                self.stop_event.wait(self.batch_seconds)
 
     def run(self) -> None:
         """Loop until `stop_event` is set: drain the journal, then wait for its signal (or the poll)."""

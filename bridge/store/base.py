@@ -16,8 +16,9 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from bridge.store.engine import create_engine, database_error
+from bridge.store.engine import WRITE_OPTION, create_engine, database_error
 from bridge.store.schema import ADDED_COLUMNS, WRITER_LOCK, alerts, incidents, jobs, metadata
+from bridge.store.writer import NoWriterLock, WriterLock
 
 log = logging.getLogger("bridge.store")
 
@@ -33,6 +34,9 @@ class StoreBase:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
         self._local = threading.local()
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._writer: WriterLock | NoWriterLock = (
+            WriterLock(database) if database and database != ":memory:" else NoWriterLock())
         insert: Any = (sa.dialects.postgresql.insert if self.is_postgres else sa.dialects.sqlite.insert)(alerts)
         # Built once: the receipt's one statement. A repeat of (source, event id) inserts nothing and returns no id.
         self._journal_insert = insert.on_conflict_do_nothing(
@@ -81,7 +85,8 @@ class StoreBase:
         `serialized`: on PostgreSQL, wait for the other serialized transactions of every replica first (see
         `WRITER_LOCK`); on SQLite every write transaction already is.
         """
-        with self.engine.begin() as conn:
+        with self._writer.held(), self.engine.connect() as conn, \
+                conn.execution_options(**{WRITE_OPTION: True}).begin():
             if self.is_postgres:
                 conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
                 if serialized:

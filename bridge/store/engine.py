@@ -39,7 +39,9 @@ def create_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writes (`Store.transaction`) take the write lock at BEGIN; reads begin deferred, so in WAL mode they
+            # never wait for, nor hold up, a writer (every read used to queue for the one write lock).
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
 
         return engine
     connect_args: dict[str, Any] = {}
@@ -50,6 +52,8 @@ def create_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
+# The execution option that marks a connection's transaction as a write (SQLite: BEGIN IMMEDIATE).
+WRITE_OPTION = "bridge_write"
 SYNCHRONOUS_SETTING = "BRIDGE_SQLITE_SYNCHRONOUS"
 
 

@@ -120,15 +120,16 @@ class JournalStore(IncidentStore):
         ts = _ts(now)
         rows = [_journal_row(alert, decision, ts) for alert, decision in decided]
         ids: list[int | None] = []
-        raw.execute("BEGIN IMMEDIATE")
-        try:
-            for row in rows:
-                found = raw.execute(_SQLITE_JOURNAL_INSERT, row).fetchone()
-                ids.append(int(found[0]) if found is not None else None)
-            raw.execute("COMMIT")
-        except BaseException:
-            raw.execute("ROLLBACK")
-            raise
+        with self._writer.held():  # see bridge.store.writer: queue here, not in SQLite's busy handler
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    found = raw.execute(_SQLITE_JOURNAL_INSERT, row).fetchone()
+                    ids.append(int(found[0]) if found is not None else None)
+                raw.execute("COMMIT")
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
         results = []
         for row, alert_id in zip(rows, ids, strict=True):
             if alert_id is not None:
@@ -189,12 +190,11 @@ class JournalStore(IncidentStore):
         Serialized: on PostgreSQL one stage of any replica at a time owns the journal (the writer lock), and
         the follow-ups that resolve incidents wait for it.
         """
-        horizon = self.journal_horizon()
+        # SQLite commits one writer at a time, in id order: everything committed is below any horizon.
+        horizon = self.journal_horizon() if self.is_postgres else None
         with self.transaction(serialized=True) as conn:
-            rows = conn.execute(sa.select(
-                alerts.c.id, alerts.c.journaled_at, alerts.c.group_key, alerts.c.dedup_key, alerts.c.alert_json,
-                alerts.c.decision_json).where(alerts.c.decided_at.is_(None), alerts.c.id <= horizon)
-                .order_by(alerts.c.id).limit(limit)).all()
+            query = _UNDECIDED if horizon is None else _UNDECIDED.where(alerts.c.id <= horizon)
+            rows = conn.execute(query.limit(limit)).all()
             yield PipelineBatch(self, conn, rows)
 
     # -- the pipeline's writes (inside a PipelineBatch) ---------------------------------------------------
@@ -373,6 +373,10 @@ class InhibitCandidate:
     first_alert: Alert | None
 
 
+_UNDECIDED = (sa.select(alerts.c.id, alerts.c.journaled_at, alerts.c.group_key, alerts.c.dedup_key,
+                        alerts.c.alert_json, alerts.c.decision_json)
+              .where(alerts.c.decided_at.is_(None)).order_by(alerts.c.id))
+
 # The pipeline's statements, built once with bound parameters: building SQLAlchemy expressions per alert cost more
 # than SQLite running them (a storm is decided at thousands of alerts per batch).
 _B = sa.bindparam
@@ -411,11 +415,17 @@ class PipelineBatch:
         self.entry_ids = [int(r.id) for r in rows]
 
     @property
-    def entries(self) -> list[JournalEntry]:
-        """The batch's entries, read back into Alerts and Decisions (raises on a row that cannot be read)."""
-        return [JournalEntry(r.id, Alert.from_dict(json.loads(r.alert_json)),
-                             Decision.from_dict(json.loads(r.decision_json)), r.journaled_at or 0.0, r.group_key,
-                             r.dedup_key) for r in self._rows]
+    def oldest(self) -> float | None:
+        """The receipt time of the batch's oldest entry (None for an empty batch)."""
+        return min((r.journaled_at or 0.0 for r in self._rows), default=None)
+
+    def entries(self) -> Iterator[JournalEntry]:
+        """The batch's entries in order, each read back into its Alert and Decision as it is reached (a batch
+        cut short by its time budget does not read the rest); raises on a row that cannot be read."""
+        for r in self._rows:
+            yield JournalEntry(r.id, Alert.from_dict(json.loads(r.alert_json)),
+                               Decision.from_dict(json.loads(r.decision_json)), r.journaled_at or 0.0, r.group_key,
+                               r.dedup_key)
 
     def silence_records(self, at: float) -> list[dict[str, Any]]:
         """Stored silences not ended or expired at `at`."""

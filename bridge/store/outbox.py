@@ -90,6 +90,12 @@ class OutboxStore(AuditStore):
         query = query.order_by(jobs.c.priority, jobs.c.id).limit(1)
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
+        else:
+            # Look before taking SQLite's write lock: an idle or rate-limited worker polls often, and a poll that
+            # finds nothing must not hold up a receipt.
+            with self.engine.connect() as probe:
+                if probe.execute(query).first() is None:
+                    return None
         with self.transaction() as conn:
             row = conn.execute(query).first()
             if row is None:
@@ -117,11 +123,13 @@ class OutboxStore(AuditStore):
                     released += 1
         return released
 
-    def next_due_at(self) -> float | None:
-        """When the earliest pending job is due (None when nothing is pending)."""
+    def next_due_at(self, exclude_kinds: Sequence[str] = ()) -> float | None:
+        """When the earliest pending job (not of `exclude_kinds`) is due (None when nothing is pending)."""
+        query = sa.select(sa.func.min(jobs.c.next_attempt_at)).where(jobs.c.state == "pending")
+        if exclude_kinds:
+            query = query.where(jobs.c.kind.not_in(list(exclude_kinds)))
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.min(jobs.c.next_attempt_at)).where(
-                jobs.c.state == "pending")).scalar()
+            return conn.execute(query).scalar()
 
     def job_delivered(self, job_id: int, now: float, *, dry_run: bool, response: dict[str, Any] | None,
                       then: Sequence[NewJob] = ()) -> None:

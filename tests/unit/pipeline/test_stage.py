@@ -102,7 +102,7 @@ def test_a_batch_rolled_back_mid_way_is_decided_the_same_when_redone(store: Stor
         real(*args, **kwargs)  # type: ignore[arg-type]
 
     with pytest.raises(Crash), store.pipeline_batch(100) as b:
-        for entry in b.entries:
+        for entry in b.entries():
             dying(b, entry, PipelineSettings.of(NO_STORMS), {}, [])
     assert store.journal_status()["undecided"] == 9 and count(store, incidents) == 0
 
