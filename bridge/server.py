@@ -263,7 +263,7 @@ def run_worker(settings: Settings) -> int:
                             max_internal_failures=int(os.environ.get("BRIDGE_MAX_INTERNAL_FAILURES",
                                                                      str(MAX_INTERNAL_FAILURES))))
     stage = PipelineStage(store, lambda: holder.current, database_url=settings.database_url,
-                          on_decided=worker.wake.set)
+                          on_decided=worker.notify)
     stage_thread = threading.Thread(target=stage.run, name="pipeline-stage", daemon=True)
     stage_thread.start()
     try:

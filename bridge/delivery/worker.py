@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from typing import Any, Protocol, TextIO
 
 from bridge.config import Settings
@@ -43,6 +44,14 @@ log = logging.getLogger(__name__)
 MAX_INTERNAL_FAILURES = 5
 # The longest error summary kept on a job (the store keeps 2000 characters; a summary is one line).
 SUMMARY_LENGTH = 500
+
+
+class Lane(StrEnum):
+    """Which jobs a delivery loop takes: the pages, the follow-ups, or (one loop, as tests drive it) both."""
+
+    EVENTS = "events"
+    FOLLOW_UPS = "follow-ups"
+    ALL = "all"
 
 
 class FollowUpHandler(Protocol):
@@ -78,8 +87,8 @@ class DeliveryWorker:
             self.client = EventsClient(settings.routing_key.reveal(), settings.events_url,
                                        timeout=settings.http_timeout_seconds, verify=settings.tls_verify())
         self.stop_event = threading.Event()
-        # Set by the pipeline stage when it queued jobs, and by `stop`: the idle wait ends at once.
-        self.wake = threading.Event()
+        # Set by the pipeline stage when it queued jobs (`notify`), and by `stop`: the lanes' idle waits end at once.
+        self.wake = {lane: threading.Event() for lane in (Lane.EVENTS, Lane.FOLLOW_UPS)}
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         # A send never outlasts the HTTP timeout; a lease a little longer than that is never taken by another
         # worker while the send can still succeed.
@@ -88,7 +97,7 @@ class DeliveryWorker:
     def stop(self) -> None:
         """Finish the job in hand, then return from `run`."""
         self.stop_event.set()
-        self.wake.set()
+        self.notify()
 
     def close(self) -> None:
         """Release the HTTP client."""
@@ -104,13 +113,17 @@ class DeliveryWorker:
             return now + 1.0
         return None
 
-    def run_once(self) -> bool:
-        """Deliver at most one due job. Returns True when a job was handled."""
+    def run_once(self, lane: Lane = Lane.ALL) -> bool:
+        """Deliver at most one due job of `lane`. Returns True when a job was handled."""
         now = self.clock()
         # Past the per-minute budget, events wait in the outbox (the most severe first once it frees up);
         # follow-ups, which go to the REST API, still run.
-        exclude = ("event",) if self.rate_limited_until(now) is not None else ()
-        job = self.store.lease_job(now, self.lease_seconds, self.owner, exclude_kinds=exclude)
+        limited = lane is not Lane.FOLLOW_UPS and self.rate_limited_until(now) is not None
+        if lane is Lane.EVENTS and limited:
+            return False
+        exclude = (JobKind.EVENT,) if limited or lane is Lane.FOLLOW_UPS else ()
+        only = (JobKind.EVENT,) if lane is Lane.EVENTS else ()
+        job = self.store.lease_job(now, self.lease_seconds, self.owner, exclude_kinds=exclude, only_kinds=only)
         if job is None:
             return False
         if job["kind"] == JobKind.EVENT:
@@ -232,36 +245,56 @@ class DeliveryWorker:
         self.out.write("DRY-RUN (no PAGERDUTY_ROUTING_KEY, nothing sent): " + json.dumps(line) + "\n")
         self.out.flush()
 
-    def run(self, idle_sleep: float = 0.1) -> None:
-        """Loop until `stop_event` is set; finishes the job in hand before stopping."""
+    def run(self, idle_sleep: float = 0.5) -> None:
+        """Loop until `stop_event` is set; finishes the jobs in hand before stopping.
+
+        Two lanes, each a thread: events (the pages) and follow-ups (REST calls, related-incident lookups, notes).
+        A slow follow-up never holds a page back, and a page never waits for one.
+        """
         log.info("delivery worker started (%s)", "dry-run" if self.dry_run else "sending to PagerDuty")
         released = self.store.release_orphaned_leases(socket.gethostname(), _pid_alive, self.clock())
         if released:
             log.warning("released %d job(s) left mid-send by a worker that died; they go out now", released)
-        while not self.stop_event.is_set():
-            try:
-                worked = self.run_once()
-            except Exception:  # the worker must outlive a database hiccup; the job stays in the outbox
-                log.exception("delivery loop error; retrying")
-                worked = False
-            if not worked:
-                wait, rate_limited = self._idle_wait(idle_sleep)
-                if rate_limited:
-                    # New events cannot leave before the budget frees: the stage's wake-ups would only make the
-                    # worker look again (a query over every queued event) many times a second.
-                    self.stop_event.wait(wait)
-                else:
-                    self.wake.wait(wait)
-                self.wake.clear()
+        follow_ups = threading.Thread(target=self._loop, args=(Lane.FOLLOW_UPS, idle_sleep), name="follow-ups",
+                                      daemon=True)
+        follow_ups.start()
+        self._loop(Lane.EVENTS, idle_sleep)
+        follow_ups.join(timeout=self.lease_seconds)
         log.info("delivery worker stopped")
 
-    def _idle_wait(self, idle_sleep: float) -> tuple[float, bool]:
-        """How long to wait for the next due job, at most `idle_sleep`, and whether the Events API budget is spent
-        (events then do not count, and the wait ends when the budget frees)."""
+    def notify(self) -> None:
+        """New jobs may be due (the pipeline stage queued some): both lanes look now."""
+        for event in self.wake.values():
+            event.set()
+
+    def _loop(self, lane: Lane, idle_sleep: float) -> None:
+        wake = self.wake[lane]
+        while not self.stop_event.is_set():
+            try:
+                worked = self.run_once(lane)
+            except Exception:  # the worker must outlive a database hiccup; the job stays in the outbox
+                log.exception("delivery loop error (%s); retrying", lane.value)
+                worked = False
+            if not worked:
+                wait, rate_limited = self._idle_wait(lane, idle_sleep)
+                if rate_limited:
+                    # New events cannot leave before the budget frees: the stage's wake-ups would only make the
+                    # lane look again (a query over every queued event) many times a second.
+                    self.stop_event.wait(wait)
+                else:
+                    wake.wait(wait)
+                wake.clear()
+
+    def _idle_wait(self, lane: Lane, idle_sleep: float) -> tuple[float, bool]:
+        """How long `lane` waits for its next due job, at most `idle_sleep`, and whether the Events API budget is
+        spent (the events lane then waits until it frees)."""
         now = self.clock()
         try:
-            limited_until = self.rate_limited_until(now)
-            due = self.store.next_due_at(exclude_kinds=(JobKind.EVENT,) if limited_until is not None else ())
+            limited_until = self.rate_limited_until(now) if lane is Lane.EVENTS else None
+            if lane is Lane.EVENTS:
+                due = self.store.next_due_at(only_kinds=(JobKind.EVENT,))
+            else:
+                due = self.store.next_due_at(exclude_kinds=(JobKind.EVENT,))
         except Exception:
             return idle_sleep, False
         wait = idle_sleep

@@ -67,7 +67,7 @@ class OutboxStore(AuditStore):
                           now + job.delay, priority=job.priority, dedupe=job.dedupe)
 
     def lease_job(self, now: float, lease_seconds: float = 60.0, owner: str = "",
-                  exclude_kinds: Sequence[str] = ()) -> dict[str, Any] | None:
+                  exclude_kinds: Sequence[str] = (), only_kinds: Sequence[str] = ()) -> dict[str, Any] | None:
         """Take the next due job, most severe first, never overtaking an earlier job of the same dedup key.
 
         A job whose lease expired (its worker died mid-send) is due again.
@@ -87,6 +87,8 @@ class OutboxStore(AuditStore):
         query = sa.select(jobs).where(due, ~blocked)
         if exclude_kinds:
             query = query.where(jobs.c.kind.not_in(list(exclude_kinds)))
+        if only_kinds:
+            query = query.where(jobs.c.kind.in_(list(only_kinds)))
         query = query.order_by(jobs.c.priority, jobs.c.id).limit(1)
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
@@ -123,11 +125,14 @@ class OutboxStore(AuditStore):
                     released += 1
         return released
 
-    def next_due_at(self, exclude_kinds: Sequence[str] = ()) -> float | None:
-        """When the earliest pending job (not of `exclude_kinds`) is due (None when nothing is pending)."""
+    def next_due_at(self, exclude_kinds: Sequence[str] = (), only_kinds: Sequence[str] = ()) -> float | None:
+        """When the earliest pending job (of `only_kinds`, not of `exclude_kinds`) is due (None when nothing is
+        pending)."""
         query = sa.select(sa.func.min(jobs.c.next_attempt_at)).where(jobs.c.state == "pending")
         if exclude_kinds:
             query = query.where(jobs.c.kind.not_in(list(exclude_kinds)))
+        if only_kinds:
+            query = query.where(jobs.c.kind.in_(list(only_kinds)))
         with self.engine.connect() as conn:
             return conn.execute(query).scalar()
 
