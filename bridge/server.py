@@ -31,6 +31,7 @@ from flask import Flask
 from bridge.config import Settings
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.logformat import LOG_FORMAT, EscapingFormatter, escaping
+from bridge.receivers import WARNED_AT_START, warn_unconfigured
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
 from bridge.web import create_app, is_loopback
@@ -136,6 +137,7 @@ class Supervisor:
                  result.ruleset.hash)
         if self.settings.dry_run:
             log.warning("no PAGERDUTY_ROUTING_KEY set: DRY-RUN, pages are recorded and printed, never sent")
+        warn_unconfigured(self.settings)
         rest = make_rest(self.settings)  # fails here, with its reason, when the REST settings are incomplete
         if rest is None:
             log.warning("no PAGERDUTY_API_TOKEN set: no priorities, responder requests or notes on incidents")
@@ -170,6 +172,8 @@ class Supervisor:
         env = dict(os.environ)
         if self.holder is not None:
             env["BRIDGE_RULES"] = str(self.holder.path)
+        if self.prepared:
+            env[WARNED_AT_START] = "1"  # `prepare` warned about unconfigured receivers once, for all of them
         return env
 
     def run(self) -> int:

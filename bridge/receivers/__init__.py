@@ -29,9 +29,17 @@ def build_receivers(settings: Settings, rules_path: Path) -> dict[str, Receiver]
 
 # Settings already warned about in this process: once is enough, however many apps a process builds.
 _warned: set[str] = set()
+# Set by `serve` for its children once it has warned at start: each of its web workers would say it again.
+WARNED_AT_START = "BRIDGE_START_WARNINGS_SHOWN"
 
 
 def _warn_unconfigured(settings: Settings) -> None:
+    if os.environ.get(WARNED_AT_START) != "1":
+        warn_unconfigured(settings)
+
+
+def warn_unconfigured(settings: Settings) -> None:
+    """Warn (once per process) about receivers that will refuse every request for want of a setting."""
     from bridge.receivers.gcp_pubsub import AUDIENCE_MISSING
 
     gcp = settings.receivers.get("gcp-pubsub", {})

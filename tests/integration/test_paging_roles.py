@@ -179,6 +179,7 @@ def test_a_storm_of_5000_alerts_becomes_one_incident_within_the_events_rate(tmp_
         for start in range(0, 5000, 250):
             r = bridge.post("/webhooks/alertmanager", alertmanager_batch(start, 250))
             assert r.status_code == 202, r.text
+        bridge.wait_decided()
         incidents = bridge.get("/api/v1/incidents?limit=1000").json()["incidents"]
         assert len(incidents) == 1
         incident = incidents[0]

@@ -81,6 +81,8 @@ def page_then_recover(bridge: BridgeProcess, pd: FakePagerDuty, event_id: str, *
     """Post a trigger, wait until PagerDuty has it, post its recovery; the dedup key."""
     key = str(post_alert(bridge, alert(f"{event_id}-t", **kwargs))["alerts"][0]["dedup_key"])
     wait_for(lambda: pd.triggers_for(key))
+    # The incident's set-up (a follow-up, in its own lane) records which PagerDuty incident it is.
+    wait_for(lambda: (bridge.get(f"/api/v1/incidents/{key}").json().get("pagerduty") or {}).get("id"))
     recovered = post_alert(bridge, alert(f"{event_id}-r", transition="Recovered", **{**kwargs, "value": 0}))
     assert recovered["alerts"][0]["action"] == "resolve", recovered
     wait_for(lambda: resolved_in_pagerduty(pd, key))

@@ -89,6 +89,14 @@ class BridgeProcess:
         h = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx2.get(f"{self.url}{path}", headers=h, timeout=10.0)
 
+    def wait_decided(self, timeout: float = 60.0) -> None:
+        """Wait until the pipeline stage has decided every accepted alert (`GET /api/v1/pipeline`)."""
+        def drained() -> bool:
+            r = self.get("/api/v1/pipeline")
+            return r.status_code == 200 and r.json()["journal"]["undecided"] == 0
+
+        assert wait_for(drained, timeout=timeout), f"alerts still undecided after {timeout}s"
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM the supervisor and wait: both children drain and stop."""
         assert self.proc is not None
