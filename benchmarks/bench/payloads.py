@@ -57,9 +57,8 @@ def encode(event: dict[str, Any]) -> bytes:
 
 
 def unique_body(run: str, i: int) -> bytes:
-    """Alert `i` of a stream where each alert is its own incident: unique event id, monitor and scope (the
-    shape of `payload()` in benchmarks/ingest.py, at Datadog's size). Storms never merge these: a storm is
-    counted per rule and monitor."""
+    """Alert `i` of a stream where each alert is its own incident: unique event id, monitor and scope, at
+    Datadog's size. Storms never merge these: a storm is counted per rule and monitor."""
     return encode(datadog_event(
         event_id=f"{run}-{i}", monitor_id=str(100000 + i),
         title=f"[Triggered on {{service:svc-{i}}}] Error rate high", scope=f"service:svc-{i},env:prod",

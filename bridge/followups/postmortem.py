@@ -17,7 +17,7 @@ def postmortem(ctx: FollowUpContext, job: dict[str, Any]) -> None:
         return  # reopened before the draft was due: the next resolution queues it again
     ruleset = ctx.holder.current
     facts = postmortem_facts(ctx.store, incident)
-    p2_flag = bool(ruleset.settings.get("postmortem_p2")) or any(
+    p2_flag = ruleset.settings.postmortem_p2 or any(
         (rule.extra.get("postmortem") and rule.name in facts.rules) for rule in ruleset.rules)
     if not needs_postmortem(facts.peak_severity, p2_flag=p2_flag):
         return

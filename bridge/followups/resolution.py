@@ -55,7 +55,7 @@ def resolution_note(ctx: FollowUpContext, job: dict[str, Any]) -> None:
     holders = {role: recorded.get(role) or holder_text(ruleset, role) for role, _ in CHECKLIST}
     facts = postmortem_facts(ctx.store, incident)
     draft = final_update_text(facts, reopens=len(details.get("reopens") or []))
-    mode = final_update_mode(ruleset.settings, _rule_extra(ruleset, incident.get("rule")))
+    mode = final_update_mode(ruleset.settings.final_update, _rule_extra(ruleset, incident.get("rule")))
     if ctx.rest is None:
         ctx.store.merge_incident_details(incident["id"], stakeholder_update={
             "resolution": number, "mode": mode, "state": "skipped", "text": draft})

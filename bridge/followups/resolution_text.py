@@ -88,11 +88,10 @@ def _oneline(text: object) -> str:
     return " ".join(str(text or "").split())
 
 
-def final_update_mode(settings: Mapping[str, Any], rule_extra: Mapping[str, Any] | None = None) -> str:
+def final_update_mode(default: str | None, rule_extra: Mapping[str, Any] | None = None) -> str:
     """`note` or `status_update`: the incident's rule's `final_update` when it sets one, else the ruleset's
-    `settings.final_update`, else `note` (the rules loader has already refused any other value)."""
-    for source in (rule_extra or {}, settings):
-        mode = source.get("final_update")
+    `settings.final_update` (`default`), else `note` (the rules loader has already refused any other value)."""
+    for mode in ((rule_extra or {}).get("final_update"), default):
         if mode in FINAL_UPDATE_MODES:
             return str(mode)
     return FINAL_UPDATE_NOTE

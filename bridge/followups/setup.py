@@ -38,7 +38,7 @@ def incident_setup(ctx: FollowUpContext, job: dict[str, Any]) -> None:
     pd_id, _url = ctx.pd_incident(incident)
     priority_id = None
     if is_declared:
-        priority_id = ctx.rest.priority_for(severity.name, ruleset.settings.get("priority_names") or {})
+        priority_id = ctx.rest.priority_for(severity.name, ruleset.settings.priority_names)
     ctx.rest.set_priority_and_urgency(pd_id, priority_id, severity.urgency)
     if not wanted:
         return

@@ -32,11 +32,10 @@ from bridge.delivery.events import build_event
 from bridge.model import Action, Alert, Decision, Notice
 from bridge.pipeline import inhibit, storm
 from bridge.pipeline.policy import PolicyContext, plan
-from bridge.pipeline.settings import PipelineSettings
 from bridge.pipeline.silences.apply import apply_silences, load_silence
 from bridge.pipeline.silences.model import Silence
 from bridge.pipeline.wake import POLL_SECONDS, Listener, listener_for
-from bridge.rules.model import Ruleset
+from bridge.rules.model import Ruleset, RulesetSettings
 from bridge.store import JOURNAL_CHANNEL, Accepted, JournalEntry, PipelineBatch, Store
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def decide_batch(batch: PipelineBatch, ruleset: Ruleset | None, *,
     if oldest is None:
         return 0
     deadline = time.perf_counter() + budget if budget is not None else None
-    settings = PipelineSettings.of(ruleset)
+    settings = ruleset.settings if ruleset is not None else RulesetSettings()
     specs = inhibit.inhibiting_rules(ruleset)
     silences = [load_silence(r) for r in batch.silence_records(oldest)]
     decided = 0
@@ -69,7 +68,7 @@ def decide_batch(batch: PipelineBatch, ruleset: Ruleset | None, *,
     return decided
 
 
-def decide_entry(batch: PipelineBatch, entry: JournalEntry, settings: PipelineSettings,
+def decide_entry(batch: PipelineBatch, entry: JournalEntry, settings: RulesetSettings,
                  specs: Mapping[str, Mapping[str, Any]], silences: Sequence[Silence]) -> None:
     """Steps 1-7 for one entry (see the module's docstring)."""
     now = datetime.fromtimestamp(entry.journaled_at, UTC)
@@ -89,7 +88,7 @@ def decide_entry(batch: PipelineBatch, entry: JournalEntry, settings: PipelineSe
 
 
 def context(batch: PipelineBatch, entry: JournalEntry, alert: Alert, decision: Decision,
-            settings: PipelineSettings, specs: Mapping[str, Mapping[str, Any]]) -> PolicyContext:
+            settings: RulesetSettings, specs: Mapping[str, Mapping[str, Any]]) -> PolicyContext:
     """Steps 2-5: the incidents around the alert, read from the batch's transaction."""
     own = batch.open_incident_of_group(entry.dedup_key)
     if own is not None or decision.action is not Action.PAGE or decision.severity is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,12 +10,13 @@ from bridge.postmortem.facts import postmortem_facts
 from bridge.postmortem.model import IncidentFacts
 from bridge.postmortem.render import render_postmortem
 from bridge.postmortem.templates import custom_template
+from bridge.rules.model import RulesetSettings
 
 if TYPE_CHECKING:
     from bridge.store import Store
 
 
-def draft(store: Store, rules_path: str | Path, settings: Mapping[str, Any], incident: dict[str, Any],
+def draft(store: Store, rules_path: str | Path, settings: RulesetSettings, incident: dict[str, Any],
           now: datetime, *, facts: IncidentFacts | None = None) -> str:
     """Render the post-mortem draft of an incident from what the store recorded (any severity, on demand).
 
@@ -26,7 +26,7 @@ def draft(store: Store, rules_path: str | Path, settings: Mapping[str, Any], inc
     inside the rules directory.
     """
     # custom_template refuses a template outside the rules directory, even if the ruleset holds one.
-    template, name = custom_template(rules_path, settings.get("postmortem_template"))
+    template, name = custom_template(rules_path, settings.postmortem_template)
     if facts is None:
         facts = postmortem_facts(store, incident)
     return render_postmortem(facts, template, now=now, template_name=name)

@@ -269,11 +269,9 @@ def _details(alert: Alert, applied: list[Rule], ruleset: Ruleset) -> dict[str, o
         for key, value in rule.extra.items():
             if key in DECISION_EXTRAS:
                 details.setdefault(key, value)
-    default_auto_resolve = ruleset.settings.get("auto_resolve_after")
+    default_auto_resolve = ruleset.settings.auto_resolve_after
     if default_auto_resolve and "auto_resolve_seconds" not in details:
-        from bridge.durations import parse_duration
-
-        details["auto_resolve_seconds"] = parse_duration(default_auto_resolve)
+        details["auto_resolve_seconds"] = default_auto_resolve
     return details
 
 

@@ -36,6 +36,7 @@ from bridge.rules.model import (
     Rule,
     RuleIndex,
     Ruleset,
+    RulesetSettings,
     SeverityMap,
     Target,
 )
@@ -397,7 +398,8 @@ class _Compiler:
         policy = PagingPolicy(levels=levels, category_roles=category_roles, **paging_extra)
         frozen = tuple(rules)
         return Ruleset(dimensions=dimensions, rules=frozen, categories=categories, roles=roles, paging=policy,
-                       cost=cost, settings=settings, hash=digest, files=files, index=RuleIndex(frozen))
+                       cost=cost, settings=RulesetSettings.of(settings), hash=digest, files=files,
+                       index=RuleIndex(frozen))
 
     # -- sections -----------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from bridge.durations import parse_duration
 from bridge.model import Action, Alert, Severity
 
 MATCHER_OPS = ("equals", "not_equals", "regex", "not_regex", "glob", "one_of", "not_one_of", "exists")
@@ -263,6 +264,53 @@ class PagingPolicy:
     customer_success_threshold_pct: float = 10.0
 
 
+# A storm: past this many new incidents of one rule and monitor within the window, new groups attach to the first
+# open incident of the window. Two: a monitor firing on a third host within five minutes is a storm, so a storm of
+# N monitors pages at most 2N times however many hosts it covers.
+DEFAULT_STORM_THRESHOLD = 2
+DEFAULT_STORM_WINDOW = 300
+# A group that fires again within this long after its incident resolved reopens that incident: the resolution did
+# not hold (flapping after a fix). 0 turns it off.
+DEFAULT_REOPEN_WITHIN = 1800
+
+
+@dataclass(frozen=True)
+class RulesetSettings:
+    """The rule files' `settings:`, typed once when the ruleset is built (durations in seconds)."""
+
+    postmortem_template: str | None = None
+    postmortem_p2: bool = False
+    priority_names: Mapping[str, str] = field(default_factory=dict)
+    storm_threshold: int = DEFAULT_STORM_THRESHOLD
+    storm_window: int = DEFAULT_STORM_WINDOW
+    auto_resolve_after: int | None = None
+    final_update: str | None = None
+    reopen_within: int = DEFAULT_REOPEN_WITHIN
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> RulesetSettings:
+        """From the merged `settings:` mappings. The loader has validated them and reports what is wrong with
+        file and line; a value it refused keeps its default here, so building never fails on it twice."""
+        def seconds(name: str, default: int | None) -> int | None:
+            try:
+                return parse_duration(raw[name]) if name in raw else default
+            except ValueError:
+                return default
+
+        threshold = raw.get("storm_threshold", DEFAULT_STORM_THRESHOLD)
+        return cls(
+            postmortem_template=str(raw["postmortem_template"]) if raw.get("postmortem_template") else None,
+            postmortem_p2=bool(raw.get("postmortem_p2", False)),
+            priority_names={str(k): str(v) for k, v in (raw.get("priority_names") or {}).items()},
+            storm_threshold=threshold if isinstance(threshold, int) and not isinstance(threshold, bool)
+            else DEFAULT_STORM_THRESHOLD,
+            storm_window=seconds("storm_window", DEFAULT_STORM_WINDOW) or 0,
+            auto_resolve_after=seconds("auto_resolve_after", None) or None,
+            final_update=str(raw["final_update"]) if raw.get("final_update") else None,
+            reopen_within=seconds("reopen_within", DEFAULT_REOPEN_WITHIN) or 0,
+        )
+
+
 @dataclass(frozen=True)
 class Ruleset:
     """Everything in a rules directory, validated and compiled."""
@@ -273,7 +321,7 @@ class Ruleset:
     roles: Mapping[str, RoleSpec] = field(default_factory=dict)
     paging: PagingPolicy = field(default_factory=PagingPolicy)
     cost: CostPolicy = field(default_factory=CostPolicy)
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    settings: RulesetSettings = field(default_factory=RulesetSettings)
     hash: str = ""
     files: tuple[str, ...] = ()
     index: RuleIndex | None = None

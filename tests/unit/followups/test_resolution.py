@@ -127,7 +127,7 @@ MODES = [
 
 @pytest.mark.parametrize(("settings", "extra", "expected"), [c[1:] for c in MODES], ids=[c[0] for c in MODES])
 def test_final_update_mode(settings: dict[str, Any], extra: dict[str, Any] | None, expected: str) -> None:
-    assert final_update_mode(settings, extra) == expected
+    assert final_update_mode(settings.get("final_update"), extra) == expected
 
 
 # -- monitors that fired ---------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.model import Action, Alert, AlertState, Decision, Severity
-from bridge.pipeline.settings import DEFAULT_STORM_THRESHOLD, PipelineSettings
 from bridge.pipeline.stage import PipelineStage, accept_and_decide
 from bridge.pipeline.wake import Doorbell, SocketListener, doorbell_address, listener_for
 from bridge.rules.loader import compile_sources
+from bridge.rules.model import DEFAULT_STORM_THRESHOLD
 from bridge.store import FAILED, PENDING, Store, alerts, incidents, jobs
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -103,7 +103,7 @@ def test_a_batch_rolled_back_mid_way_is_decided_the_same_when_redone(store: Stor
 
     with pytest.raises(Crash), store.pipeline_batch(100) as b:
         for entry in b.entries():
-            dying(b, entry, PipelineSettings.of(NO_STORMS), {}, [])
+            dying(b, entry, NO_STORMS.settings, {}, [])
     assert store.journal_status()["undecided"] == 9 and count(store, incidents) == 0
 
     PipelineStage(store, lambda: NO_STORMS).drain()
@@ -134,7 +134,7 @@ def test_an_entry_that_cannot_be_decided_is_set_aside_and_the_rest_go_on(store: 
 def test_a_monitor_firing_on_many_hosts_pages_at_most_the_storm_threshold(store: Store) -> None:
     # Five monitors across 40 hosts each, 4 alerts per host: the default storm threshold (2) pages 10 times.
     ruleset = compile_sources([("empty.yaml", "rules: []\n")]).ruleset
-    assert PipelineSettings.of(ruleset).storm_threshold == DEFAULT_STORM_THRESHOLD == 2
+    assert ruleset.settings.storm_threshold == DEFAULT_STORM_THRESHOLD == 2
     alerts_ = [page(f"m{m}-h{h}-{r}", f"m{m}:host-{h}", monitor=f"m{m}", host=f"host-{h}")
                for r in range(4) for m in range(5) for h in range(40)]
     store.journal(alerts_, [], T0)

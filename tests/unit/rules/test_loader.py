@@ -344,7 +344,7 @@ def test_postmortem_template_must_be_a_file_inside_the_rules_directory(tmp_path:
     (rules / "settings.yaml").write_text(
         f"settings:\n  postmortem_p2: true\n  postmortem_template: {json.dumps(value)}\n", encoding="utf-8")
     if error is None:
-        assert load_ruleset(rules).ruleset.settings["postmortem_template"] == value
+        assert load_ruleset(rules).ruleset.settings.postmortem_template == value
         return
     with pytest.raises(ConfigErrors) as info:
         load_ruleset(rules)
@@ -517,3 +517,21 @@ def test_schema_rejects_bad_files(name: str) -> None:
     data = yaml.safe_load((GOLDEN / f"{name}.yaml").read_text(encoding="utf-8"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema(), cls=jsonschema.Draft7Validator)
+
+
+SETTINGS = [
+    ("defaults", "", {"storm_threshold": 2, "storm_window": 300, "reopen_within": 1800, "auto_resolve_after": None,
+                      "final_update": None, "postmortem_p2": False, "postmortem_template": None}),
+    ("durations-read-once", "storm_window: 10m\n  reopen_within: 0\n  auto_resolve_after: 1d\n",
+     {"storm_window": 600, "reopen_within": 0, "auto_resolve_after": 86400}),
+    ("storms-off", "storm_threshold: 0\n", {"storm_threshold": 0}),
+    ("other-settings", "final_update: status_update\n  postmortem_p2: true\n  priority_names: {P0: SEV-1}\n",
+     {"final_update": "status_update", "postmortem_p2": True, "priority_names": {"P0": "SEV-1"}}),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [s[1:] for s in SETTINGS], ids=[s[0] for s in SETTINGS])
+def test_settings_are_typed_once(text: str, expected: dict[str, object]) -> None:
+    source = f"settings:\n  {text}" if text else "rules: []\n"
+    settings = compile_sources([("s.yaml", source)]).ruleset.settings
+    assert {k: getattr(settings, k) for k in expected} == expected
