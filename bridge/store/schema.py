@@ -115,6 +115,8 @@ jobs = sa.Table(
     sa.Column("dedupe", _text(255)),
 )
 sa.Index("ix_jobs_state_due", jobs.c.state, jobs.c.next_attempt_at)
+# The lease takes the most urgent due job: pending jobs in (priority, id) order, without sorting a backlog.
+sa.Index("ix_jobs_state_priority", jobs.c.state, jobs.c.priority, jobs.c.id)
 sa.Index("ix_jobs_dedup", jobs.c.dedup_key, jobs.c.id)
 sa.Index("ix_jobs_incident_kind", jobs.c.incident_id, jobs.c.kind)
 sa.Index("uq_jobs_dedupe", jobs.c.dedupe, unique=True)
