@@ -22,10 +22,11 @@ NOT_DEFAULTS = ("BRIDGE_RETRY_MULTIPLIER", "BRIDGE_RETRY_MAX", "BRIDGE_HTTP_TIME
 def serve_defaults() -> str:
     """`serve`'s default --workers and --threads, read from the CLI itself (the notes must not go stale)."""
     try:
-        from bridge.cli import serve
+        from bridge.cli import default_workers, serve
 
         defaults = {p.name: p.default for p in serve.params}
-        return f"gunicorn gthread, {defaults['workers']} worker x {defaults['threads']} threads"
+        workers = defaults["workers"] or default_workers()  # None: one per CPU, 2 to 4
+        return f"gunicorn gthread, {workers} workers x {defaults['threads']} threads"
     except Exception as exc:  # a note, never a reason to fail
         return f"defaults unreadable: {type(exc).__name__}"
 
