@@ -312,6 +312,10 @@ def test_reconciliation_marks_incidents_a_human_resolved(tmp_path: Path, pd: Fak
     bridge = BridgeProcess(tmp_path, env).start()
     key = post_alert(bridge, datadog_payload("rec-1", monitor="7007", value=6))["alerts"][0]["dedup_key"]
     incident = wait_for(lambda: pd_incident(pd, key))
+    # Killed once it has recorded its page (PagerDuty got it a moment before the bridge records it; a bridge
+    # killed in between sends it again at start, which other tests cover).
+    wait_for(lambda: any(j["kind"] == "event" and j["state"] == "delivered"
+                         for j in bridge.get("/api/v1/jobs").json()["jobs"]))
     bridge.kill()
     rest = pd.rest_client()
     rest.rput(f"/incidents/{incident.id}", json={"incident": {"type": "incident", "status": "resolved"}})
