@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 
 # Entries read per transaction, at most (the time budget below usually ends a batch first).
 BATCH_SIZE = 200
-# And at most this long per transaction: on SQLite the batch holds the database's one write lock, and a receipt
-# waiting for it sleeps in SQLite's busy-handler steps (1, 2, 5, 10, 15... ms), so long batches are what makes
-# webhook answers slow. A few milliseconds is dozens of alerts, so commits stay amortized.
+# And at most this long per transaction: on SQLite the batch holds the database's one writer (`store/writer.py`)
+# and every receipt waits for it, so a long batch is a slow webhook answer. A few milliseconds is dozens of alerts,
+# so commits stay amortized.
 BATCH_SECONDS = 0.005
 
 
@@ -163,8 +163,8 @@ class PipelineStage:
                 return total
             self.on_decided()
             if self.batch_seconds:
-                # Step aside as long as the batch took: receipts waiting for SQLite's write lock get it (they retry
-                # on sleeps, so a stage that began its next batch at once would keep winning the lock).
+                # Step aside as long as a batch may take: receipts waiting for the writer get it (a lock is not a
+                # queue, and a stage that began its next batch at once would often win it again).
                 self.stop_event.wait(self.batch_seconds)
 
     def run(self) -> None:
