@@ -85,7 +85,8 @@ def serve(host: str, port: int, workers: int | None, threads: int, demo: bool) -
             click.echo(f"demo: replaying {len(example_payloads())} example Datadog alerts into {url}")
             # Paced like real alerts, so each page leaves before the next alert (a recovery that arrives before
             # its trigger was sent drops the page, which would hide the story the demo tells).
-            replay(example_payloads(), url, settings.webhook_token.reveal() or None, pause=1.0)
+            replay(example_payloads(), url, settings.webhook_token.reveal() or None, pause=1.0,
+                   admin_token=settings.admin_token.reveal() or None)
             click.echo("demo: done. The bridge keeps running; see GET /api/v1/incidents, Ctrl-C to stop.")
 
         threading.Thread(target=run_demo, daemon=True).start()
@@ -112,7 +113,9 @@ def replay_cmd(paths: tuple[Path, ...], url: str, source: str) -> None:
     files: list[Path] = []
     for p in paths:
         files.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
-    failures = replay(files, url, _settings().webhook_token.reveal() or None, source)
+    settings = _settings()
+    failures = replay(files, url, settings.webhook_token.reveal() or None, source,
+                      admin_token=settings.admin_token.reveal() or None)
     sys.exit(1 if failures else 0)
 
 

@@ -300,9 +300,11 @@ def make_rest(settings: Settings) -> Any:
 
 
 def replay(paths: list[Path], url: str, token: str | None, source: str = "datadog",
-           out: Any = None, pause: float = 0.0) -> int:
+           out: Any = None, pause: float = 0.0, admin_token: str | None = None) -> int:
     """POST each payload file to `<url>/webhooks/<source>` and print the bridge's answer, one line each.
 
+    The answer comes as soon as an alert is journaled, with outcome "pending"; where the API can be read (with
+    `admin_token`, or from loopback when the bridge has none), the line shows the outcome the pipeline decided.
     Returns the number of files the bridge did not accept.
     """
     out = out or sys.stdout
@@ -330,9 +332,31 @@ def replay(paths: list[Path], url: str, token: str | None, source: str = "datado
             summary = answer
             if isinstance(answer, dict) and "alerts" in answer:
                 summary = [{k: a.get(k) for k in ("severity", "action", "outcome", "rule", "dedup_key")}
-                           for a in answer["alerts"]]
+                           | decided_outcome(client, url, a, admin_token) for a in answer["alerts"]]
             out.write(f"{path.name}: HTTP {response.status_code} {json.dumps(summary)}\n")
     return failures
+
+
+def decided_outcome(client: httpx2.Client, url: str, alert: dict[str, Any], admin_token: str | None,
+                    timeout: float = 5.0) -> dict[str, Any]:
+    """The outcome and action the pipeline decided for a journaled alert (`{}` while unknown: the API cannot be
+    read from here, or the stage has not decided within `timeout`)."""
+    if alert.get("outcome") != "pending" or alert.get("id") is None:
+        return {}
+    headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got = client.get(f"{url.rstrip('/')}/api/v1/alerts/{alert['id']}", headers=headers)
+        except httpx2.TransportError:
+            return {}
+        if got.status_code != 200:
+            return {}  # no admin credential for this bridge: the answer's "pending" stands
+        stored = got.json()
+        if stored.get("outcome") != "pending":
+            return {"action": stored.get("action"), "outcome": stored.get("outcome")}
+        time.sleep(0.1)
+    return {}
 
 
 def wait_until_ready(url: str, timeout: float = 30.0) -> bool:

@@ -8,6 +8,8 @@ delivers after a restart, once.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 
 from tests.support.e2e import datadog_payload, post_alert
 from tests.support.fakes.pagerduty import FakePagerDuty
-from tests.support.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, decided, wait_for
+from tests.support.server import REPO, ROUTING_KEY, TOKEN, BridgeProcess, bridge_env, decided, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -236,3 +238,15 @@ def test_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: Path) -> No
     assert done.returncode != 0
     assert "refusing to listen on 0.0.0.0" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_replay_prints_the_outcome_the_pipeline_decided(bridge: BridgeProcess, tmp_path: Path) -> None:
+    # The 202 says "pending"; replay (and serve --demo) reads the decided outcome back with the admin token.
+    examples = REPO / "webhooks" / "datadog" / "examples"
+    files = [examples / "01-checkout-users-triggered.json", examples / "04-payments-api-no-data.json"]
+    result = subprocess.run([sys.executable, "-m", "bridge", "replay", *map(str, files), "--url", bridge.url],
+                            env=bridge.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert '"outcome": "opened"' in lines[0] and '"outcome": "recorded"' in lines[1], result.stdout
+    assert "pending" not in result.stdout
