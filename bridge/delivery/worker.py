@@ -89,9 +89,9 @@ class DeliveryWorker:
         self.stop_event = threading.Event()
         # Set by the pipeline stage when it queued jobs (`notify`), and by `stop`: the lanes' idle waits end at once.
         self.wake = {lane: threading.Event() for lane in (Lane.EVENTS, Lane.FOLLOW_UPS)}
-        # Set while the events lane is sending pages one after another; the follow-ups lane waits for it to clear.
-        self.paging = threading.Event()
+        # Clear while the events lane is sending pages one after another; the follow-ups lane waits for it.
         self.pages_drained = threading.Event()
+        self.pages_drained.set()
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         # A send never outlasts the HTTP timeout; a lease a little longer than that is never taken by another
         # worker while the send can still succeed.
@@ -100,7 +100,7 @@ class DeliveryWorker:
     def stop(self) -> None:
         """Finish the job in hand, then return from `run`."""
         self.stop_event.set()
-        self._set_paging(False)
+        self.pages_drained.set()
         self.notify()
 
     def close(self) -> None:
@@ -266,14 +266,6 @@ class DeliveryWorker:
         follow_ups.join(timeout=self.lease_seconds)
         log.info("delivery worker stopped")
 
-    def _set_paging(self, busy: bool) -> None:
-        if busy:
-            self.pages_drained.clear()
-            self.paging.set()
-        else:
-            self.paging.clear()
-            self.pages_drained.set()
-
     def notify(self) -> None:
         """New jobs may be due (the pipeline stage queued some): both lanes look now."""
         for event in self.wake.values():
@@ -282,7 +274,7 @@ class DeliveryWorker:
     def _loop(self, lane: Lane, idle_sleep: float) -> None:
         wake = self.wake[lane]
         while not self.stop_event.is_set():
-            if lane is Lane.FOLLOW_UPS and self.paging.is_set():
+            if lane is Lane.FOLLOW_UPS and not self.pages_drained.is_set():
                 # Pages first: the lanes share this process's interpreter, and a follow-up (a related-incident
                 # lookup ranks thousands of incidents) would slow every page sent meanwhile. It runs once the
                 # events lane has nothing due (or waits on PagerDuty's rate limit).
@@ -294,7 +286,10 @@ class DeliveryWorker:
                 log.exception("delivery loop error (%s); retrying", lane.value)
                 worked = False
             if lane is Lane.EVENTS:
-                self._set_paging(worked)
+                if worked:
+                    self.pages_drained.clear()
+                else:
+                    self.pages_drained.set()
             if not worked:
                 wait, rate_limited = self._idle_wait(lane, idle_sleep)
                 if rate_limited:

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from bridge.delivery.events import build_event
 from bridge.model import Action, Alert, Decision, Notice
 from bridge.pipeline import inhibit, storm
-from bridge.pipeline.policy import PolicyContext, plan
+from bridge.pipeline.policy import EventAction, PolicyContext, plan
 from bridge.pipeline.silences.apply import apply_silences, load_silence
 from bridge.pipeline.silences.model import Silence
 from bridge.pipeline.wake import POLL_SECONDS, Listener, listener_for
@@ -80,7 +80,7 @@ def decide_entry(batch: PipelineBatch, entry: JournalEntry, settings: RulesetSet
     if step.event is None:
         return
     severity = step.severity or decision.severity
-    if step.event == "trigger" and severity is not None and decision.severity is not severity:
+    if step.event is EventAction.TRIGGER and severity is not None and decision.severity is not severity:
         decision = replace(decision, severity=severity, urgency=severity.urgency)
     payload = build_event(step.event, alert, decision, applied.dedup_key, applied.incident_id)
     due = step.not_before.timestamp() if step.not_before else entry.journaled_at

@@ -102,12 +102,7 @@ class JournalStore(IncidentStore):
                     results.append(Accepted(int(inserted[0]), row["severity"], row["action"], row["rule"],
                                             row["dedup_key"], PENDING, None))
                     continue
-                stored = conn.execute(sa.select(
-                    alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule, alerts.c.dedup_key,
-                    alerts.c.outcome, alerts.c.incident_id).where(
-                    alerts.c.source == alert.source, alerts.c.source_event_id == alert.source_event_id)).one()
-                results.append(Accepted(stored.id, stored.severity, stored.action, stored.rule, stored.dedup_key,
-                                        stored.outcome, stored.incident_id, duplicate=True))
+                results.append(_stored(conn, alert.source, alert.source_event_id))
             if self.is_postgres and any(not r.duplicate for r in results):
                 conn.execute(sa.select(sa.func.pg_notify(JOURNAL_CHANNEL, "")))
         return results
@@ -136,23 +131,15 @@ class JournalStore(IncidentStore):
                 results.append(Accepted(alert_id, row["severity"], row["action"], row["rule"], row["dedup_key"],
                                         PENDING, None))
             else:
-                results.append(self._stored(row["source"], row["source_event_id"]))
+                with self.engine.connect() as conn:
+                    results.append(_stored(conn, row["source"], row["source_event_id"]))
         return results
-
-    def _stored(self, source: str, event_id: str) -> Accepted:
-        with self.engine.connect() as conn:
-            r = conn.execute(sa.select(alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule,
-                                       alerts.c.dedup_key, alerts.c.outcome, alerts.c.incident_id)
-                             .where(alerts.c.source == source, alerts.c.source_event_id == event_id)).one()
-        return Accepted(r.id, r.severity, r.action, r.rule, r.dedup_key, r.outcome, r.incident_id, duplicate=True)
 
     def accepted(self, alert_id: int, *, duplicate: bool = False) -> Accepted:
         """A journal entry as the receipt describes it, with the pipeline's outcome when decided."""
         with self.engine.connect() as conn:
-            r = conn.execute(sa.select(alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule,
-                                       alerts.c.dedup_key, alerts.c.outcome, alerts.c.incident_id)
-                             .where(alerts.c.id == alert_id)).one()
-        return Accepted(r.id, r.severity, r.action, r.rule, r.dedup_key, r.outcome, r.incident_id, duplicate)
+            r = conn.execute(_ACCEPTED.where(alerts.c.id == alert_id)).one()
+        return _accepted(r, duplicate=duplicate)
 
     def journal_horizon(self) -> int:
         """The newest journal id below which every entry is committed or gone: the pipeline decides up to here.
@@ -371,6 +358,21 @@ class InhibitCandidate:
     severity: Severity | None
     rule: str
     first_alert: Alert | None
+
+
+# What a receipt says of a stored entry (see `Accepted`).
+_ACCEPTED = sa.select(alerts.c.id, alerts.c.severity, alerts.c.action, alerts.c.rule, alerts.c.dedup_key,
+                      alerts.c.outcome, alerts.c.incident_id)
+
+
+def _accepted(r: Any, *, duplicate: bool) -> Accepted:
+    return Accepted(r.id, r.severity, r.action, r.rule, r.dedup_key, r.outcome, r.incident_id, duplicate)
+
+
+def _stored(conn: Connection, source: str, event_id: str) -> Accepted:
+    """The stored entry a repeat of (source, event id) is answered with."""
+    r = conn.execute(_ACCEPTED.where(alerts.c.source == source, alerts.c.source_event_id == event_id)).one()
+    return _accepted(r, duplicate=True)
 
 
 _UNDECIDED = (sa.select(alerts.c.id, alerts.c.journaled_at, alerts.c.group_key, alerts.c.dedup_key,

@@ -70,7 +70,8 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
     def guard() -> None:
         """Every request: no other site's browser page. Admin endpoints: the admin credential (or loopback
         without one, naming a loopback host). Webhooks authenticate in their receiver."""
-        headers = Headers(dict(request.headers.items()))
+        # Kept for the webhook's receiver, which reads the same headers (`bridge.web.webhooks.receive`).
+        headers = g.headers = Headers(dict(request.headers.items()))
         check_browser(headers, request.host_url)
         if is_admin_path(request.path):
             credential = admin_credential(presented_token(headers), settings.admin_token.reveal(),

@@ -11,11 +11,11 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from bridge import metrics
 from bridge.errors import AuthError, NotFound, PayloadTooLarge
-from bridge.receivers.base import Headers, InboundRequest, Receiver, ReceiverContext
+from bridge.receivers.base import InboundRequest, Receiver, ReceiverContext
 from bridge.rules.engine import evaluate
 from bridge.web.access import FORM_TYPE, check_content_type, check_host, is_loopback
 from bridge.web.context import WebContext, web_context
@@ -49,7 +49,7 @@ def receive(web: WebContext, receiver: Receiver) -> tuple[Response, int]:
     started = time.perf_counter()
     source = receiver.name.split("/", 1)[0]
     body = read_body(web.settings.max_body_bytes)
-    req = InboundRequest(body=body, headers=Headers(dict(request.headers.items())), query=dict(request.args.items()),
+    req = InboundRequest(body=body, headers=g.headers, query=dict(request.args.items()),
                          path=request.path, remote_addr=request.remote_addr or "", url=request.url)
     ctx = ReceiverContext(now=web.now(), settings=web.settings.receivers.get(source, {}), services=web.services)
     check_open_access(web, receiver)

@@ -24,27 +24,12 @@ from bridge.pipeline.stage import accept_and_decide
 from bridge.rules.engine import evaluate
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
+from tests.support.e2e import POLICIES, USERS  # the account the shipped rules/roles.yaml names
 from tests.support.fakes.pagerduty import API_KEY, FROM_EMAIL, ROUTING_KEY, FakePagerDuty, Incident
 from tests.support.shared import copy_shipped_rules
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
 PUBLIC_URL = "https://bridge.example.com"
-USERS = (
-    {"id": "PUSER01", "name": "Bridge Bot", "email": FROM_EMAIL},
-    {"id": "PUEM001", "name": "Erin Manager", "email": "erin@example.com"},
-    {"id": "PUSD001", "name": "Sam Senior", "email": "sam@example.com"},
-    {"id": "PUPE001", "name": "Pat Platform", "email": "pat@example.com"},
-    {"id": "PUPM001", "name": "Parker Product", "email": "parker@example.com"},
-    {"id": "PUCS001", "name": "Carla Support", "email": "carla@example.com"},
-)
-# The escalation policies the shipped rules/roles.yaml names.
-POLICIES = (
-    {"id": "PEPEM01", "name": "Engineering Managers", "on_call_user_ids": ["PUEM001"]},
-    {"id": "PEPSD01", "name": "Senior Developers", "on_call_user_ids": ["PUSD001"]},
-    {"id": "PEPPE01", "name": "Platform Engineering", "on_call_user_ids": ["PUPE001"]},
-    {"id": "PEPPM01", "name": "Product Managers", "on_call_user_ids": ["PUPM001"]},
-    {"id": "PEPCS01", "name": "Customer Support", "on_call_user_ids": ["PUCS001"]},
-)
 HOLDERS = {"Infrastructure Lead": "escalation policy 'Platform Engineering'",
            "Technical Lead": "escalation policy 'Senior Developers'",
            "Communications Lead": "escalation policy 'Product Managers'",
