@@ -153,3 +153,14 @@ def test_the_check_reports_undeclared_imports(code: str, declared: set[str], dis
     problems = undeclared(third_party_imports({"bridge/example.py": code}), declared, distributions)
     assert [p.split(" ")[0] for p in problems] == reported
     assert all("bridge/example.py:" in p for p in problems)
+
+
+def test_every_package_is_shipped() -> None:
+    """A non-editable install (the README's `pip install .`) ships only the packages pyproject.toml lists; a
+    package left out imports fine from a checkout and breaks for every user."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / PACKAGE).rglob("__init__.py")}
+    assert on_disk, f"no packages under {ROOT / PACKAGE}"
+    missing = sorted(on_disk - listed)
+    assert not missing, f"add {', '.join(missing)} to [tool.setuptools] packages in pyproject.toml"
