@@ -489,6 +489,8 @@ def silence_list(include_expired: bool, as_json: bool) -> None:
     for r in rows:
         click.echo(f"{r['id']:>4}  {r['status']:<9} until {r['ends_at']}  {r['owner']}: {r['reason']}\n"
                    f"      {r['description']}")
+        if r.get("refused"):
+            click.echo(f"      never applied: {r['refused']}; expire it and add it again in RE2 syntax")
 
 
 @silence.command("expire")

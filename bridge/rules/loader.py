@@ -7,7 +7,6 @@ running bridge keeps its old ruleset otherwise (see `bridge.rules.holder`).
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import re
@@ -40,6 +39,7 @@ from bridge.rules.model import (
     SeverityMap,
     Target,
 )
+from bridge.rules.pattern import PatternRefused, compile_glob, compile_user_regex
 from bridge.rules.yamlpos import PositionedYaml, load_positioned
 from bridge.suggest import did_you_mean
 
@@ -83,8 +83,6 @@ _RECEIVER_FIELDS = (
 # Families of fields: Alertmanager labels and annotations, Datadog security signal attributes, and a tag
 # written as a subject (`tag:env`, as group_by spells it).
 _SUBJECT_PREFIXES = ("label.", "annotation.", "security_", "tag:")
-_REGEX_HINT = ("check brackets and parentheses, and escape special characters such as ( [ . with a backslash "
-               "(Python re syntax)")
 
 
 def shipped_rules_dir() -> Path:
@@ -567,19 +565,16 @@ class _Compiler:
         if not isinstance(cond, dict):
             return Matcher(subject, "equals", scalar_text(cond))
         op, value = next(iter(cond.items()))
-        if op in ("regex", "not_regex"):
+        if op in ("regex", "not_regex", "glob"):
+            # Compiled once here, by RE2 (bridge.rules.pattern): time linear in the value whatever the pattern.
+            # A glob matches the whole value, as fnmatch.fnmatchcase does.
+            text = value if op != "glob" else scalar_text(value)
             try:
-                pattern = re.compile(value)
-            except re.error as exc:
-                self.errors.append(doc.error((*where, op), f"invalid regular expression {value!r}: {exc}",
-                                             _REGEX_HINT))
+                pattern = compile_glob(text) if op == "glob" else compile_user_regex(text)
+            except PatternRefused as exc:
+                self.errors.append(doc.error((*where, op), str(exc), exc.fix))
                 return None
-            return Matcher(subject, op, value, pattern)
-        if op == "glob":
-            # Compiled once here: the engine matches with `pattern.match`, as fnmatch.fnmatchcase would (the
-            # translation anchors both ends; case-sensitive).
-            text = scalar_text(value)
-            return Matcher(subject, op, text, re.compile(fnmatch.translate(text)))
+            return Matcher(subject, op, text, pattern)
         if op in ("one_of", "not_one_of"):
             return Matcher(subject, op, tuple(scalar_text(v) for v in value))
         if op == "exists":

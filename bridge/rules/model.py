@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 
 from bridge.durations import parse_duration
 from bridge.model import Action, Alert, Severity
+from bridge.rules.pattern import UserPattern
 
 MATCHER_OPS = ("equals", "not_equals", "regex", "not_regex", "glob", "one_of", "not_one_of", "exists")
 
@@ -21,13 +21,14 @@ class Matcher:
 
     `subject` is a field name ("source", "service", "transition"...), "tag:<key>" for a tag, or "category".
     Multi-valued subjects (tags, categories) match when any value matches; the negative operators
-    (not_equals, not_regex, not_one_of) hold when no value matches.
+    (not_equals, not_regex, not_one_of) hold when no value matches. `pattern` is the compiled `regex`,
+    `not_regex` or `glob` (bridge.rules.pattern: RE2, time linear in the value).
     """
 
     subject: str
     op: str
     value: Any
-    pattern: re.Pattern[str] | None = None
+    pattern: UserPattern | None = None
 
     def values_of(self, alert: Alert) -> list[str]:
         """The alert's values for this matcher's subject (empty when absent)."""
@@ -53,9 +54,8 @@ class Matcher:
         if op == "not_one_of":
             return all(v not in self.value for v in values)
         if op == "glob":
-            if self.pattern is not None:
-                return any(self.pattern.match(v) for v in values)
-            return any(fnmatch.fnmatchcase(v, self.value) for v in values)
+            assert self.pattern is not None
+            return any(self.pattern.fullmatch(v) for v in values)
         if op == "regex":
             assert self.pattern is not None
             return any(self.pattern.search(v) for v in values)
@@ -421,18 +421,26 @@ def _guard(rule: Rule) -> tuple[Matcher, str, bool] | None:
     return best
 
 
-def required_literal(pattern: re.Pattern[str]) -> tuple[str, bool] | None:
+def required_literal(pattern: UserPattern) -> tuple[str, bool] | None:
     """The longest run of characters every match of `pattern` contains, and whether it is case-insensitive.
 
     Only top-level literals count; a top-level alternation gives up (no literal is then required).
+
+    The RE2 pattern is read with Python's regex parser (RE2 does not expose its own). Where the two syntaxes
+    differ Python's parser mostly refuses (`\\z`, `\\pL`, `\\Q...\\E`, `(?U)`, `(?<name>`): no guard then, just no
+    speed-up. The one difference it reads without error is a POSIX class: `[[:alpha:]]x` is one set and "x" to
+    RE2, but a set and the literal "]x" to Python, which would make the index skip matching alerts; so any
+    pattern with `[:` gets no guard.
     """
+    if "[:" in pattern.text:
+        return None
     try:
         from re import _parser as sre_parse  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - Python < 3.11
         import sre_parse  # type: ignore[no-redef]
     try:
-        parsed = sre_parse.parse(pattern.pattern, pattern.flags)
-    except Exception:  # a pattern Python compiled but its parser API refuses: no guard, just no speed-up
+        parsed = sre_parse.parse(pattern.text)
+    except Exception:  # RE2 syntax Python's parser refuses: no guard, just no speed-up
         return None
     icase = bool(parsed.state.flags & re.IGNORECASE)
     runs: list[str] = []

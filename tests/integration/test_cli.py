@@ -49,6 +49,23 @@ def test_lint_clean_and_with_errors(tmp_path: Path, env: dict[str, str]) -> None
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_lint_names_a_regex_re2_refuses_with_its_position_and_fix(tmp_path: Path, env: dict[str, str]) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "routing.yaml").write_text(
+        "rules:\n"
+        "  - name: checkout-not-canary\n"
+        "    match:\n"
+        "      service: {regex: '^checkout(?!-canary)'}\n"
+        "    severity: P2\n", encoding="utf-8")
+    result = cli("rules", "lint", str(rules), env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert f"{rules / 'routing.yaml'}:4:24: invalid regular expression '^checkout(?!-canary)': lookahead (?!...) " \
+           "is not supported (RE2 syntax) (fix: match the text itself, or move what must not be there into a " \
+           "separate condition (not_regex in rules, !~ in silences))" in result.stdout
+
+
 def test_rules_test_passes_the_shipped_cases_and_writes_junit(tmp_path: Path, env: dict[str, str]) -> None:
     junit = tmp_path / "junit.xml"
     result = cli("rules", "test", str(REPO / "rules" / "cases" / "shipped.yaml"), "--junit", str(junit), env=env)
@@ -141,6 +158,11 @@ def test_silences_from_the_command_line(env: dict[str, str]) -> None:
     bad_matcher = cli("silence", "add", "-m", "env=prod", "--owner", "a", "--reason", "r", "--duration", "1h",
                       env=env)
     assert bad_matcher.returncode != 0 and "for a tag write tag:env=" in bad_matcher.stderr
+    not_re2 = cli("silence", "add", "-m", "title=~^DB (?=primary)", "--owner", "a", "--reason", "r", "--duration",
+                  "1h", env=env)
+    assert not_re2.returncode != 0 and "Traceback" not in not_re2.stderr
+    assert "matchers[0]: invalid regular expression '^DB (?=primary)' for title: lookahead (?=...) is not " \
+           "supported (RE2 syntax)" in not_re2.stderr
     expired = cli("silence", "expire", "1", env=env)
     assert expired.returncode == 0
     assert [s["id"] for s in json.loads(cli("silence", "list", "--json", env=env).stdout)] == [2]

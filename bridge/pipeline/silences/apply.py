@@ -5,6 +5,7 @@ them for the API and the CLI is in `admin`."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -18,12 +19,25 @@ from bridge.pipeline.silences.model import (
 )
 from bridge.store import Store
 
+log = logging.getLogger(__name__)
+
+# Refused silences this process has logged: the stage reloads the silences for every batch, and one error line
+# per silence is enough (a restart says it again). Keyed by more than the id, which another database may reuse.
+_logged_refused: set[tuple[int | None, str, str, str]] = set()
+
 
 def load_silence(record: dict[str, Any]) -> Silence:
-    """A stored silence record as a Silence, with its id."""
+    """A stored silence record as a Silence, with its id. A silence whose regex RE2 refuses (stored before the
+    switch from Python's `re`) is loaded with `refused` set, never applied, and logged once as an error."""
     spec = dict(record["spec"])
     spec["id"] = record["id"]
-    return silence_from_record(spec)
+    silence = silence_from_record(spec)
+    key = (silence.id, silence.owner, silence.reason, silence.refused)
+    if silence.refused and key not in _logged_refused:
+        _logged_refused.add(key)
+        log.error("silence %s (%s) is not applied: %s; expire it and add it again in RE2 syntax", silence.id,
+                  silence.owner, silence.refused)
+    return silence
 
 
 def active_silences(store: Store, now: datetime) -> list[Silence]:

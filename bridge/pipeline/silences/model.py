@@ -12,8 +12,9 @@ Matcher syntax (CLI strings, and strings in the JSON `matchers` list)
     name!=value     not equals              service!=checkout
     name=~regex     regex                   title=~"^DB .*"
     name!~regex     regex does not match    title!~"(?i)test"
-  Regexes are Python `re` syntax, compiled when parsed, and unanchored (searched) exactly like the `regex`
-  conditions of the rules files: anchor them with ^ and $ (Alertmanager anchors implicitly; we do not).
+  Regexes are RE2 syntax (bridge.rules.pattern: time linear in the text; no backreferences or lookaround),
+  compiled when parsed, and unanchored (searched) exactly like the `regex` conditions of the rules files:
+  anchor them with ^ and $ (Alertmanager anchors implicitly; we do not).
   There is no glob operator: use a regex (`service=~^check`).
   A value may be quoted with "..." or '...' (needed for leading or trailing spaces or an empty value); inside
   quotes, \\" and \\\\ stand for " and \\, every other backslash is kept (so "\\d+" is the regex \\d+).
@@ -51,6 +52,7 @@ from bridge import durations
 from bridge.errors import BadPayload
 from bridge.model import Alert
 from bridge.rules.model import Matcher
+from bridge.rules.pattern import PatternRefused, compile_user_regex, quoted
 from bridge.suggest import did_you_mean
 
 # Names that match alert attributes (Alert.field_value). `value` and `source_event_id` are left out on purpose:
@@ -105,6 +107,15 @@ class SilenceError(ValueError):
             return SilenceError(self.message, field=outer)
         sep = "" if self.field.startswith("[") else "."
         return SilenceError(self.message, field=f"{outer}{sep}{self.field}")
+
+
+class RefusedPatternError(SilenceError):
+    """A `=~`/`!~` matcher whose regex RE2 cannot run (a backreference, lookaround...). `matcher` is the matcher
+    without its pattern, so a silence stored before the switch to RE2 can still be shown and expired."""
+
+    def __init__(self, message: str, matcher: Matcher, *, field: str = "") -> None:
+        super().__init__(message, field=field)
+        self.matcher = matcher
 
 
 @dataclass(frozen=True)
@@ -348,10 +359,11 @@ def make_matcher(name: str, op: str, value: Any, *, extra_fields: Collection[str
         raise SilenceError(f"state is {' or '.join(_ALERT_STATES)}, not {value!r}")
     if op_name in ("regex", "not_regex"):
         try:
-            pattern = re.compile(value)
-        except re.error as exc:
-            raise SilenceError(f"invalid regular expression {value!r} for {name}: {exc} (Python re syntax; "
-                               "escape special characters such as ( [ . * with a backslash)") from None
+            pattern = compile_user_regex(value)
+        except PatternRefused as exc:
+            bare = Matcher(subject, op_name, value)
+            raise RefusedPatternError(f"invalid regular expression {quoted(value)} for {name}: {exc.reason} "
+                                      f"(fix: {exc.fix})", bare) from None
         return Matcher(subject, op_name, value, pattern)
     return Matcher(subject, op_name, value)
 
@@ -599,6 +611,11 @@ class Silence:
     A silence without matchers (or whose matchers match anything, like `title=~".*"`) silences every alert, and
     is refused unless `allow_all` is set on purpose. Build new ones with `new_silence` / `silence_from_json`,
     which also apply the SilencePolicy limits; the constructor checks only what must always hold.
+
+    `refused` is set only on a stored silence with a regex RE2 refuses (made before the bridge moved from
+    Python's `re` to RE2): it says why, and the silence then suppresses nothing. Matching it with `re` would bring
+    back the exponential-time matching RE2 is there to prevent, and matching without that matcher would silence
+    more than its owner asked; an unapplied silence pages, which someone notices, and `status` shows "refused".
     """
 
     id: int | None
@@ -611,6 +628,7 @@ class Silence:
     created_at: datetime | None = None
     expired_at: datetime | None = None
     allow_all: bool = False
+    refused: str = ""
 
     def __post_init__(self) -> None:
         for name in ("starts_at", "ends_at", "created_at", "expired_at"):
@@ -695,8 +713,11 @@ def _human(td: timedelta) -> str:
 
 
 def active_at(silence: Silence, now: datetime) -> bool:
-    """Whether the silence suppresses anything at `now` (in its span, not expired, inside a window if recurring)."""
+    """Whether the silence suppresses anything at `now` (in its span, not expired, inside a window if recurring;
+    never when it is refused)."""
     now = _aware(now, "now")
+    if silence.refused:
+        return False
     if not silence.starts_at <= now < silence.effective_end:
         return False
     return silence.recurrence is None or silence.recurrence.contains(now)
@@ -759,10 +780,13 @@ def next_window(silence: Silence, now: datetime) -> tuple[datetime, datetime] | 
 
 
 def status(silence: Silence, now: datetime) -> str:
-    """"pending" (not started), "active", "scheduled" (recurring, between windows) or "expired"."""
+    """"pending" (not started), "active", "scheduled" (recurring, between windows), "expired", or "refused" (not
+    ended, but never applied: see `Silence.refused`)."""
     now = _aware(now, "now")
     if now >= silence.effective_end:
         return "expired"
+    if silence.refused:
+        return "refused"
     if now < silence.starts_at:
         return "pending"
     return "active" if active_at(silence, now) else "scheduled"
@@ -888,9 +912,9 @@ def _iso(value: datetime | None) -> str | None:
 def silence_to_json(silence: Silence, now: datetime) -> dict[str, Any]:
     """The API form: the stored facts (readable back by `silence_from_record`) plus `status`, `active`,
     `next_window_start`/`next_window_end` (the current or next window; None when none is left) and
-    `description`."""
+    `description`; and `refused` (why it is never applied) for a silence RE2 cannot run."""
     window = next_window(silence, now)
-    return {
+    out = {
         "id": silence.id,
         "matchers": [format_matcher(m) for m in silence.matchers],
         "owner": silence.owner,
@@ -907,6 +931,9 @@ def silence_to_json(silence: Silence, now: datetime) -> dict[str, Any]:
         "next_window_end": _iso(window[1]) if window else None,
         "description": describe(silence),
     }
+    if silence.refused:
+        out["refused"] = silence.refused
+    return out
 
 
 def silence_from_record(obj: Mapping[str, Any]) -> Silence:
@@ -922,11 +949,18 @@ def silence_from_record(obj: Mapping[str, Any]) -> Silence:
     if starts_at is None or ends_at is None:
         raise SilenceError("stored silence lacks starts_at or ends_at", field=f"silence {obj.get('id')}")
     raw_id = obj.get("id")
-    return Silence(id=None if raw_id is None else int(raw_id),
-                   matchers=tuple(parse_matcher(m, extra_fields=_all_fields(m)) for m in obj.get("matchers") or ()),
+    matchers: list[Matcher] = []
+    refused = ""
+    for text in obj.get("matchers") or ():
+        try:
+            matchers.append(parse_matcher(text, extra_fields=_all_fields(text)))
+        except RefusedPatternError as exc:  # valid when made, under Python's re: see Silence.refused
+            matchers.append(exc.matcher)
+            refused = refused or exc.message
+    return Silence(id=None if raw_id is None else int(raw_id), matchers=tuple(matchers),
                    owner=str(obj.get("owner") or ""), reason=str(obj.get("reason") or ""),
                    starts_at=starts_at, ends_at=ends_at, recurrence=recurrence, created_at=when("created_at"),
-                   expired_at=when("expired_at"), allow_all=bool(obj.get("allow_all", False)))
+                   expired_at=when("expired_at"), allow_all=bool(obj.get("allow_all", False)), refused=refused)
 
 
 def _all_fields(text: str) -> tuple[str, ...]:

@@ -3,6 +3,7 @@ when a batch is redone, and sets aside what it cannot decide instead of stalling
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,11 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.model import Action, Alert, AlertState, Decision, Severity
+from bridge.pipeline.silences.admin import create_silence, expire_silence, list_silences
 from bridge.pipeline.stage import PipelineStage, accept_and_decide
 from bridge.pipeline.wake import Doorbell, SocketListener, doorbell_address, listener_for
 from bridge.rules.loader import compile_sources
 from bridge.rules.model import DEFAULT_STORM_THRESHOLD
 from bridge.store import FAILED, PENDING, Store, alerts, incidents, jobs
+from bridge.store.schema import silences
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 NO_STORMS = compile_sources([("settings.yaml", "settings: {storm_threshold: 0}\n")]).ruleset
@@ -175,3 +178,31 @@ def test_accept_and_decide_returns_final_outcomes(store: Store) -> None:
     [opened] = accept_and_decide(store, [page("e1", "g1")], [], T0, NO_STORMS)
     [resolved] = accept_and_decide(store, [page("e2", "g1", state=AlertState.RESOLVED)], [], T0, NO_STORMS)
     assert (opened.outcome, resolved.outcome) == ("opened", "resolved_before_page")
+
+
+def test_a_stored_silence_re2_refuses_is_not_applied_and_logged_once(store: Store,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # Stored before the move to RE2, when Python's re ran the lookahead: it would have silenced g1. It must not
+    # stop the stage, nor the silences that still work (g2's).
+    made = T0 - timedelta(minutes=1)
+    create_silence(store, {"matchers": ["title=~on g2$"], "owner": "bob", "reason": "g2 drill", "duration": "2h"},
+                   made, actor="test")
+    spec = create_silence(store, {"matchers": ["title=~^disk"], "owner": "alice", "reason": "g1 drill",
+                                  "duration": "2h"}, made, actor="test")
+    old_spec = {**spec, "matchers": ['title=~"^disk full(?= on g1)"']}
+    with store.engine.begin() as conn:
+        conn.execute(silences.update().where(silences.c.id == spec["id"]).values(spec_json=json.dumps(old_spec)))
+    store.journal([page("e1", "g1")], [], T0)
+    store.journal([page("e2", "g2")], [], T0)
+
+    assert PipelineStage(store, lambda: NO_STORMS, batch_size=1).drain() == 2
+
+    assert [store.accepted(i).outcome for i in (1, 2)] == ["opened", "suppressed"]
+    refused = [r.getMessage() for r in caplog.records if "is not applied" in r.getMessage()]
+    assert refused == [f"silence {spec['id']} (alice) is not applied: invalid regular expression "
+                       "'^disk full(?= on g1)' for title: lookahead (?=...) is not supported (RE2 syntax) (fix: "
+                       "match the text itself, or move what must not be there into a separate condition (not_regex "
+                       "in rules, !~ in silences)); expire it and add it again in RE2 syntax"]
+    listed = {s["id"]: s for s in list_silences(store, T0)}
+    assert listed[spec["id"]]["status"] == "refused" and "lookahead" in listed[spec["id"]]["refused"]
+    assert expire_silence(store, spec["id"], T0, actor="test")["status"] == "expired"

@@ -269,8 +269,7 @@ def test_glob_conditions_are_compiled_case_sensitive_and_anchored() -> None:
     rs = compile_sources([("t.yaml", "rules:\n  - name: r\n    match: {service: {glob: 'svc-*'}}\n")]).ruleset
     (m,) = rs.rules[0].matchers
     assert m.pattern is not None
-    assert [bool(m.pattern.match(v)) for v in ("svc-1", "SVC-1", "x-svc-1", "svc-1\nx")] == [True, False, False,
-                                                                                            True]
+    assert [m.pattern.fullmatch(v) for v in ("svc-1", "SVC-1", "x-svc-1", "svc-1\nx")] == [True, False, False, True]
 
 
 def test_misspelt_match_subject_is_a_warning_with_a_suggestion() -> None:

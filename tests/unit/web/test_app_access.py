@@ -220,6 +220,22 @@ def test_every_change_is_audited_with_who_and_when(tmp_path: Path) -> None:
     assert [e["action"] for e in only] == ["silence.expire", "silence.create"]
 
 
+def test_a_silence_regex_re2_cannot_run_is_refused_with_a_400_naming_the_matcher(tmp_path: Path) -> None:
+    client = two_credentials(tmp_path)
+    admin = bearer(ADMIN)
+    body = json.dumps({"matchers": ["service=checkout", r'title=~"(\w+) \1"'], "owner": "ops",
+                       "reason": "maintenance", "duration": "1h"})
+    r = client.post("/api/v1/silences", data=body, content_type=JSON, headers=admin, environ_base=REMOTE)
+    assert r.status_code == 400
+    assert r.get_json() == {
+        "error": "invalid_silence",
+        "message": r"matchers[1]: invalid regular expression '(\w+) \1' for title: backreferences (\1) are not "
+                   "supported (RE2 syntax) (fix: RE2 cannot refer back to what a group matched (that is how it stays "
+                   "linear): write the repeated text out, or match it with a second condition)",
+    }
+    assert client.get("/api/v1/silences", headers=admin, environ_base=REMOTE).get_json()["silences"] == []
+
+
 def test_a_failed_reload_is_audited_too(tmp_path: Path) -> None:
     import shutil
 
