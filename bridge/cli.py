@@ -282,7 +282,8 @@ def run() -> None:
 def _store() -> Any:
     from bridge.store import Store
 
-    return Store.open(_settings().database_url)
+    settings = _settings()
+    return Store.open(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
 
 
 def _find_incident(store: Any, key: str) -> dict[str, Any]:

@@ -38,6 +38,11 @@ class Secret:
 DEFAULT_DATABASE_URL = "sqlite:///incident-bridge.db"
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com"
 DEFAULT_API_URL = "https://api.pagerduty.com"
+# How long a request's write may wait for the database's write lock (the writer lock and SQLite's busy wait
+# together; PostgreSQL's lock_timeout) before it is answered 503 database_busy: well under Datadog's 15 s webhook
+# timeout (a sender that timed out has no answer to act on, and its retry would find the request still queued),
+# and far above a normal wait (a commit, a checkpoint: milliseconds). BRIDGE_DB_LOCK_TIMEOUT changes it.
+DEFAULT_LOCK_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Settings:
     http_timeout_seconds: float = 10.0
     related_window_days: int = 180  # how far back related-incident lookups search (PagerDuty: 6 months/query)
     pagerduty_ca_bundle: str = ""  # a private CA for PagerDuty's hosts (a TLS-inspecting proxy, or tests)
+    db_lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT  # a request's wait for the write lock, then 503
 
     def tls_verify(self) -> Any:
         """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle."""
@@ -136,6 +142,13 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number") from None
 
+        def positive(name: str, default: float) -> float:
+            value = number(name, default)
+            if not value > 0 or value == float("inf"):
+                raise ConfigError(f"{name}={get(name)!r} is not a positive number of seconds",
+                                  hint=f"set {name} to seconds above 0, e.g. {default:g}")
+            return value
+
         def flag(name: str) -> bool:
             return get(name).lower() in ("1", "true", "yes", "on")
 
@@ -187,6 +200,7 @@ class Settings:
             http_timeout_seconds=number("BRIDGE_HTTP_TIMEOUT", 10.0),
             pagerduty_ca_bundle=get("BRIDGE_PAGERDUTY_CA_BUNDLE"),
             related_window_days=int(number("BRIDGE_RELATED_WINDOW_DAYS", 180)),
+            db_lock_timeout_seconds=positive("BRIDGE_DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
         )
 
     def secrets(self) -> list[str]:

@@ -3,12 +3,15 @@
 - `RequestError` and its children become 4xx answers with a JSON body: the sender's input is wrong and a retry
   will not help. Only raise them for the sender's mistakes: our own bugs must be 5xx, because a 400 tells the
   sender not to retry and the alert would be lost. The one 5xx child, `ServiceUnavailable`, is for a missing
-  dependency or setting (503 with `Retry-After`): the sender retries.
+  dependency or setting (503 with `Retry-After`): the sender retries. Its child `DatabaseBusy` is raised by the
+  store, also outside HTTP (the worker waits and tries again, the CLI prints it).
 - `ConfigError` carries a file position and a hint, for rule and config files.
 - `DeliveryError` carries a retryable flag and a bounded reason that doubles as a metric label.
 """
 
 from __future__ import annotations
+
+import math
 
 MAX_MESSAGE = 2000  # characters of an error answer's message
 
@@ -53,6 +56,29 @@ class ServiceUnavailable(RequestError):
     status = 503
     code = "unavailable"
     retry_after_seconds = 30
+
+
+class DatabaseBusy(ServiceUnavailable):
+    """A write could not take the database's write lock within its budget (`BRIDGE_DB_LOCK_TIMEOUT` for a
+    request): another writer holds it (another process mid-write, a backup, an operator's `sqlite3`). Nothing was
+    written. Answered 503 with `Retry-After`, so the sender retries later instead of waiting past its own timeout.
+    """
+
+    code = "database_busy"
+
+    def __init__(self, waited: float, *, detail: str = "") -> None:
+        self.waited = waited
+        self.detail = detail
+        super().__init__(f"the database is busy: {self.problem}; nothing was stored, retry later")
+        # The next try is worth making about as long after as this one waited (at least a second).
+        self.retry_after_seconds = max(1, math.ceil(round(waited, 3)))
+
+    @property
+    def problem(self) -> str:
+        """What could not be done, for readiness answers and logs: `cannot take the write lock within 5 s`."""
+        # Rounded: a deadline measured from a moment before the wait began reads 0.999992 s.
+        within = f"{round(self.waited, 3):g} s"
+        return f"cannot take the write lock within {within}" + (f" ({self.detail})" if self.detail else "")
 
 
 class AuthError(RequestError):

@@ -34,6 +34,7 @@ from bridge.logformat import LOG_FORMAT, EscapingFormatter, escaping
 from bridge.receivers import WARNED_AT_START, warn_unconfigured
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
+from bridge.store.engine import BACKGROUND_LOCK_TIMEOUT
 from bridge.web import create_app, is_loopback
 
 log = logging.getLogger("bridge.server")
@@ -130,7 +131,7 @@ class Supervisor:
         # a database is created or rules are loaded and logged.
         rules_path = self.settings.checked_rules_path()
         check_port(self.host, self.port)
-        store = Store.open(self.settings.database_url)
+        store = Store.open(self.settings.database_url, lock_timeout=background_lock_timeout(self.settings))
         self.holder = RulesetHolder(rules_path, store)
         result = self.holder.load()
         log.info("rules: %s (%d rules, hash %s)", self.holder.path, len(result.ruleset.rules),
@@ -256,7 +257,9 @@ def run_worker(settings: Settings) -> int:
     from bridge.followups import FollowUps
     from bridge.pipeline.stage import PipelineStage
 
-    store = Store.open(settings.database_url)
+    # The worker answers no sender: its writes wait longer than a request's, and a write that still cannot be made
+    # is retried by the stage's and the delivery lanes' loops (the journal and the outbox keep the work).
+    store = Store.open(settings.database_url, lock_timeout=background_lock_timeout(settings))
     holder = RulesetHolder(settings.checked_rules_path(), store)
     holder.ensure()
     rest = make_rest(settings)
@@ -288,6 +291,11 @@ def run_worker(settings: Settings) -> int:
         stage_thread.join(timeout=30)
         worker.close()
     return 0
+
+
+def background_lock_timeout(settings: Settings) -> float:
+    """How long the writes of processes that answer no sender (supervisor, worker) wait for the write lock."""
+    return max(BACKGROUND_LOCK_TIMEOUT, settings.db_lock_timeout_seconds)
 
 
 def make_rest(settings: Settings) -> Any:

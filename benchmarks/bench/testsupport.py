@@ -2,6 +2,7 @@
 
 When the test-support modules move again, only the marked block changes. Nothing else of the tests package is
 used: the PostgreSQL database helper is `bench.postgres`, the Alertmanager launcher `bench.alertmanager`.
+`DatabaseHolder` (a database's locks held as another writer would) is for `resilience_locked_db.py`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 # ---- BEGIN imports from tests/ (the only ones in benchmarks/; fix these lines when tests/support moves) --------
+from tests.support.dblock import DatabaseHolder  # noqa: E402
 from tests.support.fakes.pagerduty import FakePagerDuty, Reply  # noqa: E402
-from tests.support.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env  # noqa: E402
+from tests.support.server import ADMIN_TOKEN, ROUTING_KEY, TOKEN, BridgeProcess, bridge_env  # noqa: E402
 
 # ---- END imports from tests/ -----------------------------------------------------------------------------------
 
-__all__ = ["REPO", "ROUTING_KEY", "TOKEN", "BridgeProcess", "FakePagerDuty", "Reply", "bridge_env"]
+__all__ = ["ADMIN_TOKEN", "REPO", "ROUTING_KEY", "TOKEN", "BridgeProcess", "DatabaseHolder", "FakePagerDuty", "Reply",
+           "bridge_env"]

@@ -32,7 +32,7 @@ from typing import Any, Protocol, TextIO
 
 from bridge.config import Settings
 from bridge.delivery.events import EventsClient, retry_delay
-from bridge.errors import DeliveryError, Reschedule
+from bridge.errors import DatabaseBusy, DeliveryError, Reschedule
 from bridge.metrics import DELIVERIES
 from bridge.store import JobKind, NewJob, Store
 
@@ -149,6 +149,10 @@ class DeliveryWorker:
         except DeliveryError as exc:
             self._failed(job, exc)
             return
+        except DatabaseBusy:
+            # Not the follow-up's fault, and nothing can be recorded now: the loop retries, and the job, still
+            # leased, is due again when its lease ends.
+            raise
         except Exception as exc:  # a bug in a follow-up must not stop deliveries: retried a few times, then dead
             self._internal_failure(job, exc)
             return
@@ -256,7 +260,11 @@ class DeliveryWorker:
         A slow follow-up never holds a page back, and a page never waits for one.
         """
         log.info("delivery worker started (%s)", "dry-run" if self.dry_run else "sending to PagerDuty")
-        released = self.store.release_orphaned_leases(socket.gethostname(), _pid_alive, self.clock())
+        try:
+            released = self.store.release_orphaned_leases(socket.gethostname(), _pid_alive, self.clock())
+        except DatabaseBusy as exc:  # those jobs go out anyway when their leases end
+            log.warning("cannot release the jobs of workers that died: %s", exc.message)
+            released = 0
         if released:
             log.warning("released %d job(s) left mid-send by a worker that died; they go out now", released)
         follow_ups = threading.Thread(target=self._loop, args=(Lane.FOLLOW_UPS, idle_sleep), name="follow-ups",
@@ -282,6 +290,9 @@ class DeliveryWorker:
                 continue
             try:
                 worked = self.run_once(lane)
+            except DatabaseBusy as exc:  # another writer holds the database; the job stays in the outbox
+                log.warning("delivery (%s): %s; retrying", lane.value, exc.message)
+                worked = False
             except Exception:  # the worker must outlive a database hiccup; the job stays in the outbox
                 log.exception("delivery loop error (%s); retrying", lane.value)
                 worked = False

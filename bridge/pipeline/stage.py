@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bridge.delivery.events import build_event
+from bridge.errors import DatabaseBusy
 from bridge.model import Action, Alert, Decision, Notice
 from bridge.pipeline import inhibit, storm
 from bridge.pipeline.policy import EventAction, PolicyContext, plan
@@ -130,7 +131,7 @@ class PipelineStage:
         try:
             with self.store.pipeline_batch(self.batch_size) as batch:
                 return decide_batch(batch, ruleset, budget=self.batch_seconds)
-        except sa.exc.DBAPIError:
+        except (sa.exc.DBAPIError, DatabaseBusy):
             raise  # the database is down, locked or full: the batch waits for it, untouched
         except Exception as exc:  # our bug, or an entry we cannot read: find it, so it cannot stall the journal
             log.error("pipeline: a batch failed (%s: %s); deciding its entries one at a time", type(exc).__name__,
@@ -142,7 +143,7 @@ class PipelineStage:
         try:
             with self.store.pipeline_batch(1) as batch:
                 return decide_batch(batch, ruleset)
-        except sa.exc.DBAPIError:
+        except (sa.exc.DBAPIError, DatabaseBusy):
             raise
         except Exception as exc:
             with self.store.pipeline_batch(1) as batch:
@@ -179,7 +180,11 @@ class PipelineStage:
                     if decided:
                         log.debug("pipeline: decided %d journal entries in %.3f s", decided,
                                   time.perf_counter() - started)
-                except Exception:  # the database is down or locked: the entries stay in the journal
+                except DatabaseBusy as exc:  # another writer holds the database: the entries stay in the journal
+                    log.warning("pipeline stage: %s; retrying", exc.message)
+                    self.stop_event.wait(1.0)
+                    continue
+                except Exception:  # the database is down: the entries stay in the journal
                     log.exception("pipeline stage error; retrying")
                     self.stop_event.wait(1.0)
                     continue

@@ -1,12 +1,15 @@
-"""Connecting to the database: the engine for a URL (SQLite's pragmas and BEGIN IMMEDIATE, PostgreSQL's connect
-timeout), and `database_error`, the one-line ConfigError naming the setting (BRIDGE_DATABASE_URL) when the
-database cannot be used, with the password never shown.
+"""Connecting to the database: the engine for a URL (SQLite's pragmas, BEGIN IMMEDIATE and a busy timeout cut to
+what is left of a write's budget; PostgreSQL's connect timeout), `is_lock_timeout` for the drivers' "could not get
+the lock in time" errors, and `database_error`, the one-line ConfigError naming the setting (BRIDGE_DATABASE_URL)
+when the database cannot be used, with the password never shown.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,34 +17,48 @@ from sqlalchemy.engine import Connection, Engine
 
 from bridge.errors import ConfigError
 
+# Processes that answer no sender (the worker: pipeline stage and delivery; the supervisor; start-up) wait this
+# long (at least), then log and try again: what SQLite's busy timeout was before requests were bounded.
+BACKGROUND_LOCK_TIMEOUT = 30.0
+
 # How long opening a PostgreSQL connection may take (libpq's own default is to wait forever on a host that drops
 # packets, so a start or a reconnect would hang instead of failing); a URL's own ?connect_timeout= wins.
 CONNECT_TIMEOUT_SECONDS = 10
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign-key enforcement."""
+def create_engine(url: str, *, busy_timeout: float = BACKGROUND_LOCK_TIMEOUT) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign-key enforcement.
+
+    `busy_timeout` (seconds): how long SQLite waits for a lock outside a write transaction (reads in WAL mode
+    practically never wait). A write transaction passes its own deadline in `WRITE_OPTION`: SQLite then waits
+    for what is left of the write's budget once the writer lock is held (`bridge.store.writer`).
+    """
     if url.startswith("sqlite"):
         synchronous = sqlite_synchronous()
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+        base_ms = busy_milliseconds(busy_timeout)
+        engine = sa.create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False},
                                   pool_pre_ping=True)
 
         @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
             # The driver's implicit transactions would defer BEGIN until the first write; take the write
             # lock at BEGIN IMMEDIATE instead so two writers never deadlock on a lock upgrade.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={synchronous}")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={base_ms}")
             cur.close()
+            record.info[BUSY_KEY] = base_ms
 
         @sa.event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
             # Writes (`Store.transaction`) take the write lock at BEGIN; reads begin deferred, so in WAL mode they
             # never wait for, nor hold up, a writer (every read used to queue for the one write lock).
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
+            deadline = conn.get_execution_options().get(WRITE_OPTION)
+            wanted = base_ms if deadline is None else busy_milliseconds(deadline - time.monotonic())
+            set_busy_timeout(conn.connection.driver_connection, conn.info, wanted)
+            conn.exec_driver_sql("BEGIN" if deadline is None else "BEGIN IMMEDIATE")
 
         return engine
     connect_args: dict[str, Any] = {}
@@ -52,8 +69,39 @@ def create_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
-# The execution option that marks a connection's transaction as a write (SQLite: BEGIN IMMEDIATE).
+# The execution option that marks a connection's transaction as a write (SQLite: BEGIN IMMEDIATE); its value is
+# the write's deadline on `time.monotonic`'s clock.
 WRITE_OPTION = "bridge_write"
+# Where a connection's current busy timeout (ms) is remembered (the pool record's `info`, which lives as long as the
+# driver's connection), so it is set only when it has to change.
+BUSY_KEY = "bridge_busy_ms"
+# A busy timeout this close to the wanted one is left as it is: a PRAGMA per transaction would cost more than the
+# milliseconds it corrects.
+BUSY_SLACK_MS = 20
+
+
+def busy_milliseconds(seconds: float) -> int:
+    """A budget as SQLite's busy timeout: whole milliseconds, at least 1 (0 would not wait at all)."""
+    return max(1, int(seconds * 1000))
+
+
+def set_busy_timeout(driver_conn: Any, info: dict[str, Any], wanted_ms: int) -> None:
+    """Set a SQLite driver connection's busy timeout to `wanted_ms`, unless it is within `BUSY_SLACK_MS` of it."""
+    current = info.get(BUSY_KEY)
+    if current is None or abs(current - wanted_ms) > BUSY_SLACK_MS:
+        driver_conn.execute(f"PRAGMA busy_timeout={int(wanted_ms)}")
+        info[BUSY_KEY] = wanted_ms
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether a driver error means a lock could not be had in time: SQLite's SQLITE_BUSY ("database is locked")
+    or PostgreSQL's lock_not_available (55P03, `lock_timeout` ran out)."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlite3.OperationalError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        # Extended codes (SQLITE_BUSY_SNAPSHOT...) keep the primary code in their low byte.
+        return (code & 0xFF) == sqlite3.SQLITE_BUSY if code is not None else "database is locked" in str(orig)
+    return getattr(orig, "sqlstate", None) == "55P03"
 SYNCHRONOUS_SETTING = "BRIDGE_SQLITE_SYNCHRONOUS"
 
 

@@ -6,6 +6,7 @@ reads that gather each alert's policy context and the writes that carry out its 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,8 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bridge.errors import DatabaseBusy
 from bridge.model import Alert, Decision, Notice, Severity, dedup_key_for
 from bridge.pipeline.policy import IncidentState, IncidentStep, MemberStep, Plan
+from bridge.store.engine import busy_milliseconds, is_lock_timeout, set_busy_timeout
 from bridge.store.incident_records import IncidentStore
 from bridge.store.schema import (
     _JOURNAL_EXCLUSIVE,
@@ -111,19 +114,29 @@ class JournalStore(IncidentStore):
         """`journal` on SQLite, through the driver: the receipt's hot path is three statements on a connection of
         this thread's own (SQLAlchemy's pool checkout, events and result objects cost more than SQLite's insert and
         commit together). Same rows, same answers; repeats are read back through SQLAlchemy."""
-        raw = self._thread_connection()
+        raw, info = self._thread_connection(), self._thread_connection_info()
         ts = _ts(now)
         rows = [_journal_row(alert, decision, ts) for alert, decision in decided]
         ids: list[int | None] = []
-        with self._writer.held():  # see bridge.store.writer: queue here, not in SQLite's busy handler
-            raw.execute("BEGIN IMMEDIATE")
+        deadline = time.monotonic() + self.lock_timeout
+        # See bridge.store.writer: queue there, not in SQLite's busy handler, which only waits for what is left
+        # of the budget (for writers that do not take the writer lock).
+        with self._writer.held(deadline):
+            set_busy_timeout(raw, info, busy_milliseconds(deadline - time.monotonic()))
             try:
-                for row in rows:
-                    found = raw.execute(_SQLITE_JOURNAL_INSERT, row).fetchone()
-                    ids.append(int(found[0]) if found is not None else None)
-                raw.execute("COMMIT")
-            except BaseException:
-                raw.execute("ROLLBACK")
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    for row in rows:
+                        found = raw.execute(_SQLITE_JOURNAL_INSERT, row).fetchone()
+                        ids.append(int(found[0]) if found is not None else None)
+                    raw.execute("COMMIT")
+                except BaseException:
+                    if raw.in_transaction:  # a failed COMMIT may have ended it already
+                        raw.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if is_lock_timeout(exc):
+                    raise DatabaseBusy(self.lock_timeout, detail=self._busy_detail()) from exc
                 raise
         results = []
         for row, alert_id in zip(rows, ids, strict=True):

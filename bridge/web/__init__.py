@@ -5,8 +5,9 @@
 - `ops`: /healthz, /readyz, /metrics, /-/reload.
 
 The guard runs before every request (`before_request`): no other site's browser page, and the admin credential
-for the API and reloads. Every error is a JSON answer: a RequestError with its status, anything else a 500 that
-tells the sender to retry (nothing was stored).
+for the API and reloads. Every error is a JSON answer: a RequestError with its status (a write that could not take
+the database's write lock within BRIDGE_DB_LOCK_TIMEOUT is `DatabaseBusy`: 503 with Retry-After), anything else a
+500 that tells the sender to retry (nothing was stored).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import metrics
 from bridge.config import Settings
-from bridge.errors import ConfigErrors, RequestError, ServiceUnavailable
+from bridge.errors import ConfigErrors, DatabaseBusy, RequestError, ServiceUnavailable
 from bridge.pipeline.wake import Doorbell
 from bridge.receivers import build_receivers
 from bridge.receivers.base import Headers, presented_token
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
+from bridge.store.engine import BACKGROUND_LOCK_TIMEOUT
 from bridge.web.access import ADMIN_REALM, WEBHOOK_REALM, admin_credential, check_browser, check_host, is_loopback
 from bridge.web.api import api
 from bridge.web.context import EXTENSION, ReceiverRegistry, WebContext
@@ -43,10 +45,15 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
                clock: Callable[[], datetime] | None = None,
                services: Mapping[str, Any] | None = None) -> Flask:
     """Build the web app. Tests build as many independent apps as they like."""
-    store = store or Store.open(settings.database_url)
+    store = store or Store.open(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
+    # A request's writes wait at most this long for the write lock, then answer 503 (`DatabaseBusy`).
+    store.lock_timeout = settings.db_lock_timeout_seconds
     if holder is None:
         holder = RulesetHolder(settings.effective_rules_path(), store)
-        holder.load()
+        # A web worker starting while the database is held for a while waits for it, as the supervisor did: a
+        # worker that fails to boot stops gunicorn, and with it the bridge.
+        with store.waiting_longer(BACKGROUND_LOCK_TIMEOUT):
+            holder.load()
     io_services = dict(services or {})
     io_services.setdefault("fetch_url", _fetch_url(settings.http_timeout_seconds))
 
@@ -83,6 +90,9 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
     @app.errorhandler(RequestError)
     def on_request_error(exc: RequestError) -> tuple[Response, int]:
         response = jsonify(exc.to_json())
+        if isinstance(exc, DatabaseBusy):
+            # The sender retries; the operator needs to know who holds the database.
+            log.warning("%s %s answered 503: %s", request.method, request.path, exc.message)
         if isinstance(exc, ServiceUnavailable):
             response.headers["Retry-After"] = str(exc.retry_after_seconds)
         if exc.status == 401:

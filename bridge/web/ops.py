@@ -10,6 +10,10 @@ from bridge.web.context import web_context
 
 ops = Blueprint("ops", __name__)
 
+# How long readiness waits to take the database's write lock: a probe runs every few seconds and must answer
+# within its own timeout (Kubernetes: 1 s by default), while a write that takes longer already answers 503.
+WRITE_PROBE_SECONDS = 1.0
+
 
 @ops.get("/healthz")
 def healthz() -> Response:
@@ -19,11 +23,14 @@ def healthz() -> Response:
 
 @ops.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """The database answers and a ruleset is loaded."""
+    """The database answers and takes writes, and a ruleset is loaded."""
     web = web_context()
     problems = []
     try:
         web.store.ping()
+        problem = web.store.write_problem(min(WRITE_PROBE_SECONDS, web.store.lock_timeout))
+        if problem:
+            problems.append(f"database: {problem}")
     except Exception as exc:  # readiness reports, it does not crash
         problems.append(f"database: {type(exc).__name__}")
     try:
