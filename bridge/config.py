@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.durations import parse_duration
 from bridge.errors import ConfigError
 
 
@@ -70,6 +71,9 @@ class Settings:
     http_timeout_seconds: float = 10.0
     related_window_days: int = 180  # how far back related-incident lookups search (PagerDuty: 6 months/query)
     pagerduty_ca_bundle: str = ""  # a private CA for PagerDuty's hosts (a TLS-inspecting proxy, or tests)
+    # The least time between the end of one reconciliation pass and the start of the next (a worker restarting
+    # often must not look every recent incident up again each time).
+    reconcile_interval_seconds: float = 600.0
 
     def tls_verify(self) -> Any:
         """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle."""
@@ -136,6 +140,16 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number") from None
 
+        def duration(name: str, default: float) -> float:
+            raw = get(name)
+            if not raw:
+                return default
+            try:
+                # Whole seconds, as every other duration of the bridge may be written.
+                return float(parse_duration(int(raw) if raw.isdigit() else raw))
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r}: {exc}", hint=f"set {name} to a duration such as 10m") from None
+
         def flag(name: str) -> bool:
             return get(name).lower() in ("1", "true", "yes", "on")
 
@@ -187,6 +201,7 @@ class Settings:
             http_timeout_seconds=number("BRIDGE_HTTP_TIMEOUT", 10.0),
             pagerduty_ca_bundle=get("BRIDGE_PAGERDUTY_CA_BUNDLE"),
             related_window_days=int(number("BRIDGE_RELATED_WINDOW_DAYS", 180)),
+            reconcile_interval_seconds=duration("BRIDGE_RECONCILE_INTERVAL", 600.0),
         )
 
     def secrets(self) -> list[str]:
