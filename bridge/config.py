@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.durations import parse_duration
 from bridge.errors import ConfigError
 
 
@@ -76,6 +77,9 @@ class Settings:
     related_window_days: int = 180  # how far back related-incident lookups search (PagerDuty: 6 months/query)
     pagerduty_ca_bundle: str = ""  # a private CA for PagerDuty's hosts (a TLS-inspecting proxy, or tests)
     db_lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT  # a request's wait for the write lock, then 503
+    # The least time between the end of one reconciliation pass and the start of the next (a worker restarting
+    # often must not look every recent incident up again each time).
+    reconcile_interval_seconds: float = 600.0
 
     def tls_verify(self) -> Any:
         """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle."""
@@ -148,6 +152,15 @@ class Settings:
                 raise ConfigError(f"{name}={get(name)!r} is not a positive number of seconds",
                                   hint=f"set {name} to seconds above 0, e.g. {default:g}")
             return value
+        def duration(name: str, default: float) -> float:
+            raw = get(name)
+            if not raw:
+                return default
+            try:
+                # Whole seconds, as every other duration of the bridge may be written.
+                return float(parse_duration(int(raw) if raw.isdigit() else raw))
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r}: {exc}", hint=f"set {name} to a duration such as 10m") from None
 
         def flag(name: str) -> bool:
             return get(name).lower() in ("1", "true", "yes", "on")
@@ -201,6 +214,7 @@ class Settings:
             pagerduty_ca_bundle=get("BRIDGE_PAGERDUTY_CA_BUNDLE"),
             related_window_days=int(number("BRIDGE_RELATED_WINDOW_DAYS", 180)),
             db_lock_timeout_seconds=positive("BRIDGE_DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
+            reconcile_interval_seconds=duration("BRIDGE_RECONCILE_INTERVAL", 600.0),
         )
 
     def secrets(self) -> list[str]:

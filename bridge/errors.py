@@ -158,7 +158,8 @@ class DeliveryError(BridgeError):
 
 
 class Reschedule(Exception):
-    """A timer fired early (new alerts moved its deadline): run the job again at `due`."""
+    """Run the job again at `due`, without counting an attempt: a timer fired early (new alerts moved its deadline),
+    or a reconciliation slice leaves the REST budget to the other follow-ups."""
 
     def __init__(self, due: float) -> None:
         super().__init__(f"rescheduled to {due}")

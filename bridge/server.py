@@ -249,7 +249,8 @@ def run_worker(settings: Settings) -> int:
     in hand, then stops).
 
     The stage decides the journal in a thread of its own and wakes the delivery loop when it queued jobs; both run
-    here, never in gunicorn's processes.
+    here, never in gunicorn's processes. Reconciliation with PagerDuty is queued (or resumed) at start and runs on
+    the follow-ups lane (`bridge.followups.reconcile`).
     """
     import threading
 
@@ -273,10 +274,15 @@ def run_worker(settings: Settings) -> int:
                           on_decided=worker.notify)
     stage_thread = threading.Thread(target=stage.run, name="pipeline-stage", daemon=True)
     stage_thread.start()
+    # Reconciliation is queued, never run here: its lookups take minutes at PagerDuty's rate limit, and run as
+    # follow-ups behind the pages and the other follow-ups.
     try:
-        followups.reconcile()
-    except Exception:  # reconciliation is best effort; deliveries must start regardless
-        log.exception("reconciliation with PagerDuty failed; continuing")
+        queued = followups.queue_reconciliation()
+    except Exception:  # best effort; deliveries must start regardless
+        log.exception("could not queue reconciliation with PagerDuty; continuing")
+    else:
+        if queued:
+            log.info("reconciliation with PagerDuty: %s", queued)
 
     def stop(_signum: int, _frame: Any) -> None:
         stage.stop()

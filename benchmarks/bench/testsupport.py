@@ -16,10 +16,12 @@ if str(REPO) not in sys.path:
 
 # ---- BEGIN imports from tests/ (the only ones in benchmarks/; fix these lines when tests/support moves) --------
 from tests.support.dblock import DatabaseHolder  # noqa: E402
-from tests.support.fakes.pagerduty import FakePagerDuty, Reply  # noqa: E402
+from tests.support.e2e import POLICIES, SERVICES, USERS  # noqa: E402
+from tests.support.fakes.pagerduty import API_KEY, FROM_EMAIL, FakePagerDuty, Reply  # noqa: E402
+from tests.support.seeding import seed_paged_incidents  # noqa: E402
 from tests.support.server import ADMIN_TOKEN, ROUTING_KEY, TOKEN, BridgeProcess, bridge_env  # noqa: E402
 
 # ---- END imports from tests/ -----------------------------------------------------------------------------------
 
-__all__ = ["ADMIN_TOKEN", "REPO", "ROUTING_KEY", "TOKEN", "BridgeProcess", "DatabaseHolder", "FakePagerDuty", "Reply",
-           "bridge_env"]
+__all__ = ["ADMIN_TOKEN", "API_KEY", "FROM_EMAIL", "POLICIES", "REPO", "ROUTING_KEY", "SERVICES", "TOKEN", "USERS",
+           "BridgeProcess", "DatabaseHolder", "FakePagerDuty", "Reply", "bridge_env", "seed_paged_incidents"]

@@ -104,8 +104,7 @@ class SlidingWindowLimiter:
         """Take one slot: None when admitted, else the seconds until a slot frees (nothing is taken)."""
         with self._lock:
             now = self.clock()
-            while self._hits and self._hits[0] <= now - self.window:
-                self._hits.popleft()
+            self._expire(now)
             if len(self._hits) >= self.limit:
                 return max(0.0, self._hits[0] + self.window - now)
             self._hits.append(now)
@@ -117,6 +116,24 @@ class SlidingWindowLimiter:
         with self._lock:
             now = self.clock()
             return sum(1 for t in self._hits if t > now - self.window)
+
+    def free(self) -> int:
+        """Slots free now (nothing is taken)."""
+        with self._lock:
+            self._expire(self.clock())
+            return self.limit - len(self._hits)
+
+    def seconds_until_free(self, count: int) -> float:
+        """Seconds until at least `count` slots (at most `limit`) are free, if nothing else is taken meanwhile."""
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            short = len(self._hits) - (self.limit - min(count, self.limit))
+            return 0.0 if short <= 0 else max(0.0, self._hits[short - 1] + self.window - now)
+
+    def _expire(self, now: float) -> None:
+        while self._hits and self._hits[0] <= now - self.window:
+            self._hits.popleft()
 
 
 class Abilities:
@@ -237,6 +254,15 @@ class PagerDutyRest:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def requests_left(self) -> tuple[int, int]:
+        """(requests the client-side limiter admits now, its limit per window): for a caller that must leave room
+        for others (reconciliation leaves the follow-ups a share)."""
+        return self.limiter.free(), self.limiter.limit
+
+    def seconds_until_free(self, count: int) -> float:
+        """Seconds until the limiter admits `count` requests (at most its limit) again."""
+        return self.limiter.seconds_until_free(count)
 
     # -- the one request path -------------------------------------------------------------------------------
 

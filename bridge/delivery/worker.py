@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import Any, Protocol, TextIO
 
@@ -57,8 +57,9 @@ class Lane(StrEnum):
 class FollowUpHandler(Protocol):
     """What the worker hands non-event jobs to, and asks what follows a delivery (`bridge.followups.FollowUps`)."""
 
-    def handle(self, job: dict[str, Any]) -> None:
-        """Run one follow-up job; raise Reschedule, DeliveryError, or (a bug) anything else."""
+    def handle(self, job: dict[str, Any]) -> Sequence[NewJob]:
+        """Run one follow-up job and return the jobs that continue it (queued in the transaction that records it
+        done); raise Reschedule, DeliveryError, or (a bug) anything else."""
         ...
 
     def after_delivery(self, job: dict[str, Any]) -> list[NewJob]:
@@ -142,7 +143,7 @@ class DeliveryWorker:
                                   reason="misconfigured", retry_at=None)
             return
         try:
-            self.followups.handle(job)
+            successors = self.followups.handle(job)
         except Reschedule as again:
             self.store.release_job(job["id"], self.clock(), again.due)
             return
@@ -157,7 +158,9 @@ class DeliveryWorker:
             self._internal_failure(job, exc)
             return
         DELIVERIES.labels(action=job["kind"], result="done").inc()
-        self.store.job_delivered(job["id"], self.clock(), dry_run=False, response=None)
+        # A job that continues in another (a reconciliation slice and the next one) hands over in one transaction:
+        # a crash leaves either this job to redo or its successor to run, never neither.
+        self.store.job_delivered(job["id"], self.clock(), dry_run=False, response=None, then=successors)
 
     def _failed(self, job: dict[str, Any], exc: DeliveryError) -> None:
         now = self.clock()

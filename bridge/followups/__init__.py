@@ -14,20 +14,23 @@
 - `reopen_note` (after the trigger of a reopened incident): the resolution did not hold; links the previous
   PagerDuty incident when PagerDuty opened a new one.
 - `postmortem`: draft the post-mortem of a resolved P0/P1 incident and note where to find it.
+- `reconcile` (a chain of slices, queued at the worker's start): compare the incidents of the last 7 days with
+  PagerDuty and repair drift, in the background at the lowest priority (see `reconcile`).
 
 Every step is idempotent (safe to run again after a crash mid-way) and timers are jobs with a due time, so a
 restarted bridge still escalates on time. Without `PAGERDUTY_API_TOKEN` the REST steps are skipped and the
 timeline says so; the rest still happens.
 
 Modules: one per kind (`setup`, `escalation`, `related_note`, `storm_digest`, `auto_resolve`, `resolution`,
-`reopen`, `postmortem`), each a function `handler(context, job)`; `schedule` queues follow-ups and defines every
-dedupe key; `reconcile` runs at start; `context` holds what the handlers share (`FollowUpContext`, `Rest`);
-`roles` and `resolution_text` are pure. `FollowUps` dispatches a job to its kind's handler.
+`reopen`, `postmortem`, `reconcile`), each a function `handler(context, job)` that may return the jobs continuing
+it (queued with its completion); `schedule` queues follow-ups and defines every dedupe key; `context` holds what
+the handlers share (`FollowUpContext`, `Rest`); `roles` and `resolution_text` are pure. `FollowUps` dispatches a
+job to its kind's handler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -37,7 +40,7 @@ from bridge.followups.auto_resolve import auto_resolve
 from bridge.followups.context import FollowUpContext, Rest
 from bridge.followups.escalation import escalation_check
 from bridge.followups.postmortem import postmortem
-from bridge.followups.reconcile import reconcile
+from bridge.followups.reconcile import queue_pass, reconcile_slice
 from bridge.followups.related_note import related_note
 from bridge.followups.reopen import reopen_note
 from bridge.followups.resolution import resolution_note
@@ -51,8 +54,11 @@ from bridge.store import JobKind, NewJob, Store
 __all__ = ["HANDLERS", "FollowUpContext", "FollowUps", "Rest", "alert_host", "declared", "role_note",
            "storm_digest_text"]
 
+# A handler runs one job and returns the jobs that continue it, if any.
+Handler = Callable[[FollowUpContext, dict[str, Any]], Sequence[NewJob] | None]
+
 # Each job kind and its handler.
-HANDLERS: Mapping[str, Callable[[FollowUpContext, dict[str, Any]], None]] = {
+HANDLERS: Mapping[str, Handler] = {
     JobKind.INCIDENT_SETUP: incident_setup,
     JobKind.ESCALATION_CHECK: escalation_check,
     JobKind.RELATED_NOTE: related_note,
@@ -61,6 +67,7 @@ HANDLERS: Mapping[str, Callable[[FollowUpContext, dict[str, Any]], None]] = {
     JobKind.RESOLUTION_NOTE: resolution_note,
     JobKind.REOPEN_NOTE: reopen_note,
     JobKind.POSTMORTEM: postmortem,
+    JobKind.RECONCILE: reconcile_slice,
 }
 
 
@@ -72,21 +79,22 @@ class FollowUps:
     def __init__(self, store: Store, settings: Settings, holder: RulesetHolder, rest: Rest | None, *,
                  clock: Callable[[], float], related_sources: Callable[[], list[Any]] | None = None) -> None:
         self.context = FollowUpContext(store, settings, holder, rest, clock, related_sources)
-        self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+        self.handlers: dict[str, Callable[[dict[str, Any]], Sequence[NewJob] | None]] = {
             kind: partial(handler, self.context) for kind, handler in HANDLERS.items()}
 
-    def handle(self, job: dict[str, Any]) -> None:
-        """Run the job's handler."""
+    def handle(self, job: dict[str, Any]) -> list[NewJob]:
+        """Run the job's handler; returns the jobs that continue it, for the worker to queue with its completion."""
         handler = self.handlers.get(job["kind"])
         if handler is None:
             raise DeliveryError(f"unknown job kind {job['kind']!r}", retryable=False, reason="unexpected_status")
-        handler(job)
+        return list(handler(job) or ())
 
     def after_delivery(self, job: dict[str, Any]) -> list[NewJob]:
         """The follow-ups of a delivered job (`schedule.after_delivery`), queued by the delivery worker in the
         transaction that records the delivery."""
         return after_delivery(self.context, job)
 
-    def reconcile(self, days: float = 7.0) -> int:
-        """Repair drift from PagerDuty at start (`reconcile.reconcile`); returns the number of incidents repaired."""
-        return reconcile(self.context, days)
+    def queue_reconciliation(self) -> str | None:
+        """At the worker's start: resume the unfinished reconciliation pass, or queue a new one unless the last
+        ended recently (`reconcile.queue_pass`); returns what it did, None without the REST API."""
+        return queue_pass(self.context)

@@ -1,5 +1,6 @@
 """What queues follow-ups, and the dedupe key of each: the jobs a delivered trigger sets off (`after_delivery`),
-the escalation timers and the related-incidents note the set-up arms. Every dedupe key format is defined here.
+the escalation timers and the related-incidents note the set-up arms. Every dedupe key format is defined here
+(reconciliation's slices too; `reconcile` queues them).
 
 A dedupe key makes a queued follow-up happen once however often what queues it runs again (a trigger delivered
 twice, a set-up retried after a crash mid-way): the store keeps at most one job per key, ever.
@@ -41,6 +42,12 @@ def escalation_check_key(incident_id: int, reopen: int, role: str) -> str:
 def related_note_key(incident_id: int) -> str:
     """One related-incidents note per incident."""
     return f"related_note:{incident_id}"
+
+
+def reconcile_key(pass_number: int, cursor: int) -> str:
+    """One reconciliation slice per pass and cursor (the id of the last incident before the slice); a pass's first
+    slice (cursor 0) is its key, so two workers starting at once queue one pass."""
+    return f"reconcile:{pass_number}:{cursor}"
 
 
 # -- after a trigger ----------------------------------------------------------------------------------------------

@@ -197,12 +197,29 @@ class IncidentStore(OutboxStore):
                 postmortems.c.incident_id == incident_id)).first()
         return row.markdown if row else None
 
-    def recent_incidents(self, since: float) -> list[dict[str, Any]]:
-        """Incidents opened since `since` (reconciliation, related lookup)."""
+    def incidents_after(self, after_id: int, *, since: float, upto_id: int, limit: int) -> list[dict[str, Any]]:
+        """A slice of the incidents opened since `since`, in id order: at most `limit` with
+        `after_id < id <= upto_id`. Each is what reconciliation reads of it: `id`, `dedup_key`, `status` and
+        `last_paged_at` (seconds since the epoch, None when never paged)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(incidents).where(incidents.c.opened_at >= since)
-                                .order_by(incidents.c.id)).all()
-        return [_incident_json(r) for r in rows]
+            rows = conn.execute(sa.select(incidents.c.id, incidents.c.dedup_key, incidents.c.status,
+                                          incidents.c.last_paged_at)
+                                .where(incidents.c.id > after_id, incidents.c.id <= upto_id,
+                                       incidents.c.opened_at >= since)
+                                .order_by(incidents.c.id).limit(limit)).all()
+        return [{"id": r.id, "dedup_key": r.dedup_key, "status": r.status, "last_paged_at": r.last_paged_at}
+                for r in rows]
+
+    def count_incidents_after(self, after_id: int, *, since: float, upto_id: int) -> int:
+        """How many incidents `incidents_after` has left to give after `after_id` (all of them, not one slice)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
+                incidents.c.id > after_id, incidents.c.id <= upto_id, incidents.c.opened_at >= since)).scalar() or 0)
+
+    def last_incident_id(self) -> int:
+        """The id of the newest incident (0 when there is none)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(incidents.c.id))).scalar() or 0)
 
     def incident_alerts(self, incident_id: int) -> list[dict[str, Any]]:
         """The alerts of an incident, oldest first."""

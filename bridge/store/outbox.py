@@ -185,6 +185,18 @@ class OutboxStore(AuditStore):
             return int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
                 jobs.c.kind == JobKind.EVENT, jobs.c.state == "delivered", jobs.c.delivered_at > since)).scalar() or 0)
 
+    def latest_job(self, kind: str) -> dict[str, Any] | None:
+        """The newest job of `kind` (None when there is none): its id, state, parsed payload and times as seconds
+        since the epoch (`created_at`, `updated_at`, `delivered_at`)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs.c.id, jobs.c.state, jobs.c.payload_json, jobs.c.created_at,
+                                         jobs.c.updated_at, jobs.c.delivered_at)
+                               .where(jobs.c.kind == kind).order_by(jobs.c.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return {"id": row.id, "state": row.state, "payload": json.loads(row.payload_json),
+                "created_at": row.created_at, "updated_at": row.updated_at, "delivered_at": row.delivered_at}
+
     def job_counts(self) -> dict[str, int]:
         """Number of jobs in each state."""
         with self.engine.connect() as conn:

@@ -119,6 +119,8 @@ sa.Index("ix_jobs_state_due", jobs.c.state, jobs.c.next_attempt_at)
 sa.Index("ix_jobs_state_priority", jobs.c.state, jobs.c.priority, jobs.c.id)
 sa.Index("ix_jobs_dedup", jobs.c.dedup_key, jobs.c.id)
 sa.Index("ix_jobs_incident_kind", jobs.c.incident_id, jobs.c.kind)
+# The newest job of a kind (`latest_job`: the reconciliation pass), however long ago it ran.
+sa.Index("ix_jobs_kind", jobs.c.kind, jobs.c.id)
 sa.Index("uq_jobs_dedupe", jobs.c.dedupe, unique=True)
 
 timeline = sa.Table(
@@ -220,6 +222,7 @@ class JobKind(StrEnum):
     RESOLUTION_NOTE = "resolution_note"
     REOPEN_NOTE = "reopen_note"
     POSTMORTEM = "postmortem"
+    RECONCILE = "reconcile"
 
 
 ORDERED_KINDS = (JobKind.EVENT, JobKind.INCIDENT_SETUP)

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from bridge.errors import NotFound, RequestError
+from bridge.followups.reconcile import pass_status
 from bridge.pipeline.silences.admin import create_silence, expire_silence, list_silences
 from bridge.receivers.jsonbody import load_json
 from bridge.web.access import check_content_type
@@ -33,8 +34,10 @@ def alert(alert_id: int) -> Response:
 
 @api.get("/pipeline")
 def pipeline() -> Response:
-    """How far the pipeline stage is behind the journal (alerts accepted, not yet decided)."""
-    return jsonify({"journal": web_context().store.journal_status()})
+    """How far the pipeline stage is behind the journal (alerts accepted, not yet decided), and how far the newest
+    reconciliation pass with PagerDuty has come (null before the first)."""
+    store = web_context().store
+    return jsonify({"journal": store.journal_status(), "reconcile": pass_status(store)})
 
 
 @api.get("/incidents")

@@ -308,7 +308,8 @@ def test_cost_alerts_auto_resolve_after_the_rules_time(tmp_path: Path, pd: FakeP
 
 
 def test_reconciliation_marks_incidents_a_human_resolved(tmp_path: Path, pd: FakePagerDuty) -> None:
-    env = env_for(tmp_path, pd, rules_dir(tmp_path))
+    # Interval 0: the restart below comes seconds after the first start's pass, and must start another.
+    env = env_for(tmp_path, pd, rules_dir(tmp_path), BRIDGE_RECONCILE_INTERVAL="0")
     bridge = BridgeProcess(tmp_path, env).start()
     key = post_alert(bridge, datadog_payload("rec-1", monitor="7007", value=6))["alerts"][0]["dedup_key"]
     incident = wait_for(lambda: pd_incident(pd, key))
@@ -323,7 +324,8 @@ def test_reconciliation_marks_incidents_a_human_resolved(tmp_path: Path, pd: Fak
     try:
         local = wait_for(lambda: (lambda i: i if i["status"] == "resolved" else None)(
             second.get(f"/api/v1/incidents/{key}").json()))
-        assert any("resolved in PagerDuty" in e["description"] for e in local["timeline"])
+        assert any(e["description"] == "resolved in PagerDuty (found by reconciliation pass 2)"
+                   for e in local["timeline"])
     finally:
         second.kill()
 

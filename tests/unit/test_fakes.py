@@ -9,7 +9,9 @@ every fault kind, REST incidents/notes/responders/abilities/pagination, and Data
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx2
@@ -281,9 +283,49 @@ def test_events_incident_is_visible_through_rest(pd: FakePagerDuty, http: httpx2
     pd.assert_no_invalid_requests()
 
 
+def test_seeded_incidents_are_the_state_triggers_would_leave(pd: FakePagerDuty, http: httpx2.Client,
+                                                             rest: Any) -> None:
+    seeded = pd.seed_open_incidents(["seed:1", "seed:2"], summary="week-old incident")
+
+    assert [i.incident_key for i in seeded] == ["seed:1", "seed:2"] and pd.events == [] and pd.requests == []
+    [found] = rest.jget("/incidents", params={"incident_key": "seed:2", "statuses[]": ["triggered"]})["incidents"]
+    assert (found["id"], found["title"], found["status"]) == (seeded[1].id, "week-old incident", "triggered")
+    # A trigger de-duplicates into the seeded alert; a resolve closes it, as for an alert a trigger opened.
+    http.post("/v2/enqueue", json=trigger("seed:1"))
+    http.post("/v2/enqueue", json=action("resolve", "seed:1"))
+    assert len(pd.incidents_for("seed:1")) == 1 and pd.incident(seeded[0].id).status == "resolved"
+    with pytest.raises(ValueError, match="open already"):
+        pd.seed_open_incidents(["seed:2"])
+    pd.assert_no_invalid_requests()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Fault injection and rate limits
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def test_latency_answers_every_matching_request_late_side_by_side(pd: FakePagerDuty) -> None:
+    pd.latency(0.5, api="rest")
+
+    def timed(request: Callable[[httpx2.Client], httpx2.Response]) -> float:
+        with pd.http_client() as client:
+            started = time.monotonic()
+            assert request(client).status_code < 300
+            return time.monotonic() - started
+
+    def rest_call(client: httpx2.Client) -> httpx2.Response:
+        return client.get("/priorities", headers=REST_HEADERS)
+
+    assert timed(rest_call) >= 0.5
+    assert timed(lambda c: c.post("/v2/enqueue", json=trigger())) < 0.5  # the other API is not slowed
+    # Four at once take one round trip, not four: the fake waits outside its lock, as a network would.
+    with ThreadPoolExecutor(4) as pool:
+        started = time.monotonic()
+        list(pool.map(lambda _: timed(rest_call), range(4)))
+        assert time.monotonic() - started < 1.5
+    assert len(pd.requests_to("/priorities")) == 5 and pd.pending_faults == 0
+    pd.latency(0, api="rest")
+    assert timed(rest_call) < 0.5
 
 
 def test_delay_makes_the_client_time_out_and_nothing_is_ingested(pd: FakePagerDuty) -> None:

@@ -36,7 +36,8 @@ What the fake checks (all requests, both APIs)
   `Content-Type: application/json` on bodies, and `From` (a known user's email) where the spec requires it.
 
 Fault injection (shared by `FakeDatadog`, see `LoopbackServer`): `fail(status, times)`, `delay(seconds, times)`,
-`drop(times)`, each optionally limited to `api="events"|"rest"` or a `path` prefix. Faulted requests are not
+`drop(times)`, each optionally limited to `api="events"|"rest"` or a `path` prefix; `latency(seconds, api=...)`
+answers every matching request that much later (a slow API, not a fault). Faulted requests are not
 ingested (like PagerDuty, which does not ingest an event it answered 429). Real rate limits are optional:
 `events_rate_limit_per_minute=120` (per routing key, sliding 60 s) and `rest_rate_limit_per_minute=960` (per
 API key), counted on the injectable `clock` (`ManualClock` lets a test move time without sleeping).
@@ -44,7 +45,8 @@ API key), counted on the injectable `clock` (`ManualClock` lets a test move time
 Assertion helpers: `events`, `change_events`, `dropped_events`, `triggers_for()`, `alerts`, `open_alerts()`,
 `alert()`, `incidents`, `incident()`, `incidents_for()`, `open_incidents()`, `invalid_requests`, `requests`,
 `requests_to()`, `assert_no_invalid_requests()`, and `wait_for(predicate, timeout)` for asynchronous senders.
-Scripting state: `answer_responder_request()`, `set_past_incidents()`, `set_related_incidents()`, and the
+Scripting state: `seed_open_incidents()` (incidents a test starts from, as triggers would have opened them),
+`answer_responder_request()`, `set_past_incidents()`, `set_related_incidents()`, and the
 mutable `abilities` set (remove `"coordinated_responding"` for the 402 path of responder requests, or
 `"status_updates"` for that of `POST /incidents/{id}/status_updates`; the posted updates are in each incident's
 `status_updates`).
@@ -320,6 +322,7 @@ class LoopbackServer:
         self.requests: list[RecordedRequest] = []
         self.invalid_requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
+        self._latencies: dict[tuple[str | None, str | None], float] = {}  # (api, path prefix) -> seconds
         self._changed = threading.Condition(self.lock)  # notified after every request, for wait_for()
         self._stopping = threading.Event()
         self._httpd: _HttpServer | None = None
@@ -433,6 +436,25 @@ class LoopbackServer:
         """Close the connection of the next `times` matching requests without answering (a transport error)."""
         self._add(Fault("drop", times, api=api, path=path))
 
+    def latency(self, seconds: float, *, api: str | None = None, path: str | None = None) -> None:
+        """Answer every matching request `seconds` late, from now on: a constant round trip, as to a distant API
+        (a `delay` fault holds a few requests and then cuts them). `api`/`path` limit it to one API or a path
+        prefix; setting the same filter again replaces the value, and 0 removes it. Requests are still recorded
+        on arrival; with several matching filters the longest applies."""
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        with self.lock:
+            if seconds:
+                self._latencies[(api, path)] = seconds
+            else:
+                self._latencies.pop((api, path), None)
+
+    def _latency_of(self, request: RecordedRequest) -> float:
+        with self.lock:
+            return max((seconds for (api, path), seconds in self._latencies.items()
+                        if api in (None, request.api) and (path is None or request.path.startswith(path))),
+                       default=0.0)
+
     def clear_faults(self) -> None:
         """Forget all scripted faults not yet used."""
         with self.lock:
@@ -531,6 +553,9 @@ class LoopbackServer:
         )
         with self.lock:
             self.requests.append(request)
+        latency = self._latency_of(request)
+        if latency:
+            self._stopping.wait(latency)  # outside the lock: concurrent requests wait side by side, as on a network
         fault = self._take_fault(request)
         if fault is not None:
             request.outcome = f"fault:{fault.kind}"
@@ -916,6 +941,23 @@ class FakePagerDuty(LoopbackServer):
             return [i for i in self.incidents if i.open]
 
     # -- scripting state ------------------------------------------------------------------------------------
+
+    def seed_open_incidents(self, dedup_keys: Collection[str], *, routing_key: str = ROUTING_KEY,
+                            summary: str = "seeded incident", severity: str = "error") -> list[Incident]:
+        """Open an alert and its incident for each dedup key, as a trigger with that key would have (same state,
+        same ids), without a request: nothing is added to `events` or `requests`. For tests that start from
+        many incidents PagerDuty already has (a restart with a week of incidents). Returns the incidents."""
+        opened = []
+        with self.lock:
+            now = self.clock()
+            for key in dedup_keys:
+                event = {"routing_key": routing_key, "event_action": "trigger", "dedup_key": key,
+                         "payload": {"summary": summary, "source": "seed", "severity": severity}}
+                if (routing_key, key) in self._open_alerts:
+                    raise ValueError(f"an alert with dedup key {key!r} is open already")
+                self._open_alert(routing_key, key, event, ReceivedEvent(now, routing_key, "trigger", key, event), now)
+                opened.append(self.incidents[-1])
+        return opened
 
     def answer_responder_request(self, incident_id: str, user_id: str, *, accepted: bool = True) -> None:
         """Make user `user_id` accept (`joined`) or decline a pending responder request on the incident."""

@@ -20,6 +20,7 @@ from bridge.delivery.pagerduty_rest import (
     MAX_NOTES_PER_INCIDENT,
     PagerDutyRest,
     ResponderOutcome,
+    SlidingWindowLimiter,
     fit_note,
     route_test_title,
 )
@@ -467,6 +468,31 @@ def test_limiter_counts_real_requests(pd: FakePagerDuty) -> None:
     rest.get_incident(incident_id)
     assert len(pd.requests_to(f"/incidents/{incident_id}", "GET")) == 4
     pd.assert_no_invalid_requests()
+
+
+# Requests taken (seconds before now) -> slots free now and seconds until `wanted` slots are free, limit 4 a minute.
+HEADROOM = [
+    ((), 4, 4, 0.0),
+    ((50.0,), 3, 3, 0.0),
+    ((50.0,), 3, 4, 10.0),
+    ((50.0, 20.0, 10.0, 5.0), 0, 1, 10.0),
+    ((50.0, 20.0, 10.0, 5.0), 0, 2, 40.0),
+    ((50.0, 20.0, 10.0, 5.0), 0, 9, 55.0),   # more than the limit: until all of it is free
+    ((60.0, 20.0), 3, 4, 40.0),              # a request 60 s old has left the window
+]
+
+
+@pytest.mark.parametrize(("ages", "free", "wanted", "seconds"), HEADROOM,
+                         ids=["idle", "one-taken", "all-wanted", "full-one", "full-two", "over-limit", "expired"])
+def test_limiter_headroom(ages: tuple[float, ...], free: int, wanted: int, seconds: float) -> None:
+    clock = ManualClock(start=0.0)
+    limiter = SlidingWindowLimiter(4, 60.0, clock)
+    for age in ages:  # oldest first
+        clock.advance(100.0 - age - clock())
+        assert limiter.try_acquire() is None
+    clock.advance(100.0 - clock())
+    assert (limiter.free(), limiter.seconds_until_free(wanted)) == (free, seconds)
+    assert limiter.free() == free  # reading takes nothing
 
 
 def test_api_token_never_appears_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:
