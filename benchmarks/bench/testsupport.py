@@ -14,9 +14,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 # ---- BEGIN imports from tests/ (the only ones in benchmarks/; fix these lines when tests/support moves) --------
+from tests.support.bodies import alertmanager_batch  # noqa: E402
 from tests.support.fakes.pagerduty import FakePagerDuty, Reply  # noqa: E402
-from tests.support.server import ROUTING_KEY, TOKEN, BridgeProcess, bridge_env  # noqa: E402
+from tests.support.server import ADMIN_TOKEN, ROUTING_KEY, TOKEN, BridgeProcess, bridge_env  # noqa: E402
 
 # ---- END imports from tests/ -----------------------------------------------------------------------------------
 
-__all__ = ["REPO", "ROUTING_KEY", "TOKEN", "BridgeProcess", "FakePagerDuty", "Reply", "bridge_env"]
+__all__ = ["ADMIN_TOKEN", "REPO", "ROUTING_KEY", "TOKEN", "BridgeProcess", "FakePagerDuty", "Reply",
+           "alertmanager_batch", "bridge_env"]
