@@ -102,6 +102,12 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class TooManyAlerts(PayloadTooLarge):
+    """The request carries more alerts than one request may (`BRIDGE_MAX_ALERTS_PER_REQUEST`)."""
+
+    code = "too_many_alerts"
+
+
 class NotFound(RequestError):
     """No such resource."""
 

@@ -15,6 +15,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 # ---- BEGIN imports from tests/ (the only ones in benchmarks/; fix these lines when tests/support moves) --------
+from tests.support.bodies import alertmanager_batch  # noqa: E402
 from tests.support.dblock import DatabaseHolder  # noqa: E402
 from tests.support.e2e import POLICIES, SERVICES, USERS  # noqa: E402
 from tests.support.fakes.pagerduty import API_KEY, FROM_EMAIL, FakePagerDuty, Reply  # noqa: E402
@@ -24,4 +25,5 @@ from tests.support.server import ADMIN_TOKEN, ROUTING_KEY, TOKEN, BridgeProcess,
 # ---- END imports from tests/ -----------------------------------------------------------------------------------
 
 __all__ = ["ADMIN_TOKEN", "API_KEY", "FROM_EMAIL", "POLICIES", "REPO", "ROUTING_KEY", "SERVICES", "TOKEN", "USERS",
-           "BridgeProcess", "DatabaseHolder", "FakePagerDuty", "Reply", "bridge_env", "seed_paged_incidents"]
+           "BridgeProcess", "DatabaseHolder", "FakePagerDuty", "Reply", "alertmanager_batch", "bridge_env",
+           "seed_paged_incidents"]

@@ -39,10 +39,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.config import reveal
+from bridge.config import MAX_ALERTS_SETTING, reveal
 from bridge.errors import AuthError, BadPayload
 from bridge.model import Alert, AlertState, Link, Notice
-from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
+from bridge.receivers.base import (
+    InboundRequest,
+    Parsed,
+    ReceiverContext,
+    check_alert_count,
+    constant_time_equals,
+    presented_token,
+)
 from bridge.receivers.jsonbody import load_json
 
 SOURCE = "alertmanager"
@@ -99,8 +106,9 @@ class AlertmanagerReceiver:
         """Turn one webhook body into one Alert per entry of `alerts[]`.
 
         Raises `BadPayload` when the body is not JSON, not an object, has no usable `alerts` list, or when no
-        alert in it is usable. A single malformed alert in an otherwise good batch is skipped with a warning
-        Notice, so one bad entry cannot make Alertmanager drop (a 400 is not retried) the good ones.
+        alert in it is usable; `TooManyAlerts` when the list is longer than `ctx.max_alerts`. A single malformed
+        alert in an otherwise good batch is skipped with a warning Notice, so one bad entry cannot make
+        Alertmanager drop (a 400 is not retried) the good ones.
         """
         body = _load_json(request.body)
         alerts_in = body.get("alerts")
@@ -111,6 +119,7 @@ class AlertmanagerReceiver:
             )
         if not alerts_in:
             raise BadPayload("the Alertmanager webhook carries an empty 'alerts' list: nothing to process")
+        check_alert_count(len(alerts_in), ctx)
 
         version = body.get("version")
         envelope = _Envelope(
@@ -158,7 +167,7 @@ class AlertmanagerReceiver:
             notices.append(Notice(source=SOURCE, kind="alerts_truncated", level="warning",
                                   message=f"Alertmanager truncated {envelope.truncated} alert(s) of group "
                                           f"{envelope.group_key!r} (max_alerts of the webhook_config); "
-                                          f"raise max_alerts or set it to 0 (no limit)",
+                                          f"raise max_alerts, up to the bridge's {MAX_ALERTS_SETTING}",
                                   details={"truncated_alerts": envelope.truncated,
                                            "group_key": envelope.group_key}))
         return Parsed(alerts=alerts, notices=notices)

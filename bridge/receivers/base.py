@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from bridge.config import MAX_ALERTS_SETTING
+from bridge.errors import TooManyAlerts
 from bridge.model import Alert, Notice
 
 
@@ -59,11 +61,14 @@ class ReceiverContext:
     """What a receiver may consult: its settings, the clock, and helpers that do I/O (certificate fetches).
 
     `now` is the receipt time; tests pass a fixed one. `settings` is the receiver's own configuration mapping.
+    `max_alerts`: the most alerts one request may carry (`BRIDGE_MAX_ALERTS_PER_REQUEST`); None outside a
+    webhook (a replayed file, `rules explain`).
     """
 
     now: datetime
     settings: Mapping[str, Any] = field(default_factory=dict)
     services: Mapping[str, Any] = field(default_factory=dict)
+    max_alerts: int | None = None
 
 
 class Receiver(Protocol):
@@ -76,6 +81,21 @@ class Receiver(Protocol):
 
     def parse(self, request: InboundRequest, ctx: ReceiverContext) -> Parsed:
         """Turn the body into Alerts and Notices; raise `BadPayload` when nothing is usable."""
+
+
+def check_alert_count(count: int, ctx: ReceiverContext) -> None:
+    """Refuse a request that carries more than `ctx.max_alerts` alerts, with 413 `too_many_alerts`.
+
+    A receiver of batches calls it with the number of entries before parsing any of them: within the body limit a
+    batch of near-empty entries can be hundreds of thousands long, and each costs a parse (and a notice when it
+    is unusable) before a later count could refuse it.
+    """
+    limit = ctx.max_alerts
+    if limit is not None and count > limit:
+        raise TooManyAlerts(
+            f"the request carries {count:,} alerts; at most {limit:,} are accepted per request "
+            f"({MAX_ALERTS_SETTING}), and none of these was stored: send smaller batches (Alertmanager: set "
+            f"max_alerts in the webhook_config to {limit} or less) or raise {MAX_ALERTS_SETTING}")
 
 
 def constant_time_equals(given: str, expected: str) -> bool:

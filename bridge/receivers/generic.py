@@ -34,7 +34,14 @@ from jmespath.functions import Functions
 from bridge.errors import AuthError, BadPayload, ConfigError, ConfigErrors
 from bridge.model import Alert, AlertState, Link, Notice, Tag, parse_tags
 from bridge.receivers.alertmanager import is_non_finite, parse_number, split_categories
-from bridge.receivers.base import InboundRequest, Parsed, ReceiverContext, constant_time_equals, presented_token
+from bridge.receivers.base import (
+    InboundRequest,
+    Parsed,
+    ReceiverContext,
+    check_alert_count,
+    constant_time_equals,
+    presented_token,
+)
 from bridge.receivers.jsonbody import load_json
 from bridge.suggest import did_you_mean
 
@@ -578,7 +585,8 @@ class GenericReceiver:
             raise AuthError("wrong webhook token")
 
     def parse(self, request: InboundRequest, ctx: ReceiverContext) -> Parsed:
-        """Turn the body into one Alert per item; raises `BadPayload` when the body is unusable."""
+        """Turn the body into one Alert per item; raises `BadPayload` when the body is unusable, `TooManyAlerts`
+        when `items` finds more than `ctx.max_alerts`."""
         body = load_json(request.body)
         # An object, or a list that the source's `items:` expression splits; never a bare null, string or number.
         if not (isinstance(body, dict) or (isinstance(body, list) and self.source.items is not None)):
@@ -600,6 +608,7 @@ class GenericReceiver:
                 raise BadPayload(f"the 'items' expression {src.items.text!r} of source {src.name!r} found no "
                                  f"items in this body")
             items = found
+            check_alert_count(len(items), ctx)
         else:
             items = [body]
         alerts = [self._alert(index, item, body, ctx, notices) for index, item in enumerate(items)]

@@ -24,7 +24,15 @@ from __future__ import annotations
 from bridge.store.audit_records import AuditStore
 from bridge.store.engine import redact_url
 from bridge.store.incident_records import RESOLUTION_NOTE_DELAY, IncidentStore
-from bridge.store.journal import Accepted, InhibitCandidate, JournalEntry, JournalStore, PipelineBatch
+from bridge.store.journal import (
+    JOURNAL_CHUNK,
+    Accepted,
+    InhibitCandidate,
+    JournalEntry,
+    JournalInterrupted,
+    JournalStore,
+    PipelineBatch,
+)
 from bridge.store.outbox import NewJob, OutboxStore
 from bridge.store.ruleset_records import RulesetStore
 from bridge.store.schema import FAILED, JOURNAL_CHANNEL, PENDING, JobKind, alerts, incidents, jobs, wall_clock
@@ -35,11 +43,13 @@ __all__ = [
     "JobKind",
     "FAILED",
     "JOURNAL_CHANNEL",
+    "JOURNAL_CHUNK",
     "PENDING",
     "RESOLUTION_NOTE_DELAY",
     "Accepted",
     "InhibitCandidate",
     "JournalEntry",
+    "JournalInterrupted",
     "NewJob",
     "PipelineBatch",
     "Store",

@@ -46,10 +46,6 @@ class StoreBase:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         self._writer: WriterLock | NoWriterLock = (
             WriterLock(database) if database and database != ":memory:" else NoWriterLock())
-        insert: Any = (sa.dialects.postgresql.insert if self.is_postgres else sa.dialects.sqlite.insert)(alerts)
-        # Built once: the receipt's one statement. A repeat of (source, event id) inserts nothing and returns no id.
-        self._journal_insert = insert.on_conflict_do_nothing(
-            index_elements=["source", "source_event_id"]).returning(alerts.c.id)
         job_insert: Any = (sa.dialects.postgresql.insert if self.is_postgres else sa.dialects.sqlite.insert)(jobs)
         self._job_insert_once = job_insert.on_conflict_do_nothing(index_elements=["dedupe"]).returning(jobs.c.id)
 

@@ -1,22 +1,27 @@
 """The webhooks blueprint: `POST /webhooks/<source>`, the request path of every alert.
 
 authenticate -> parse -> evaluate (the rules engine, one ruleset snapshot for the whole request) -> journal (one
-INSERT, committed) -> ring the pipeline stage -> 202. Nothing stateful happens here: the pipeline stage in the
-worker decides incidents and pages after the answer, so neither a storm nor a slow PagerDuty slows a sender down.
+INSERT per alert, committed) -> ring the pipeline stage -> 202. Nothing stateful happens here: the pipeline stage
+in the worker decides incidents and pages after the answer, so neither a storm nor a slow PagerDuty slows a sender
+down. A request carries at most `BRIDGE_MAX_ALERTS_PER_REQUEST` alerts (413 beyond, nothing stored); a big one is
+journaled in chunks (`JOURNAL_CHUNK`), so it never holds the writer long enough to slow another sender down.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
 from bridge import metrics
-from bridge.errors import AuthError, NotFound, PayloadTooLarge
-from bridge.receivers.base import InboundRequest, Receiver, ReceiverContext
+from bridge.errors import AuthError, NotFound, PayloadTooLarge, TooManyAlerts
+from bridge.model import Notice
+from bridge.receivers.base import InboundRequest, Receiver, ReceiverContext, check_alert_count
 from bridge.rules.engine import evaluate
+from bridge.store import Accepted, JournalInterrupted
 from bridge.web.access import FORM_TYPE, check_content_type, check_host, is_loopback
 from bridge.web.context import WebContext, web_context
 
@@ -51,28 +56,53 @@ def receive(web: WebContext, receiver: Receiver) -> tuple[Response, int]:
     body = read_body(web.settings.max_body_bytes)
     req = InboundRequest(body=body, headers=g.headers, query=dict(request.args.items()),
                          path=request.path, remote_addr=request.remote_addr or "", url=request.url)
-    ctx = ReceiverContext(now=web.now(), settings=web.settings.receivers.get(source, {}), services=web.services)
+    ctx = ReceiverContext(now=web.now(), settings=web.settings.receivers.get(source, {}), services=web.services,
+                          max_alerts=web.settings.max_alerts_per_request)
     check_open_access(web, receiver)
     check_content_type(request.headers.get("Content-Type", ""), extra=content_types_for(web, receiver))
     receiver.authenticate(req, ctx)
-    parsed = receiver.parse(req, ctx)
+    try:
+        parsed = receiver.parse(req, ctx)
+        check_alert_count(len(parsed.alerts), ctx)  # receivers of batches refuse sooner, before parsing
+    except TooManyAlerts as exc:
+        # A 4xx, so the sender drops the batch: the operator must hear of it.
+        log.warning("%s webhook refused: %s", receiver.name, exc.message)
+        raise
     ruleset = web.holder.current  # one snapshot decides the whole request
     decided = [(alert, evaluate(alert, ruleset, ctx.now)) for alert in parsed.alerts]
-    results = web.store.journal(decided, parsed.notices, ctx.now)
-    if any(not r.duplicate for r in results):
-        web.doorbell.ring()
-    for notice in parsed.notices:
-        level = logging.WARNING if notice.level == "warning" else logging.INFO
-        log.log(level, "%s %s: %s", notice.source, notice.kind, notice.message)
-    for r in results:
-        metrics.ALERTS.labels(source=source, outcome="duplicate" if r.duplicate else r.outcome).inc()
-    metrics.RECEIVE_SECONDS.labels(source=source).observe(time.perf_counter() - started)
+
+    def committed(chunk: Sequence[Accepted]) -> None:
+        # The stage starts on the first chunk while the rest of a big request is written.
+        if any(not r.duplicate for r in chunk):
+            web.doorbell.ring()
+
+    try:
+        results = web.store.journal(decided, parsed.notices, ctx.now, on_commit=committed)
+    except JournalInterrupted as exc:
+        log.error("%s webhook: %s; the sender is asked to retry the request", receiver.name, exc,
+                  exc_info=exc.__cause__)
+        count_received(source, parsed.notices, exc.accepted, started)
+        # 5xx: the sender retries the whole body, and the entries stored already are answered as duplicates.
+        return jsonify({"error": "partly_accepted", "accepted": len(exc.accepted), "total": exc.total,
+                        "message": f"{len(exc.accepted)} of {exc.total} alerts were stored; the bridge failed to "
+                                   "store the rest; retry the request: the stored ones count as duplicates"}), 500
+    count_received(source, parsed.notices, results, started)
     all_duplicates = bool(results) and all(r.duplicate for r in results)
     body_out: dict[str, Any] = {"alerts": [r.to_json() for r in results]}
     if parsed.notices:
         body_out["notices"] = [{"kind": n.kind, "message": n.message} for n in parsed.notices]
     body_out["ruleset"] = ruleset.hash
     return jsonify(body_out), (200 if all_duplicates or not results else 202)
+
+
+def count_received(source: str, notices: Sequence[Notice], results: Sequence[Accepted], started: float) -> None:
+    """Log the request's notices and count its alerts and time in the metrics."""
+    for notice in notices:
+        level = logging.WARNING if notice.level == "warning" else logging.INFO
+        log.log(level, "%s %s: %s", notice.source, notice.kind, notice.message)
+    for r in results:
+        metrics.ALERTS.labels(source=source, outcome="duplicate" if r.duplicate else r.outcome).inc()
+    metrics.RECEIVE_SECONDS.labels(source=source).observe(time.perf_counter() - started)
 
 
 def read_body(limit: int) -> bytes:

@@ -1,6 +1,8 @@
 """The store's guarantees on PostgreSQL, where several replicas share one database.
 
 - Receipt is idempotent on (source, source_event_id), also when two web replicas take the same event at once.
+- A big request is journaled in chunks, the stage's horizon read between them; a chunk that fails keeps the
+  chunks before it, and a retry of the request finds them as duplicates.
 - Two replicas receiving alerts of one group at once open one incident and page once.
 - A receipt that loses an insert race on the unique (source, source_event_id) answers "duplicate", not a 500; a
   recovery received while another replica's worker is leasing the trigger is sent after that trigger.
@@ -23,7 +25,7 @@ import io
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -38,7 +40,7 @@ from bridge.delivery.worker import DeliveryWorker
 from bridge.model import Action, Alert, AlertState, Decision, Severity
 from bridge.pipeline.stage import accept_and_decide
 from bridge.rules.loader import compile_sources
-from bridge.store import Store, alerts, incidents, jobs
+from bridge.store import JOURNAL_CHUNK, Accepted, JournalInterrupted, Store, alerts, incidents, jobs
 from tests.support.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
 from tests.support.postgres import fresh_database
 from tests.unit.delivery import test_outbox as outbox  # its guarantees, run here unchanged (OUTBOX_CASES)
@@ -181,6 +183,47 @@ def test_a_recovery_received_while_another_replica_leases_the_trigger_is_sent_af
     assert answer["outcome"] == "resolved"
     events = [(j["action"], j["state"]) for j in reversed(store.list_jobs()) if j["kind"] == "event"]
     assert events == [("trigger", "sending"), ("resolve", "pending")]
+
+
+def test_a_big_request_is_journaled_in_chunks_the_stage_reading_between_them(
+        replicas: Callable[[], Store]) -> None:
+    # Each chunk is a receipt of its own: the stage's horizon (which waits for every receipt in flight) is read
+    # between two chunks, not after the whole request.
+    web, stage_side = replicas(), replicas()
+    request = [alert_of(f"big{i}", f"g{i}") for i in range(JOURNAL_CHUNK + 10)]
+    request[3] = request[1]  # the same event twice in one chunk: the second is a repeat
+    horizons: list[int] = []
+
+    def committed(done: Sequence[Accepted]) -> None:
+        if not horizons:
+            with ThreadPoolExecutor(1) as pool:
+                horizons.append(pool.submit(stage_side.journal_horizon).result(timeout=10))
+
+    results = web.journal(request, [], T0, on_commit=committed)
+    assert horizons == [max(r.alert_id for r in results[:JOURNAL_CHUNK])]
+    assert [i for i, r in enumerate(results) if r.duplicate] == [3] and results[3].alert_id == results[1].alert_id
+    assert count(web, alerts) == JOURNAL_CHUNK + 9
+
+
+def test_a_chunk_that_fails_keeps_the_chunks_before_it_and_a_retry_absorbs_them(store: Store) -> None:
+    request = [alert_of(f"big{i}", f"g{i}") for i in range(JOURNAL_CHUNK + 10)]
+    with store.engine.begin() as conn:  # the database refuses one row of the second chunk, as a full disk would
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.source_event_id = 'big{JOURNAL_CHUNK + 5}' THEN RAISE EXCEPTION 'refused'; END IF; "
+            "RETURN NEW; END $$")
+        conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON alerts FOR EACH ROW EXECUTE FUNCTION refuse_row()")
+    with pytest.raises(JournalInterrupted) as interrupted:
+        store.journal(request, [], T0)
+    assert (len(interrupted.value.accepted), interrupted.value.total) == (JOURNAL_CHUNK, JOURNAL_CHUNK + 10)
+    assert count(store, alerts) == JOURNAL_CHUNK
+
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse ON alerts")
+    retried = store.journal(request, [], T0)
+    assert [r.duplicate for r in retried] == [True] * JOURNAL_CHUNK + [False] * 10
+    assert [r.alert_id for r in retried[:JOURNAL_CHUNK]] == [r.alert_id for r in interrupted.value.accepted]
+    assert count(store, alerts) == JOURNAL_CHUNK + 10
 
 
 def waiting_on_a_lock(store: Store) -> bool:
