@@ -36,6 +36,7 @@ from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
 from bridge.store.engine import BACKGROUND_LOCK_TIMEOUT
 from bridge.web import create_app, is_loopback
+from bridge.web.gunicorn_worker import request_read_timeout
 
 log = logging.getLogger("bridge.server")
 
@@ -127,6 +128,7 @@ class Supervisor:
         A wrong setting raises ConfigError (one line naming it and the fix); `run` calls this unless done.
         """
         check_bind(self.settings, self.host)
+        request_read_timeout(os.environ)  # read by each gunicorn worker; wrong, it is reported here, in one line
         # The checks without side effects first: a wrong rules path or a port in use is reported alone, before
         # a database is created or rules are loaded and logged.
         rules_path = self.settings.checked_rules_path()
@@ -151,8 +153,11 @@ class Supervisor:
 
     def start_web(self) -> None:
         # The worker class answers gunicorn's own errors (bad request line, 414, 431) in JSON like every other
-        # error of the bridge; the logger class keeps gunicorn's error and access lines one line each (a
-        # request path may hold an encoded newline). Both in bridge/web/gunicorn_worker.py.
+        # error of the bridge, and reads requests in its event loop so slow clients cannot hold its threads (with
+        # a deadline, BRIDGE_REQUEST_READ_TIMEOUT, and /healthz answered there); the logger class keeps
+        # gunicorn's error and access lines one line each (a request path may hold an encoded newline). Both in
+        # bridge/web/gunicorn_worker.py. gunicorn's worker_connections (1000 per worker) bounds the connections
+        # a worker holds, slow ones included.
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
                "--worker-class", "bridge.web.gunicorn_worker.JsonErrorThreadWorker",
                "--logger-class", "bridge.web.gunicorn_worker.EscapingLogger",

@@ -1,4 +1,5 @@
-"""gunicorn's own error answers: the same statuses as gunicorn's Worker.handle_error, as JSON.
+"""gunicorn's own error answers: the same statuses as gunicorn's Worker.handle_error, as JSON; the request read
+timeout's setting; the event loop's /healthz answer, the app's.
 
 The real worker is exercised end to end in tests/integration/test_request_edges_e2e.py; this is the table of
 every parser error gunicorn can raise, which a socket test cannot all provoke.
@@ -7,6 +8,7 @@ every parser error gunicorn can raise, which a socket test cannot all provoke.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from ssl import SSLError
 
 import pytest
@@ -30,7 +32,10 @@ from gunicorn.http.errors import (
     UnsupportedTransferCoding,
 )
 
-from bridge.web.gunicorn_worker import MAX_DETAIL, error_answer
+from bridge.config import Settings
+from bridge.errors import ConfigError
+from bridge.web import create_app
+from bridge.web.gunicorn_worker import HEALTHZ_BODY, MAX_DETAIL, error_answer, request_read_timeout
 
 
 @pytest.mark.parametrize(("exc", "status", "code"), [
@@ -70,3 +75,30 @@ def test_quoted_request_line_is_bounded_and_ascii() -> None:
     assert len(answer.message) < MAX_DETAIL + 100
     answer.body().decode("ascii")  # control characters and non-ASCII are JSON-escaped
     assert "\x1b" not in answer.body().decode("ascii")
+
+
+@pytest.mark.parametrize(("environ", "seconds"), [
+    pytest.param({}, 10.0, id="default"),
+    pytest.param({"BRIDGE_REQUEST_READ_TIMEOUT": ""}, 10.0, id="empty"),
+    pytest.param({"BRIDGE_REQUEST_READ_TIMEOUT": " 2.5 "}, 2.5, id="seconds"),
+    pytest.param({"BRIDGE_REQUEST_READ_TIMEOUT": "30"}, 30.0, id="whole-seconds"),
+])
+def test_request_read_timeout(environ: dict[str, str], seconds: float) -> None:
+    assert request_read_timeout(environ) == seconds
+
+
+@pytest.mark.parametrize("raw", ["ten", "0", "-1", "nan", "inf"])
+def test_a_wrong_request_read_timeout_names_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        request_read_timeout({"BRIDGE_REQUEST_READ_TIMEOUT": raw})
+    assert f"BRIDGE_REQUEST_READ_TIMEOUT={raw!r}" in str(error.value)
+
+
+def test_the_event_loops_healthz_answer_is_the_apps(tmp_path: Path) -> None:
+    # The event loop answers GET /healthz itself (JsonErrorThreadWorker.answer_healthz) with these bytes.
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'b.db'}"))
+    answer = app.test_client().get("/healthz")
+    assert answer.status_code == 200
+    assert answer.get_data() == HEALTHZ_BODY
+    assert answer.headers["Content-Type"] == "application/json"
+    assert set(answer.headers.keys()) == {"Content-Type", "Content-Length"}
