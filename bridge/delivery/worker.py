@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import socket
 import sys
 import threading
@@ -44,6 +45,14 @@ log = logging.getLogger(__name__)
 MAX_INTERNAL_FAILURES = 5
 # The longest error summary kept on a job (the store keeps 2000 characters; a summary is one line).
 SUMMARY_LENGTH = 500
+# How long an idle lane sleeps when nothing wakes it and no job of its lane is due sooner. Its own process wakes
+# it whenever there may be work: the pipeline stage when it queued jobs (or was signalled), the other lane when it
+# handled a job (a delivered page queues its set-up, a follow-up may queue a page), `stop`. What only this
+# fallback catches: jobs that another replica's stage queued on a shared PostgreSQL database (that replica's
+# own lanes are woken at once) and the end of a lease held by a worker that died elsewhere.
+IDLE_FALLBACK_SECONDS = 5.0
+# How long a lane waits after an unexpected error (the database is down) before trying again.
+ERROR_RETRY_SECONDS = 1.0
 
 
 class Lane(StrEnum):
@@ -256,11 +265,12 @@ class DeliveryWorker:
         self.out.write("DRY-RUN (no PAGERDUTY_ROUTING_KEY, nothing sent): " + json.dumps(line) + "\n")
         self.out.flush()
 
-    def run(self, idle_sleep: float = 0.5) -> None:
+    def run(self, idle_sleep: float = IDLE_FALLBACK_SECONDS) -> None:
         """Loop until `stop_event` is set; finishes the jobs in hand before stopping.
 
         Two lanes, each a thread: events (the pages) and follow-ups (REST calls, related-incident lookups, notes).
-        A slow follow-up never holds a page back, and a page never waits for one.
+        A slow follow-up never holds a page back, and a page never waits for one. An idle lane sleeps until it is
+        woken (`notify`), its next job is due, or `idle_sleep` seconds passed.
         """
         log.info("delivery worker started (%s)", "dry-run" if self.dry_run else "sending to PagerDuty")
         try:
@@ -284,6 +294,7 @@ class DeliveryWorker:
 
     def _loop(self, lane: Lane, idle_sleep: float) -> None:
         wake = self.wake[lane]
+        other = self.wake[Lane.FOLLOW_UPS if lane is Lane.EVENTS else Lane.EVENTS]
         while not self.stop_event.is_set():
             if lane is Lane.FOLLOW_UPS and not self.pages_drained.is_set():
                 # Pages first: the lanes share this process's interpreter, and a follow-up (a related-incident
@@ -291,6 +302,7 @@ class DeliveryWorker:
                 # events lane has nothing due (or waits on PagerDuty's rate limit).
                 self.pages_drained.wait(idle_sleep)
                 continue
+            failed = False
             try:
                 worked = self.run_once(lane)
             except DatabaseBusy as exc:  # another writer holds the database; the job stays in the outbox
@@ -298,40 +310,50 @@ class DeliveryWorker:
                 worked = False
             except Exception:  # the worker must outlive a database hiccup; the job stays in the outbox
                 log.exception("delivery loop error (%s); retrying", lane.value)
-                worked = False
+                worked, failed = False, True
             if lane is Lane.EVENTS:
                 if worked:
                     self.pages_drained.clear()
                 else:
                     self.pages_drained.set()
-            if not worked:
+            if worked:
+                # The job may have queued work for the other lane, which may be asleep: a delivered page queues
+                # its set-up and notes; a follow-up may queue a page (a resolve found by reconciliation).
+                other.set()
+                continue
+            if failed:
+                wait, rate_limited = ERROR_RETRY_SECONDS, False
+            else:
                 wait, rate_limited = self._idle_wait(lane, idle_sleep)
-                if rate_limited:
-                    # New events cannot leave before the budget frees: the stage's wake-ups would only make the
-                    # lane look again (a query over every queued event) many times a second.
-                    self.stop_event.wait(wait)
-                else:
-                    wake.wait(wait)
-                wake.clear()
+            if rate_limited:
+                # New events cannot leave before the budget frees: the stage's wake-ups would only make the
+                # lane look again (a query over every queued event) many times a second.
+                self.stop_event.wait(wait)
+            else:
+                wake.wait(wait)
+            wake.clear()
 
     def _idle_wait(self, lane: Lane, idle_sleep: float) -> tuple[float, bool]:
-        """How long `lane` waits for its next due job, at most `idle_sleep`, and whether the Events API budget is
-        spent (the events lane then waits until it frees)."""
+        """How long `lane` sleeps: until its next job may be leased, at most `idle_sleep`; and whether the Events
+        API budget is spent (the events lane then sleeps until it frees, whatever is due)."""
         now = self.clock()
         try:
-            limited_until = self.rate_limited_until(now) if lane is Lane.EVENTS else None
             if lane is Lane.EVENTS:
-                due = self.store.next_due_at(only_kinds=(JobKind.EVENT,))
+                limited_until = self.rate_limited_until(now)
+                if limited_until is not None:
+                    return max(0.01, limited_until - now), True
+                due = self.store.next_due_at(now, only_kinds=(JobKind.EVENT,))
             else:
-                due = self.store.next_due_at(exclude_kinds=(JobKind.EVENT,))
-        except Exception:
-            return idle_sleep, False
-        wait = idle_sleep
-        if limited_until is not None:
-            wait = min(wait, limited_until - now)
-        if due is not None:
-            wait = min(wait, due - now)
-        return max(0.01, wait), limited_until is not None
+                due = self.store.next_due_at(now, exclude_kinds=(JobKind.EVENT,))
+        except Exception:  # the database is down: run_once says so on the next turn
+            return ERROR_RETRY_SECONDS, False
+        # Up to a fifth shorter, at random: the two lanes and the stage would otherwise wake together (and so would
+        # the replicas on one database), and wake each other up contending for the interpreter's lock.
+        fallback = idle_sleep * random.uniform(0.8, 1.0)
+        wait = fallback if due is None else min(fallback, due - now)
+        # A job due by now that could not be leased was taken a moment ago by another worker (PostgreSQL's SKIP
+        # LOCKED) or became due since the lease was tried: look again almost at once.
+        return max(0.01, wait), False
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:

@@ -7,8 +7,9 @@
   limit). Sending never blocks and never fails a request: with no stage listening, or the socket buffer full
   (the stage has work queued anyway), the datagram is dropped.
 
-Either way the stage also wakes every `POLL_SECONDS` on its own: a missed signal delays a decision, never loses
-it. Elsewhere (no abstract sockets) polling is all there is.
+Either way the stage also wakes every `SIGNALLED_FALLBACK_SECONDS` on its own: a missed signal delays a decision,
+never loses it. Elsewhere (no abstract sockets), or when the signal cannot be set up, the stage polls every
+`POLL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,19 @@ import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
-# The fallback poll: how late a decision can be when a signal is lost.
+# How often a stage without a signal looks at the journal: how late a decision can be.
 POLL_SECONDS = 1.0
+# How often a stage with a signal looks anyway: how late a decision can be when a signal is lost. Each look is a
+# query (and a transaction) in an otherwise idle process: long enough that an idle worker sleeps, short enough
+# that a lost signal costs seconds, not a page.
+SIGNALLED_FALLBACK_SECONDS = 5.0
 
 
 class Listener(Protocol):
     """What the stage waits on."""
+
+    # How long the stage waits for a signal before it looks at the journal anyway.
+    fallback_seconds: float
 
     def wait(self, timeout: float) -> bool:
         """Block until signalled or `timeout` seconds passed; True when signalled."""
@@ -81,6 +89,8 @@ class Doorbell:
 class SocketListener:
     """The stage side of the SQLite doorbell."""
 
+    fallback_seconds = SIGNALLED_FALLBACK_SECONDS
+
     def __init__(self, address: str) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(address)
@@ -101,7 +111,11 @@ class SocketListener:
 
 class PostgresListener:
     """The stage side on PostgreSQL: LISTEN on a connection of its own, in autocommit, taken from the store's engine
-    (so it has the same URL, driver and connect timeout) and never returned to the pool."""
+    (so it has the same URL, driver and connect timeout) and never returned to the pool.
+
+    `wait` raises the driver's error when the connection is lost: the stage then sets up a new listener."""
+
+    fallback_seconds = SIGNALLED_FALLBACK_SECONDS
 
     def __init__(self, engine: sa.Engine, channel: str) -> None:
         self.raw: Any = engine.raw_connection()
@@ -111,12 +125,18 @@ class PostgresListener:
         self.conn = conn
 
     def wait(self, timeout: float) -> bool:
+        # psycopg's own `notifies(timeout=...)` wakes every 0.1 s (to notice a Ctrl-C): an idle stage would wake ten
+        # times a second. Select on the connection's socket instead, then read what arrived without waiting.
+        if self._drain():  # read already, with an earlier notification
+            return True
+        ready, _, _ = select.select([self.conn.fileno()], [], [], timeout)
+        return bool(ready) and self._drain()
+
+    def _drain(self) -> bool:
+        """Consume every notification received so far, without waiting; whether there was any."""
         got = False
-        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+        for _ in self.conn.notifies(timeout=0.0):
             got = True
-        if got:  # drain what else arrived meanwhile without waiting
-            for _ in self.conn.notifies(timeout=0.0):
-                pass
         return got
 
     def close(self) -> None:
@@ -125,6 +145,8 @@ class PostgresListener:
 
 class PollListener:
     """No signal available: wake on the poll only."""
+
+    fallback_seconds = POLL_SECONDS
 
     def __init__(self) -> None:
         self.event = threading.Event()

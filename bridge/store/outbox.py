@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from bridge.errors import Conflict
 from bridge.store.audit_records import AuditStore
-from bridge.store.schema import ORDERED_KINDS, JobKind, _inserted_id, _iso, incidents, jobs, timeline
+from bridge.store.schema import JOURNAL_CHANNEL, ORDERED_KINDS, JobKind, _inserted_id, _iso, incidents, jobs, timeline
 
 log = logging.getLogger("bridge.store")
 
@@ -115,16 +115,21 @@ class OutboxStore(AuditStore):
                     released += 1
         return released
 
-    def next_due_at(self, exclude_kinds: Sequence[str] = (), only_kinds: Sequence[str] = ()) -> float | None:
-        """When the earliest pending job (of `only_kinds`, not of `exclude_kinds`) is due (None when nothing is
-        pending)."""
-        query = sa.select(sa.func.min(jobs.c.next_attempt_at)).where(jobs.c.state == "pending")
-        if exclude_kinds:
-            query = query.where(jobs.c.kind.not_in(list(exclude_kinds)))
-        if only_kinds:
-            query = query.where(jobs.c.kind.in_(list(only_kinds)))
+    def next_due_at(self, now: float, exclude_kinds: Sequence[str] = (),
+                    only_kinds: Sequence[str] = ()) -> float | None:
+        """When a job (of `only_kinds`, not of `exclude_kinds`) may next be leased, as of `now`; None when none is
+        pending or being sent.
+
+        That is the earliest due time of a pending job that no earlier job of its key holds back, or the end of a
+        lease (a job being sent goes out again if its worker died). A job held back is left out: its time may
+        have passed long ago while the job before it waits for a retry, and the job before it is counted. An
+        idle worker sleeps until then.
+        """
+        pending, leased = _next_due_queries(tuple(exclude_kinds), tuple(only_kinds))
         with self.engine.connect() as conn:
-            return conn.execute(query).scalar()
+            times = [t for t in (conn.execute(pending, {"now": now}).scalar(),
+                                 conn.execute(leased, {"now": now}).scalar()) if t is not None]
+        return min(times) if times else None
 
     def job_delivered(self, job_id: int, now: float, *, dry_run: bool, response: dict[str, Any] | None,
                       then: Sequence[NewJob] = ()) -> None:
@@ -256,6 +261,7 @@ class OutboxStore(AuditStore):
                 updated_at=now))
             if actor:
                 self._audit(conn, now, actor, "job.retry", str(job_id), _job_audit(row))
+            self._wake_workers(conn)
             return _job_json(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one())
 
     def discard_job(self, job_id: int, now: float, *, actor: str = "") -> dict[str, Any] | None:
@@ -285,7 +291,15 @@ class OutboxStore(AuditStore):
                 state="discarded", lease_until=None, leased_by=None, updated_at=now))
             if actor:
                 self._audit(conn, now, actor, "job.discard", str(job_id), _job_audit(row))
+            self._wake_workers(conn)  # the later jobs of its key are free to go
             return _job_json(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one())
+
+    def _wake_workers(self, conn: Connection) -> None:
+        """On PostgreSQL, wake every replica's worker when this transaction commits (the journal's channel: the
+        stage wakes the delivery lanes after any signal). On SQLite the caller rings the doorbell after the commit
+        (`bridge.pipeline.wake.Doorbell`)."""
+        if self.is_postgres:
+            conn.execute(sa.select(sa.func.pg_notify(JOURNAL_CHANNEL, "")))
 
     def _job_for_update(self, conn: Connection, job_id: int) -> Any:
         """The job's row, locked on PostgreSQL until the transaction ends (a worker's lease waits, or skips it)."""
@@ -322,32 +336,57 @@ _RETRY_REFUSED = {
 }
 
 
+def _held_back(now: sa.BindParameter[float]) -> sa.Exists:
+    """An earlier unfinished job of the same key and kind holds this job back (for the kinds that keep order).
+
+    Events of one dedup key leave in order (and so do incident set-ups); timers such as escalation checks wait
+    for their time without holding anything back. Only unfinished jobs hold later ones back: a dead, superseded
+    or discarded job never goes out by itself, so it must not block its key forever (an operator's retry_job
+    makes a dead job pending again, and it then goes before the later ones).
+    """
+    earlier = jobs.alias("earlier")
+    return sa.exists().where(
+        earlier.c.dedup_key == jobs.c.dedup_key, earlier.c.id < jobs.c.id, earlier.c.kind == jobs.c.kind,
+        jobs.c.kind.in_(ORDERED_KINDS),
+        sa.or_(earlier.c.state == "pending", sa.and_(earlier.c.state == "sending", earlier.c.lease_until > now)))
+
+
+def _of_kinds(query: sa.Select[Any], exclude_kinds: tuple[str, ...], only_kinds: tuple[str, ...]) -> sa.Select[Any]:
+    if exclude_kinds:
+        query = query.where(jobs.c.kind.not_in(list(exclude_kinds)))
+    if only_kinds:
+        query = query.where(jobs.c.kind.in_(list(only_kinds)))
+    return query
+
+
 @functools.cache
 def _lease_queries(exclude_kinds: tuple[str, ...], only_kinds: tuple[str, ...], *,
                    for_update: bool) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """The two statements of a lease, built once per kind filter: the most urgent pending job due by `now`, and
     the most urgent job whose lease expired by `now`. Two indexed queries rather than one with an OR, which
     would scan every job."""
-    earlier = jobs.alias("earlier")
     now: sa.BindParameter[float] = sa.bindparam("now", type_=sa.Float)
-    # Events of one dedup key leave in order (and so do incident set-ups); timers such as escalation
-    # checks wait for their time without holding anything back. Only unfinished jobs hold later ones back:
-    # a dead, superseded or discarded job never goes out by itself, so it must not block its key forever
-    # (an operator's retry_job makes a dead job pending again, and it then goes before the later ones).
-    blocked = sa.exists().where(
-        earlier.c.dedup_key == jobs.c.dedup_key, earlier.c.id < jobs.c.id, earlier.c.kind == jobs.c.kind,
-        jobs.c.kind.in_(ORDERED_KINDS),
-        sa.or_(earlier.c.state == "pending", sa.and_(earlier.c.state == "sending", earlier.c.lease_until > now)))
+    blocked = _held_back(now)
     out = []
     for due in (sa.and_(jobs.c.state == "pending", jobs.c.next_attempt_at <= now),
                 sa.and_(jobs.c.state == "sending", jobs.c.lease_until <= now)):
-        query = sa.select(jobs).where(due, ~blocked)
-        if exclude_kinds:
-            query = query.where(jobs.c.kind.not_in(list(exclude_kinds)))
-        if only_kinds:
-            query = query.where(jobs.c.kind.in_(list(only_kinds)))
+        query = _of_kinds(sa.select(jobs).where(due, ~blocked), exclude_kinds, only_kinds)
         query = query.order_by(jobs.c.priority, jobs.c.id).limit(1)
         if for_update:
             query = query.with_for_update(skip_locked=True)
         out.append(query)
     return out[0], out[1]
+
+
+@functools.cache
+def _next_due_queries(exclude_kinds: tuple[str, ...],
+                      only_kinds: tuple[str, ...]) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """The two statements of `next_due_at`: the earliest pending job not held back (in due order, so the index on
+    (state, next_attempt_at) ends the scan at the first one found), and the earliest end of a lease."""
+    now: sa.BindParameter[float] = sa.bindparam("now", type_=sa.Float)
+    blocked = _held_back(now)
+    pending = _of_kinds(sa.select(jobs.c.next_attempt_at).where(jobs.c.state == "pending", ~blocked),
+                        exclude_kinds, only_kinds).order_by(jobs.c.next_attempt_at).limit(1)
+    leased = _of_kinds(sa.select(jobs.c.lease_until).where(jobs.c.state == "sending", ~blocked),
+                       exclude_kinds, only_kinds).order_by(jobs.c.lease_until).limit(1)
+    return pending, leased

@@ -121,6 +121,7 @@ def job_retry(job_id: int) -> Response:
     found = web.store.retry_job(job_id, web.now().timestamp(), actor=g.credential.actor)
     if found is None:
         raise NotFound(f"no job {job_id}")
+    web.doorbell.ring()  # the worker's lanes sleep until woken (on PostgreSQL the store notified on commit)
     return jsonify(found)
 
 
@@ -131,6 +132,7 @@ def job_discard(job_id: int) -> Response:
     found = web.store.discard_job(job_id, web.now().timestamp(), actor=g.credential.actor)
     if found is None:
         raise NotFound(f"no job {job_id}")
+    web.doorbell.ring()  # the later jobs of its key may go now
     return jsonify(found)
 
 

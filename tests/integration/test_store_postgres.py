@@ -264,7 +264,7 @@ def test_the_rest_of_the_store_reads_back_what_it_wrote(store: Store) -> None:
     assert store.expire_silence(silence, now) and store.list_silences(now=now) == []
 
     incident_id = int(accept(store, "e1", "g1")["incident_id"])
-    assert store.next_due_at() == now
+    assert store.next_due_at(now) == now
     [(incident, first)] = store.incidents_with_first_alert()
     assert incident["id"] == incident_id and first is not None and first["alert"]["source_event_id"] == "e1"
     assert store.find_incident("g1")["opened_at"] == T0.isoformat()  # type: ignore[index]

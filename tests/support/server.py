@@ -111,6 +111,49 @@ class BridgeProcess:
             self.proc.wait(timeout=10)
 
 
+class WorkerProcess:
+    """`python -m bridge worker` alone (the pipeline stage and the delivery lanes, no web server), in its own
+    process group, with its output captured to a file."""
+
+    def __init__(self, tmp: Path, env: Mapping[str, str], *, name: str = "worker") -> None:
+        self.log_path = tmp / f"{name}-{time.monotonic_ns()}.log"
+        self.env = dict(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> WorkerProcess:
+        """Start it and wait until its stage and its delivery lanes run."""
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "worker"], cwd=REPO, env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started = ("pipeline stage started", "delivery worker started")
+        if not wait_for(lambda: self.proc is not None and (self.proc.poll() is not None
+                                                           or all(s in self.output() for s in started)),
+                        timeout=timeout) or self.proc.poll() is not None:
+            self.kill()
+            raise AssertionError(f"the worker did not start:\n{self.output()}")
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM: it finishes the batch and the job in hand, then exits."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
 def bridge_env(tmp: Path, **overrides: Any) -> dict[str, str]:
     """A minimal environment for a test bridge (no inherited PagerDuty or Datadog settings)."""
     env = {k: v for k, v in os.environ.items()

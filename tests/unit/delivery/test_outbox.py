@@ -24,7 +24,7 @@ from bridge.model import Action, Alert, AlertState, Decision, Severity
 from bridge.pipeline.stage import accept_and_decide
 from bridge.rules.holder import RulesetHolder
 from bridge.rules.loader import compile_sources
-from bridge.store import Store
+from bridge.store import Store, jobs
 from tests.support.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -445,3 +445,39 @@ def test_a_database_created_before_internal_failures_is_upgraded_at_start(tmp_pa
     drain(worker_for(store, pd, clock), clock, seconds=3)
     [job] = store.list_jobs()
     assert (job["state"], job["internal_failures"]) == ("delivered", 0)
+
+
+# (kind, dedup key, state, time): a pending job's due time, or a sending job's lease end; relative to NOW.
+NOW = T0.timestamp()
+
+
+@pytest.mark.parametrize(("queued", "lane", "expected"), [
+    pytest.param([], "events", None, id="nothing queued"),
+    pytest.param([("event", "k", "pending", 10)], "events", 10, id="a page due later"),
+    pytest.param([("event", "k", "pending", -5)], "events", -5, id="a page due already"),
+    pytest.param([("event", "k", "pending", 30), ("event", "k", "pending", -100)], "events", 30,
+                 id="a page held back behind its key's retry: the retry's time"),
+    pytest.param([("event", "k", "sending", 20), ("event", "k", "pending", 0)], "events", 20,
+                 id="a page held back behind one being sent: the end of that lease"),
+    pytest.param([("event", "k", "sending", -1)], "events", -1, id="an expired lease: due again"),
+    pytest.param([("event", "a", "pending", 30), ("event", "b", "pending", 40)], "events", 30,
+                 id="the earliest of two keys"),
+    pytest.param([("escalation_check", "k", "pending", 60), ("escalation_check", "k", "pending", 5)],
+                 "follow-ups", 5, id="timers keep no order: each its own time"),
+    pytest.param([("event", "k", "pending", 5), ("related_note", "k", "pending", 50)], "follow-ups", 50,
+                 id="the follow-ups lane sees no events"),
+    pytest.param([("event", "k", "pending", 5), ("related_note", "k", "pending", 50)], "events", 5,
+                 id="the events lane sees only events"),
+    pytest.param([("event", "k", "dead", 0), ("event", "k", "pending", 15)], "events", 15,
+                 id="a dead job holds nothing back"),
+])
+def test_next_due_at_is_when_a_job_of_the_lane_may_next_be_leased(
+        store: Store, queued: list[tuple[str, str, str, float]], lane: str, expected: float | None) -> None:
+    for kind, key, state, at in queued:
+        job_id = store.enqueue(kind, key, None, {}, NOW, NOW + at, action="trigger" if kind == "event" else "")
+        if state != "pending":
+            with store.engine.begin() as conn:
+                conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+                    state=state, lease_until=NOW + at if state == "sending" else None))
+    kinds = {"only_kinds": ("event",)} if lane == "events" else {"exclude_kinds": ("event",)}
+    assert store.next_due_at(NOW, **kinds) == (None if expected is None else NOW + expected)
