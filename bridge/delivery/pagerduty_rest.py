@@ -65,7 +65,7 @@ MAX_NOTES_PER_INCIDENT = 2000
 MAX_NOTE_CHARS = 25_000
 
 # PagerDuty's default priority names start at P1 (the fake's P1..P5 mirror that); the process's severities
-# start at P0 (seed/incident-management-process.md). Priority names are per account, so this is configurable
+# start at P0 (docs/incident-process.md). Priority names are per account, so this is configurable
 # (§2.2: "map incident-bridge's P0-P3 to priority IDs by name").
 DEFAULT_PRIORITY_NAMES: Mapping[str, str] = {"P0": "P1", "P1": "P2", "P2": "P3", "P3": "P4"}
 

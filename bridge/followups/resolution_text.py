@@ -1,4 +1,4 @@
-"""Closing the loop of the process (seed/incident-management-process.md, "Resolution & Post-Mortem").
+"""Closing the loop of the process (docs/incident-process.md, "Resolution").
 
 When a declared incident resolves, the process still asks four things of four roles:
 
