@@ -9,7 +9,7 @@ import threading
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -214,13 +214,17 @@ def rules_diff(against: Path, rules_path: Path | None, replay: str | None, as_js
     """Replay recorded alerts through the current and the candidate rules; print every alert whose severity,
     action or roles would change."""
     from bridge.ruletools.compare import compare_paths
+    from bridge.store import NoDatabase
 
     settings = _settings()
     try:
         result = compare_paths(rules_path or settings.effective_rules_path(), against,
-                               replay or settings.database_url, datetime.now(UTC))
+                               replay or settings.database_url, datetime.now(UTC),
+                               replay_setting="--replay" if replay else "BRIDGE_DATABASE_URL")
     except ConfigErrors as exc:
         raise click.ClickException(f"the rules are invalid:\n{exc}") from None
+    except NoDatabase as exc:
+        _no_database(exc)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(result.to_json() if as_json else result.format(), nl=False)
@@ -286,6 +290,25 @@ def _store() -> Any:
     return Store.open(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
 
 
+def _existing_store() -> Any:
+    """The bridge's database, for a command that reads it (or changes what is in it): never created here. Where
+    there is none, one line saying where it looked and how to point at the right one, and exit 1."""
+    from bridge.store import NoDatabase, Store
+
+    settings = _settings()
+    try:
+        return Store.open_existing(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
+    except NoDatabase as exc:
+        _no_database(exc)
+
+
+def _no_database(exc: ConfigError) -> NoReturn:
+    """Say where no database was found, as the other database settings' errors are said, and exit 1 (not 2: the
+    setting may be right and the bridge not started yet)."""
+    click.echo(f"incident-bridge: {exc}", err=True)
+    sys.exit(1)
+
+
 def _find_incident(store: Any, key: str) -> dict[str, Any]:
     from bridge.store import redact_url
 
@@ -303,13 +326,45 @@ def _find_incident(store: Any, key: str) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True)
 def incidents_cmd(status: str | None, limit: int, as_json: bool) -> None:
     """List incidents the bridge recorded, newest first."""
-    rows = _store().list_incidents(status=status, limit=limit)
+    rows = _existing_store().list_incidents(status=status, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
         click.echo(f"{r['id']:>5}  {r['status']:<8} {r['severity'] or '-':<3} {r['opened_at'][:19]}  "
                    f"{r['dedup_key']}  {r['title'][:80]}")
+
+
+@main.command("alerts")
+@click.option("--why", "why_id", type=int, metavar="ID", help="Tell the story of one alert: rule, thresholds, "
+              "silence, inhibition, storm, flap window, incident, delivery; was it paged, and why not.")
+@click.option("--limit", default=20, show_default=True, type=int, help="Alerts to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's answer).")
+def alerts_cmd(why_id: int | None, limit: int, as_json: bool) -> None:
+    """List the alerts the bridge received, newest first; with --why ID, why one was (not) paged."""
+    store = _existing_store()
+    if why_id is None:
+        rows = store.list_alerts(limit=limit)
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            click.echo(f"{r['id']:>6}  {(r['received_at'] or '')[:19]}  {r['source']:<12} {r['severity'] or '-':<3} "
+                       f"{r['action']:<8} {r['outcome']:<20} {r['incident_id'] or '-':>5}  {r['title'][:70]}")
+        return
+    from bridge.rules.loader import load_ruleset
+    from bridge.ruletools.why import format_story, gather, tell
+    from bridge.store import redact_url
+
+    settings = _settings()
+    facts = gather(store, why_id, lambda: load_ruleset(settings.effective_rules_path()).ruleset)
+    if facts is None:
+        raise click.ClickException(f"no alert {why_id} in {redact_url(settings.database_url)} (`incident-bridge "
+                                   "alerts` lists the newest)")
+    story = tell(facts)
+    click.echo(json.dumps(story.to_json(), indent=2, default=str) if as_json else format_story(story), nl=False)
+    if as_json:
+        click.echo()
 
 
 @main.command("related")
@@ -324,7 +379,6 @@ def related_cmd(key: str | None, payload: Path | None, source: str | None, as_js
     from bridge.related.lookup import build_sources, query_for_alert, related_for_incident
 
     settings = _settings()
-    store = _store()
     now = datetime.now(UTC)
     if payload is not None:
         if not source:
@@ -341,8 +395,11 @@ def related_cmd(key: str | None, payload: Path | None, source: str | None, as_js
             raise click.ClickException(f"{payload}: {exc.message}") from None
         if not parsed.alerts:
             raise click.ClickException(f"{payload}: no alert in this payload")
-        result = find_related(query_for_alert(parsed.alerts[0]), build_sources(settings, store), now=now)
+        # The payload (and the rules it needs) first: its mistakes are the user's to fix before any database's.
+        result = find_related(query_for_alert(parsed.alerts[0]), build_sources(settings, _existing_store()),
+                              now=now)
     elif key:
+        store = _existing_store()
         result = related_for_incident(store, settings, _find_incident(store, key), now=now)
     else:
         raise click.UsageError("give an incident KEY, or --payload FILE --source S")
@@ -358,7 +415,7 @@ def postmortem_cmd(key: str, output: Path | None) -> None:
     from bridge.rules.holder import RulesetHolder
 
     settings = _settings()
-    store = _store()
+    store = _existing_store()
     incident = _find_incident(store, key)
     markdown = store.get_postmortem(incident["id"])
     if markdown is None:
@@ -481,7 +538,7 @@ def silence_list(include_expired: bool, as_json: bool) -> None:
     """List silences."""
     from bridge.pipeline.silences.admin import list_silences
 
-    rows = list_silences(_store(), datetime.now(UTC), include_expired=include_expired)
+    rows = list_silences(_existing_store(), datetime.now(UTC), include_expired=include_expired)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -501,7 +558,7 @@ def silence_expire(silence_id: int) -> None:
     from bridge.pipeline.silences.admin import expire_silence
 
     try:
-        spec = expire_silence(_store(), silence_id, datetime.now(UTC), actor=cli_actor())
+        spec = expire_silence(_existing_store(), silence_id, datetime.now(UTC), actor=cli_actor())
     except RequestError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"silence {silence_id} expired ({spec['status']})")

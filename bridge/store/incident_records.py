@@ -22,7 +22,6 @@ from bridge.store.schema import (
     UNFINISHED,
     JobKind,
     _dt,
-    _iso,
     alerts,
     incidents,
     jobs,
@@ -30,7 +29,7 @@ from bridge.store.schema import (
     postmortems,
     timeline,
 )
-from bridge.store.views import _alert_json, _incident_json
+from bridge.store.views import _alert_json, _incident_json, _timeline_json
 
 # The draft waits a little after the resolution so late acknowledgements and notes make it in.
 POSTMORTEM_DELAY = 30.0
@@ -93,8 +92,7 @@ class IncidentStore(OutboxStore):
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(timeline).where(timeline.c.incident_id == incident_id)
                                 .order_by(timeline.c.at, timeline.c.id)).all()
-        return [{"at": _iso(r.at), "kind": r.kind, "description": r.description, "personnel": r.personnel,
-                 "actions": r.actions} for r in rows]
+        return [_timeline_json(r) for r in rows]
 
     def add_timeline(self, incident_id: int, now: float, kind: str, description: str, personnel: str = "",
                      actions: str = "") -> None:
