@@ -438,18 +438,88 @@ def notify() -> None:
 
 
 @notify.command("test")
-@click.option("--role", required=True, help="A role of the roles file, e.g. \"Incident Coordinator\".")
+@click.option("--role", help="A role of the roles file, e.g. \"Incident Coordinator\": page its PagerDuty target "
+              "through the REST API.")
+@click.option("--events", is_flag=True, help="Send a labelled test trigger through PAGERDUTY_ROUTING_KEY (the Events "
+              "API, as real pages go), then resolve it.")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rules to use (default: BRIDGE_RULES).")
-def notify_test(role: str, rules_path: Path | None) -> None:
-    """Send a clearly labelled test page to a role's PagerDuty target, then resolve it.
+def notify_test(role: str | None, events: bool, rules_path: Path | None) -> None:
+    """Send a clearly labelled test page, then resolve it: through the routing key (--events), to a role's
+    PagerDuty target (--role ROLE), or both.
 
-    Exits non-zero, saying why, when the API token, the From address, the service or the target is wrong.
+    Exits non-zero, saying why, when the routing key, the Events URL, the CA bundle, the API token, the From
+    address, the service or the target is wrong.
     """
+    if not role and not events:
+        raise click.UsageError("give --events (test the routing key), --role ROLE (test a role's page), or both")
+    settings = _settings()
+    if events:
+        _events_route_test(settings)
+    if role:
+        _role_route_test(settings, role, rules_path)
+
+
+def _events_route_test(settings: Settings) -> None:
+    """`notify test --events`: one trigger through the routing key with the same client as real pages, then its
+    resolve. Any failure is one line (`click.ClickException`) saying why, and whether the test alert stays open."""
+    import secrets
+
+    from bridge import preflight
+    from bridge.delivery.events import TEST_INCIDENT_KEY_PREFIX, EventsClient, route_test_event
+    from bridge.errors import DeliveryError
+
+    if not settings.routing_key:
+        raise click.ClickException("routing key test not sent: PAGERDUTY_ROUTING_KEY is not set (fix: set it, or "
+                                   "PAGERDUTY_ROUTING_KEY_FILE, to the Integration Key of the service's Events API "
+                                   "v2 integration)")
+    found = [p for p in (preflight.routing_key_problem(settings.routing_key.reveal()),
+                         preflight.url_problem("PAGERDUTY_EVENTS_URL", settings.events_url),
+                         preflight.ca_bundle_problem(settings.pagerduty_ca_bundle)) if p is not None]
+    if found:
+        raise click.ClickException("routing key test not sent: " + "; ".join(str(p) for p in found))
+    dedup_key = f"{TEST_INCIDENT_KEY_PREFIX}events-{secrets.token_hex(8)}"
+    client = EventsClient(settings.routing_key.reveal(), settings.events_url,
+                          timeout=settings.http_timeout_seconds, verify=settings.tls_verify())
+    try:
+        try:
+            client.send(route_test_event(dedup_key, cli_actor()))
+        except DeliveryError as exc:
+            raise click.ClickException(f"routing key test failed: {exc.message} [{exc.reason}]"
+                                       f"{_events_failure_hint(exc.status, exc.reason, exc.message)}") from None
+        click.echo(f"test trigger accepted by PagerDuty at {settings.events_url} (dedup key {dedup_key})")
+        try:
+            client.send({"event_action": "resolve", "dedup_key": dedup_key})
+        except DeliveryError as exc:
+            raise click.ClickException(f"the test trigger went out, but its resolve failed: {exc.message} "
+                                       f"[{exc.reason}]; resolve the [TEST] incident {dedup_key} in PagerDuty"
+                                       ) from None
+        click.echo(f"resolved the test alert {dedup_key}: PAGERDUTY_ROUTING_KEY works")
+    finally:
+        client.close()
+
+
+def _events_failure_hint(status: int | None, reason: str, message: str) -> str:
+    """What to do about a failed routing key test, by the failure's bounded reason (`DeliveryError.reason`)."""
+    if status == 400 and "routing key" in message.lower():
+        return ("; PagerDuty does not know this key: set PAGERDUTY_ROUTING_KEY to the Integration Key of the "
+                "service's Events API v2 integration")
+    hints = {
+        "rejected": "; PagerDuty refused the event: check PAGERDUTY_ROUTING_KEY",
+        "rate_limited": "; PagerDuty's limit for this key is about 120 events a minute: try again in a minute",
+        "server_error": "; PagerDuty's side failed: try again shortly",
+        "timeout": "; no answer within BRIDGE_HTTP_TIMEOUT: check PAGERDUTY_EVENTS_URL and the network path",
+        "network": "; check PAGERDUTY_EVENTS_URL, and that this host may reach it (a proxy, a firewall)",
+        "misconfigured": "; check PAGERDUTY_EVENTS_URL",
+    }
+    return hints.get(reason, "")
+
+
+def _role_route_test(settings: Settings, role: str, rules_path: Path | None) -> None:
+    """`notify test --role ROLE`: a high-urgency test incident through the REST API to the role's target."""
     from bridge.delivery.pagerduty_rest import PagerDutyRest, route_test_title
     from bridge.errors import DeliveryError
     from bridge.rules.loader import load_ruleset
 
-    settings = _settings()
     missing = [name for name, value in (("PAGERDUTY_API_TOKEN", settings.api_token),
                                         ("PAGERDUTY_FROM", settings.pd_from),
                                         ("PAGERDUTY_SERVICE_ID", settings.pd_service_id)) if not value]

@@ -28,6 +28,7 @@ from typing import Any
 import httpx2
 from flask import Flask
 
+from bridge import preflight
 from bridge.config import Settings
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.logformat import LOG_FORMAT, EscapingFormatter, escaping
@@ -47,6 +48,10 @@ def wsgi() -> Flask:
     return create_app(Settings.from_env(os.environ))
 
 
+# The HTTP client libraries' loggers (httpx2, the client of the `pagerduty` package, and its transport httpcore2).
+HTTP_CLIENT_LOGGERS = ("httpx2", "httpcore2")
+
+
 def configure_logging() -> None:
     """Plain, one-line logs on stderr; secrets never reach them (they are never passed to a logger).
 
@@ -54,7 +59,7 @@ def configure_logging() -> None:
     (`bridge.logformat`), so a sender cannot write a log line of its own through an alert field, a URL or a
     header. Used by `serve` (the supervisor), each gunicorn worker (`wsgi()`) and `worker` (the delivery worker).
     """
-    level = os.environ.get("BRIDGE_LOG_LEVEL", "INFO").upper()
+    level = preflight.log_level(os.environ.get("BRIDGE_LOG_LEVEL", "INFO"))  # ConfigError: one line, exit 2
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(EscapingFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
@@ -62,6 +67,11 @@ def configure_logging() -> None:
     # ran gets one implicitly): make whatever is there escape too, so no record can bypass the escaping.
     for existing in logging.getLogger().handlers:
         existing.setFormatter(escaping(existing.formatter))
+    # httpx2 logs every request it makes ("HTTP Request: POST ...") at INFO: one line per page, note and lookup,
+    # which buries the bridge's own lines. They are debugging detail, shown with BRIDGE_LOG_LEVEL=DEBUG only;
+    # httpx2's warnings still show.
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level <= logging.DEBUG else logging.WARNING)
 
 
 def check_bind(settings: Settings, host: str) -> None:
@@ -127,6 +137,9 @@ class Supervisor:
 
         A wrong setting raises ConfigError (one line naming it and the fix); `run` calls this unless done.
         """
+        # The settings' own form first (routing key, URLs, CA bundle, log level): nothing else is worth checking,
+        # or logging, with a routing key that would only fail at the first real page.
+        preflight.check(self.settings)
         check_bind(self.settings, self.host)
         request_read_timeout(os.environ)  # read by each gunicorn worker; wrong, it is reported here, in one line
         # The checks without side effects first: a wrong rules path or a port in use is reported alone, before
@@ -263,6 +276,7 @@ def run_worker(settings: Settings) -> int:
     from bridge.followups import FollowUps
     from bridge.pipeline.stage import PipelineStage
 
+    preflight.check(settings)  # a worker started alone gets the same one-line answers as `serve`
     # The worker answers no sender: its writes wait longer than a request's, and a write that still cannot be made
     # is retried by the stage's and the delivery lanes' loops (the journal and the outbox keep the work).
     store = Store.open(settings.database_url, lock_timeout=background_lock_timeout(settings))

@@ -18,7 +18,7 @@ Design points (each cited where it applies):
 - A 402 (the account lacks an ability, §2.2, §2.3) degrades: it is remembered per capability in `Abilities`,
   logged once, and the step reports "unsupported" instead of failing the page.
 - Errors are `DeliveryError(retryable, reason, status)` with a bounded reason (a metric label): rate_limited,
-  server_error, network, timeout, rejected, misconfigured, not_found, unsupported, unexpected_status. Messages
+  server_error, network, tls, timeout, rejected, misconfigured, not_found, unsupported, unexpected_status. Messages
   name the operation and PagerDuty's reason, never the API token (the library's own 401 text carries a
   truncated key, so it is never passed on, and exceptions are raised `from None`).
 """
@@ -42,7 +42,7 @@ import httpx2
 import pagerduty
 
 from bridge.config import Settings
-from bridge.delivery.events import classify
+from bridge.delivery.events import TEST_INCIDENT_KEY_PREFIX, TEST_TITLE_PREFIX, classify, host_of, transport_error
 from bridge.errors import ConfigError, DeliveryError
 from bridge.rules.model import Target
 
@@ -75,15 +75,13 @@ ID_PATTERN = re.compile(r"^P[A-Z0-9]{5,}$")
 _REFERENCE_TYPES = {"escalation_policy": "escalation_policy_reference", "user": "user_reference"}
 _OPEN_STATUSES = ["triggered", "acknowledged"]
 
-TEST_INCIDENT_KEY_PREFIX = "incident-bridge:test:"
-
 ResponderState = Literal["accepted", "declined", "pending", "absent"]
 ResolvedTarget = tuple[str, str]  # (reference type, id), e.g. ("user_reference", "PUSER02")
 
 
 def route_test_title(role: str) -> str:
     """The title of a route-test incident: unmistakably a test, and says which role it checks."""
-    return f"[TEST] incident-bridge route test for role {role} — no action needed"
+    return f"{TEST_TITLE_PREFIX} incident-bridge route test for role {role} — no action needed"
 
 
 class SlidingWindowLimiter:
@@ -212,6 +210,7 @@ class PagerDutyRest:
             raise ConfigError("PAGERDUTY_FROM is not set",
                               hint="set PAGERDUTY_FROM to the email of the bridge's PagerDuty user")
         self._token = settings.api_token.reveal()
+        self._host = host_of(settings.api_url)
         self.pd_from = settings.pd_from
         kwargs: dict[str, Any] = {"verify": _ssl_verify(verify)}
         if transport is not None:
@@ -296,20 +295,10 @@ class PagerDutyRest:
                 f"PagerDuty REST {what}: answered {status} (the API token is invalid or deactivated, or "
                 f"PAGERDUTY_API_URL is the wrong region)", retryable=False, reason="misconfigured",
                 status=status) from None
-        except pagerduty.Error as exc:
-            cause = exc.__cause__
-            if isinstance(cause, httpx2.TimeoutException):
-                raise DeliveryError(f"PagerDuty REST {what}: timed out ({type(cause).__name__})",
-                                    retryable=True, reason="timeout") from None
-            name = type(cause).__name__ if cause is not None else "error"
-            raise DeliveryError(f"PagerDuty REST {what}: network error ({name})", retryable=True,
-                                reason="network") from None
-        except httpx2.TimeoutException as exc:
-            raise DeliveryError(f"PagerDuty REST {what}: timed out ({type(exc).__name__})", retryable=True,
-                                reason="timeout") from None
-        except httpx2.TransportError as exc:
-            raise DeliveryError(f"PagerDuty REST {what}: network error ({type(exc).__name__})", retryable=True,
-                                reason="network") from None
+        except (pagerduty.Error, httpx2.TransportError) as exc:
+            # The library wraps httpx2's error (its __cause__); its own text names the URL, so only the cause's
+            # is used. A certificate PagerDuty's host presents that we do not trust names the CA bundle setting.
+            raise transport_error(f"PagerDuty REST {what}:", self._host, exc) from None
         status = response.status_code
         if 200 <= status < 300:
             if status == 204 or not response.content:
@@ -695,8 +684,8 @@ class PagerDutyRest:
         The incident_key is unique per call (`incident-bridge:test:<id>`) unless given.
         """
         ttype, tid = self._as_resolved(target)
-        if not title.lstrip().startswith("[TEST]"):
-            title = f"[TEST] {title}"
+        if not title.lstrip().startswith(TEST_TITLE_PREFIX):
+            title = f"{TEST_TITLE_PREFIX} {title}"
         incident: dict[str, Any] = {
             "type": "incident",
             "title": title,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import REPO, bridge_env, free_port
+from tests.support.server import REPO, ROUTING_KEY, bridge_env, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +151,49 @@ def test_a_missing_rules_path_is_one_line(tmp_path: Path, env: dict[str, str], c
     env["BRIDGE_RULES"] = str(tmp_path / "no-rules-here")
     line = assert_one_line_error(bridge(fill(command), env, tmp_path), "BRIDGE_RULES=", "does not exist")
     assert str(tmp_path / "no-rules-here") in line
+
+
+# (id, settings, texts the one line says): each setting of the wrong form, found before anything starts.
+PREFLIGHT_CASES: list[tuple[str, dict[str, str], tuple[str, ...]]] = [
+    ("routing_key_form", {"PAGERDUTY_ROUTING_KEY": "wrongkey"},
+     ("PAGERDUTY_ROUTING_KEY is 8 characters long", "has 32", "Integration Key")),
+    ("events_url_no_scheme", {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY, "PAGERDUTY_EVENTS_URL": "events.pagerduty.com"},
+     ("PAGERDUTY_EVENTS_URL=events.pagerduty.com has no scheme", "https://events.pagerduty.com")),
+    ("api_url_no_scheme", {"PAGERDUTY_API_URL": "api.pagerduty.com"}, ("PAGERDUTY_API_URL=", "has no scheme")),
+    ("public_url_no_host", {"BRIDGE_PUBLIC_URL": "https:///bridge"},
+     ("BRIDGE_PUBLIC_URL=https:///bridge has no host",)),
+    ("ca_bundle_missing", {"BRIDGE_PAGERDUTY_CA_BUNDLE": "{tmp}/proxy-ca.pem"},
+     ("BRIDGE_PAGERDUTY_CA_BUNDLE=", "proxy-ca.pem does not exist")),
+    ("ca_bundle_not_pem", {"BRIDGE_PAGERDUTY_CA_BUNDLE": "{tmp}/bridge.log"},
+     ("BRIDGE_PAGERDUTY_CA_BUNDLE=", "holds no PEM certificate")),
+    ("log_level_unknown", {"BRIDGE_LOG_LEVEL": "verbose"},
+     ("BRIDGE_LOG_LEVEL='verbose' is not a log level", "DEBUG, INFO, WARNING, ERROR or CRITICAL")),
+]
+PREFLIGHT_COMMANDS = [("serve", SERVE), ("worker", ["worker"])]
+
+
+@pytest.mark.parametrize("command", [c[1] for c in PREFLIGHT_COMMANDS], ids=[c[0] for c in PREFLIGHT_COMMANDS])
+@pytest.mark.parametrize(("settings", "expected"), [c[1:] for c in PREFLIGHT_CASES],
+                         ids=[c[0] for c in PREFLIGHT_CASES])
+def test_a_setting_of_the_wrong_form_is_one_line_before_anything_starts(
+        tmp_path: Path, env: dict[str, str], command: list[str], settings: dict[str, str],
+        expected: tuple[str, ...]) -> None:
+    (tmp_path / "bridge.log").write_text("not a certificate\n")
+    env.update({k: v.replace("{tmp}", str(tmp_path)) for k, v in settings.items()})
+    result = bridge(fill(command), env, tmp_path)
+    assert result.returncode == 2
+    line = assert_one_line_error(result, *expected)
+    assert "wrongkey" not in line and ROUTING_KEY not in result.stdout + result.stderr
+    assert not (tmp_path / "bridge.db").exists()  # refused before the database was created
+
+
+def test_every_setting_of_the_wrong_form_is_said_at_once(tmp_path: Path, env: dict[str, str]) -> None:
+    env.update(PAGERDUTY_ROUTING_KEY="wrongkey", PAGERDUTY_EVENTS_URL="events.pagerduty.com")
+    result = bridge(fill(SERVE), env, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    first, second = result.stderr.splitlines()
+    assert first.startswith("incident-bridge: PAGERDUTY_ROUTING_KEY is 8 characters long") and "(fix: " in first
+    assert second.startswith("PAGERDUTY_EVENTS_URL=events.pagerduty.com has no scheme") and "(fix: " in second
 
 
 @pytest.mark.parametrize("demo", [False, True], ids=["serve", "serve_demo"])
