@@ -70,16 +70,23 @@ def serve(host: str, port: int, workers: int | None, threads: int, demo: bool) -
     settings = _settings()
     supervisor = Supervisor(settings, host, port, workers=workers or default_workers(), threads=threads)
     try:
-        # Database, rules and the port are checked before the demo starts: with the port in use, the demo would
-        # post its alerts to whichever process holds it. A ConfigError goes to `run`, which prints one line.
+        # Database and rules are checked, and the port is bound, before the demo starts: with the port in use the
+        # bridge stops here. A ConfigError goes to `run`, which prints one line.
         supervisor.prepare()
     except ConfigErrors as exc:
         raise click.ClickException(f"the rules are invalid:\n{exc}") from None
     if demo:
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        url = supervisor.url
 
         def run_demo() -> None:
-            if not wait_until_ready(url) or supervisor.web is None or supervisor.web.poll() is not None:
+            try:
+                # Only the bridge started here answers with this run's nonce: an answer without it comes from
+                # another process, which must never receive the demo's alerts.
+                ready = wait_until_ready(url, instance=supervisor.instance)
+            except ConfigError as exc:
+                supervisor.abort(exc)  # nothing was posted; `run` stops the bridge and `run()` prints one line
+                return
+            if not ready or supervisor.web is None or supervisor.web.poll() is not None:
                 click.echo("demo: the bridge did not become ready", err=True)
                 return
             click.echo(f"demo: replaying {len(example_payloads())} example Datadog alerts into {url}")

@@ -8,7 +8,6 @@ retry owner: our persisted outbox. The `pagerduty` client retries 429 forever an
 from __future__ import annotations
 
 import json
-import re
 import ssl
 from datetime import UTC
 from typing import Any
@@ -19,8 +18,10 @@ from tenacity import RetryCallState, wait_random_exponential
 
 from bridge import __version__
 from bridge.errors import DeliveryError
-from bridge.model import Alert, Decision
+from bridge.model import Alert, Decision, display_title
 from bridge.preflight import CA_BUNDLE_SETTING
+
+__all__ = ["EventsClient", "build_event", "classify", "display_title", "retry_delay"]
 
 # Limits from PagerDuty's developer docs (Events API v2, "Trigger Events" and "Overview"):
 MAX_SUMMARY = 1024          # payload.summary
@@ -41,7 +42,8 @@ def build_event(action: str, alert: Alert, decision: Decision, dedup_key: str,
         return {"event_action": action, "dedup_key": dedup_key}
     severity = decision.severity
     assert severity is not None
-    summary = f"[{severity.name}] {display_title(alert.title)}".strip()
+    # One priority per title: the sender's own ("[P1] [Triggered] ...") is dropped, ours is the only one.
+    summary = f"[{severity.name}] {alert.display_title}".strip()
     if len(summary) > MAX_SUMMARY:
         summary = summary[: MAX_SUMMARY - 1] + "…"
     details: dict[str, Any] = {
@@ -86,30 +88,6 @@ def build_event(action: str, alert: Alert, decision: Decision, dedup_key: str,
     if links:
         event["links"] = links[:10]
     return _fit(event)
-
-
-_PREFIX = re.compile(r"^\s*\[([^\]]*)\]\s*")
-_TRANSITIONS = re.compile(r"^(re-)?(triggered|warn|no data|recovered|renotify|alert|ok|p[0-9]|high|medium|low|"
-                          r"critical|info)$", re.IGNORECASE)
-
-
-def display_title(title: str) -> str:
-    """The title without the sender's leading status tags: Datadog's `[P2] [Warn] Name` becomes `Name`, and
-    `[Triggered on {service:x}] Name` becomes `Name ({service:x})`, so our own severity stands alone."""
-    suffix = ""
-    rest = title
-    while True:
-        m = _PREFIX.match(rest)
-        if not m:
-            break
-        tag = m.group(1).strip()
-        head, sep, group = tag.partition(" on ")
-        if sep and _TRANSITIONS.match(head.strip()):
-            suffix = f" ({group.strip()})"
-        elif not _TRANSITIONS.match(tag):
-            break
-        rest = rest[m.end():]
-    return (rest.strip() or title.strip()) + suffix
 
 
 def _fit(event: dict[str, Any]) -> dict[str, Any]:

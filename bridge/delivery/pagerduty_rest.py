@@ -169,10 +169,12 @@ class ResponderOutcome:
 
     - `requested`: a responder request was sent for `requested` (others in `skipped` were already requested);
     - `already_requested`: nothing was sent, every target had been requested before (a retry);
-    - `unsupported`: the account lacks `coordinated_responding` (402); nothing was or will be sent.
+    - `unsupported`: the account lacks `coordinated_responding` (402); nothing was or will be sent;
+    - `dry_run`: nothing was sent, there is no routing key (`bridge.followups.dry_run.DryRunRest`); `requested`
+      names the targets a real run would request.
     """
 
-    status: Literal["requested", "already_requested", "unsupported"]
+    status: Literal["requested", "already_requested", "unsupported", "dry_run"]
     requested: tuple[ResolvedTarget, ...] = ()
     skipped: tuple[ResolvedTarget, ...] = ()
 
@@ -420,8 +422,7 @@ class PagerDutyRest:
         Names match exactly first, then case-insensitively; of duplicate names the most severe wins (as
         PagerDuty does for a name given in PUT /incidents/{id}).
         """
-        mapping = {**DEFAULT_PRIORITY_NAMES, **{str(k).strip().upper(): str(v or "") for k, v in (names or {}).items()}}
-        wanted = mapping.get(severity_name.strip().upper())
+        wanted = priority_name(severity_name, names)
         if not wanted:
             return None
         priorities = self._load_priorities()
@@ -738,6 +739,13 @@ class PagerDutyRest:
             slice_params = dict(params, since=start.isoformat(), until=stop.isoformat())
             yield from self._iter_pages("/incidents", "incidents", "list incidents", slice_params)
             start = stop
+
+
+def priority_name(severity_name: str, names: Mapping[str, str] | None = None) -> str | None:
+    """The account priority name for our severity (`"P0"`..`"P3"`): `names` over `DEFAULT_PRIORITY_NAMES`, None
+    (or an empty name) for no priority. See `PagerDutyRest.priority_for`."""
+    mapping = {**DEFAULT_PRIORITY_NAMES, **{str(k).strip().upper(): str(v or "") for k, v in (names or {}).items()}}
+    return mapping.get(severity_name.strip().upper()) or None
 
 
 def fit_note(content: str, marker: str, limit: int = MAX_NOTE_CHARS) -> str:

@@ -226,12 +226,13 @@ class IncidentStore(OutboxStore):
                                 .order_by(alerts.c.id)).all()
         return [_alert_json(r) for r in rows]
 
-    def triggers_delivered(self, incident_id: int) -> bool:
-        """Whether a trigger of this incident reached PagerDuty."""
+    def triggers_delivered(self, incident_id: int, *, dry_run: bool = False) -> bool:
+        """Whether a trigger of this incident reached PagerDuty; with `dry_run`, or was printed in its place."""
+        states = ("delivered", "dry_run") if dry_run else ("delivered",)
         with self.engine.connect() as conn:
             return conn.execute(sa.select(jobs.c.id).where(
                 jobs.c.incident_id == incident_id, jobs.c.kind == JobKind.EVENT, jobs.c.action == "trigger",
-                jobs.c.state == "delivered").limit(1)).first() is not None
+                jobs.c.state.in_(states)).limit(1)).first() is not None
 
     def event_unfinished(self, incident_id: int, action: str) -> bool:
         """Whether an event of this incident with `action` (trigger | resolve) is still queued or being sent."""
