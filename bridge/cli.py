@@ -9,7 +9,7 @@ import threading
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -70,16 +70,23 @@ def serve(host: str, port: int, workers: int | None, threads: int, demo: bool) -
     settings = _settings()
     supervisor = Supervisor(settings, host, port, workers=workers or default_workers(), threads=threads)
     try:
-        # Database, rules and the port are checked before the demo starts: with the port in use, the demo would
-        # post its alerts to whichever process holds it. A ConfigError goes to `run`, which prints one line.
+        # Database and rules are checked, and the port is bound, before the demo starts: with the port in use the
+        # bridge stops here. A ConfigError goes to `run`, which prints one line.
         supervisor.prepare()
     except ConfigErrors as exc:
         raise click.ClickException(f"the rules are invalid:\n{exc}") from None
     if demo:
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        url = supervisor.url
 
         def run_demo() -> None:
-            if not wait_until_ready(url) or supervisor.web is None or supervisor.web.poll() is not None:
+            try:
+                # Only the bridge started here answers with this run's nonce: an answer without it comes from
+                # another process, which must never receive the demo's alerts.
+                ready = wait_until_ready(url, instance=supervisor.instance)
+            except ConfigError as exc:
+                supervisor.abort(exc)  # nothing was posted; `run` stops the bridge and `run()` prints one line
+                return
+            if not ready or supervisor.web is None or supervisor.web.poll() is not None:
                 click.echo("demo: the bridge did not become ready", err=True)
                 return
             click.echo(f"demo: replaying {len(example_payloads())} example Datadog alerts into {url}")
@@ -214,13 +221,17 @@ def rules_diff(against: Path, rules_path: Path | None, replay: str | None, as_js
     """Replay recorded alerts through the current and the candidate rules; print every alert whose severity,
     action or roles would change."""
     from bridge.ruletools.compare import compare_paths
+    from bridge.store import NoDatabase
 
     settings = _settings()
     try:
         result = compare_paths(rules_path or settings.effective_rules_path(), against,
-                               replay or settings.database_url, datetime.now(UTC))
+                               replay or settings.database_url, datetime.now(UTC),
+                               replay_setting="--replay" if replay else "BRIDGE_DATABASE_URL")
     except ConfigErrors as exc:
         raise click.ClickException(f"the rules are invalid:\n{exc}") from None
+    except NoDatabase as exc:
+        _no_database(exc)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(result.to_json() if as_json else result.format(), nl=False)
@@ -286,6 +297,25 @@ def _store() -> Any:
     return Store.open(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
 
 
+def _existing_store() -> Any:
+    """The bridge's database, for a command that reads it (or changes what is in it): never created here. Where
+    there is none, one line saying where it looked and how to point at the right one, and exit 1."""
+    from bridge.store import NoDatabase, Store
+
+    settings = _settings()
+    try:
+        return Store.open_existing(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
+    except NoDatabase as exc:
+        _no_database(exc)
+
+
+def _no_database(exc: ConfigError) -> NoReturn:
+    """Say where no database was found, as the other database settings' errors are said, and exit 1 (not 2: the
+    setting may be right and the bridge not started yet)."""
+    click.echo(f"incident-bridge: {exc}", err=True)
+    sys.exit(1)
+
+
 def _find_incident(store: Any, key: str) -> dict[str, Any]:
     from bridge.store import redact_url
 
@@ -303,13 +333,45 @@ def _find_incident(store: Any, key: str) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True)
 def incidents_cmd(status: str | None, limit: int, as_json: bool) -> None:
     """List incidents the bridge recorded, newest first."""
-    rows = _store().list_incidents(status=status, limit=limit)
+    rows = _existing_store().list_incidents(status=status, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
         click.echo(f"{r['id']:>5}  {r['status']:<8} {r['severity'] or '-':<3} {r['opened_at'][:19]}  "
                    f"{r['dedup_key']}  {r['title'][:80]}")
+
+
+@main.command("alerts")
+@click.option("--why", "why_id", type=int, metavar="ID", help="Tell the story of one alert: rule, thresholds, "
+              "silence, inhibition, storm, flap window, incident, delivery; was it paged, and why not.")
+@click.option("--limit", default=20, show_default=True, type=int, help="Alerts to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's answer).")
+def alerts_cmd(why_id: int | None, limit: int, as_json: bool) -> None:
+    """List the alerts the bridge received, newest first; with --why ID, why one was (not) paged."""
+    store = _existing_store()
+    if why_id is None:
+        rows = store.list_alerts(limit=limit)
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            click.echo(f"{r['id']:>6}  {(r['received_at'] or '')[:19]}  {r['source']:<12} {r['severity'] or '-':<3} "
+                       f"{r['action']:<8} {r['outcome']:<20} {r['incident_id'] or '-':>5}  {r['title'][:70]}")
+        return
+    from bridge.rules.loader import load_ruleset
+    from bridge.ruletools.why import format_story, gather, tell
+    from bridge.store import redact_url
+
+    settings = _settings()
+    facts = gather(store, why_id, lambda: load_ruleset(settings.effective_rules_path()).ruleset)
+    if facts is None:
+        raise click.ClickException(f"no alert {why_id} in {redact_url(settings.database_url)} (`incident-bridge "
+                                   "alerts` lists the newest)")
+    story = tell(facts)
+    click.echo(json.dumps(story.to_json(), indent=2, default=str) if as_json else format_story(story), nl=False)
+    if as_json:
+        click.echo()
 
 
 @main.command("related")
@@ -324,7 +386,6 @@ def related_cmd(key: str | None, payload: Path | None, source: str | None, as_js
     from bridge.related.lookup import build_sources, query_for_alert, related_for_incident
 
     settings = _settings()
-    store = _store()
     now = datetime.now(UTC)
     if payload is not None:
         if not source:
@@ -341,8 +402,11 @@ def related_cmd(key: str | None, payload: Path | None, source: str | None, as_js
             raise click.ClickException(f"{payload}: {exc.message}") from None
         if not parsed.alerts:
             raise click.ClickException(f"{payload}: no alert in this payload")
-        result = find_related(query_for_alert(parsed.alerts[0]), build_sources(settings, store), now=now)
+        # The payload (and the rules it needs) first: its mistakes are the user's to fix before any database's.
+        result = find_related(query_for_alert(parsed.alerts[0]), build_sources(settings, _existing_store()),
+                              now=now)
     elif key:
+        store = _existing_store()
         result = related_for_incident(store, settings, _find_incident(store, key), now=now)
     else:
         raise click.UsageError("give an incident KEY, or --payload FILE --source S")
@@ -358,7 +422,7 @@ def postmortem_cmd(key: str, output: Path | None) -> None:
     from bridge.rules.holder import RulesetHolder
 
     settings = _settings()
-    store = _store()
+    store = _existing_store()
     incident = _find_incident(store, key)
     markdown = store.get_postmortem(incident["id"])
     if markdown is None:
@@ -381,18 +445,88 @@ def notify() -> None:
 
 
 @notify.command("test")
-@click.option("--role", required=True, help="A role of the roles file, e.g. \"Incident Coordinator\".")
+@click.option("--role", help="A role of the roles file, e.g. \"Incident Coordinator\": page its PagerDuty target "
+              "through the REST API.")
+@click.option("--events", is_flag=True, help="Send a labelled test trigger through PAGERDUTY_ROUTING_KEY (the Events "
+              "API, as real pages go), then resolve it.")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rules to use (default: BRIDGE_RULES).")
-def notify_test(role: str, rules_path: Path | None) -> None:
-    """Send a clearly labelled test page to a role's PagerDuty target, then resolve it.
+def notify_test(role: str | None, events: bool, rules_path: Path | None) -> None:
+    """Send a clearly labelled test page, then resolve it: through the routing key (--events), to a role's
+    PagerDuty target (--role ROLE), or both.
 
-    Exits non-zero, saying why, when the API token, the From address, the service or the target is wrong.
+    Exits non-zero, saying why, when the routing key, the Events URL, the CA bundle, the API token, the From
+    address, the service or the target is wrong.
     """
+    if not role and not events:
+        raise click.UsageError("give --events (test the routing key), --role ROLE (test a role's page), or both")
+    settings = _settings()
+    if events:
+        _events_route_test(settings)
+    if role:
+        _role_route_test(settings, role, rules_path)
+
+
+def _events_route_test(settings: Settings) -> None:
+    """`notify test --events`: one trigger through the routing key with the same client as real pages, then its
+    resolve. Any failure is one line (`click.ClickException`) saying why, and whether the test alert stays open."""
+    import secrets
+
+    from bridge import preflight
+    from bridge.delivery.events import TEST_INCIDENT_KEY_PREFIX, EventsClient, route_test_event
+    from bridge.errors import DeliveryError
+
+    if not settings.routing_key:
+        raise click.ClickException("routing key test not sent: PAGERDUTY_ROUTING_KEY is not set (fix: set it, or "
+                                   "PAGERDUTY_ROUTING_KEY_FILE, to the Integration Key of the service's Events API "
+                                   "v2 integration)")
+    found = [p for p in (preflight.routing_key_problem(settings.routing_key.reveal()),
+                         preflight.url_problem("PAGERDUTY_EVENTS_URL", settings.events_url),
+                         preflight.ca_bundle_problem(settings.pagerduty_ca_bundle)) if p is not None]
+    if found:
+        raise click.ClickException("routing key test not sent: " + "; ".join(str(p) for p in found))
+    dedup_key = f"{TEST_INCIDENT_KEY_PREFIX}events-{secrets.token_hex(8)}"
+    client = EventsClient(settings.routing_key.reveal(), settings.events_url,
+                          timeout=settings.http_timeout_seconds, verify=settings.tls_verify())
+    try:
+        try:
+            client.send(route_test_event(dedup_key, cli_actor()))
+        except DeliveryError as exc:
+            raise click.ClickException(f"routing key test failed: {exc.message} [{exc.reason}]"
+                                       f"{_events_failure_hint(exc.status, exc.reason, exc.message)}") from None
+        click.echo(f"test trigger accepted by PagerDuty at {settings.events_url} (dedup key {dedup_key})")
+        try:
+            client.send({"event_action": "resolve", "dedup_key": dedup_key})
+        except DeliveryError as exc:
+            raise click.ClickException(f"the test trigger went out, but its resolve failed: {exc.message} "
+                                       f"[{exc.reason}]; resolve the [TEST] incident {dedup_key} in PagerDuty"
+                                       ) from None
+        click.echo(f"resolved the test alert {dedup_key}: PAGERDUTY_ROUTING_KEY works")
+    finally:
+        client.close()
+
+
+def _events_failure_hint(status: int | None, reason: str, message: str) -> str:
+    """What to do about a failed routing key test, by the failure's bounded reason (`DeliveryError.reason`)."""
+    if status == 400 and "routing key" in message.lower():
+        return ("; PagerDuty does not know this key: set PAGERDUTY_ROUTING_KEY to the Integration Key of the "
+                "service's Events API v2 integration")
+    hints = {
+        "rejected": "; PagerDuty refused the event: check PAGERDUTY_ROUTING_KEY",
+        "rate_limited": "; PagerDuty's limit for this key is about 120 events a minute: try again in a minute",
+        "server_error": "; PagerDuty's side failed: try again shortly",
+        "timeout": "; no answer within BRIDGE_HTTP_TIMEOUT: check PAGERDUTY_EVENTS_URL and the network path",
+        "network": "; check PAGERDUTY_EVENTS_URL, and that this host may reach it (a proxy, a firewall)",
+        "misconfigured": "; check PAGERDUTY_EVENTS_URL",
+    }
+    return hints.get(reason, "")
+
+
+def _role_route_test(settings: Settings, role: str, rules_path: Path | None) -> None:
+    """`notify test --role ROLE`: a high-urgency test incident through the REST API to the role's target."""
     from bridge.delivery.pagerduty_rest import PagerDutyRest, route_test_title
     from bridge.errors import DeliveryError
     from bridge.rules.loader import load_ruleset
 
-    settings = _settings()
     missing = [name for name, value in (("PAGERDUTY_API_TOKEN", settings.api_token),
                                         ("PAGERDUTY_FROM", settings.pd_from),
                                         ("PAGERDUTY_SERVICE_ID", settings.pd_service_id)) if not value]
@@ -481,7 +615,7 @@ def silence_list(include_expired: bool, as_json: bool) -> None:
     """List silences."""
     from bridge.pipeline.silences.admin import list_silences
 
-    rows = list_silences(_store(), datetime.now(UTC), include_expired=include_expired)
+    rows = list_silences(_existing_store(), datetime.now(UTC), include_expired=include_expired)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -501,7 +635,7 @@ def silence_expire(silence_id: int) -> None:
     from bridge.pipeline.silences.admin import expire_silence
 
     try:
-        spec = expire_silence(_store(), silence_id, datetime.now(UTC), actor=cli_actor())
+        spec = expire_silence(_existing_store(), silence_id, datetime.now(UTC), actor=cli_actor())
     except RequestError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"silence {silence_id} expired ({spec['status']})")

@@ -87,13 +87,17 @@ class Settings:
     # The least time between the end of one reconciliation pass and the start of the next (a worker restarting
     # often must not look every recent incident up again each time).
     reconcile_interval_seconds: float = 600.0
+    log_level: str = "INFO"  # BRIDGE_LOG_LEVEL as given; `bridge.preflight.log_level` checks and reads it
 
     def tls_verify(self) -> Any:
-        """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle."""
+        """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle (a PEM file,
+        or a directory of them as OpenSSL's c_rehash lays out)."""
         if not self.pagerduty_ca_bundle:
             return True
         import ssl
 
+        if os.path.isdir(self.pagerduty_ca_bundle):
+            return ssl.create_default_context(capath=self.pagerduty_ca_bundle)
         return ssl.create_default_context(cafile=self.pagerduty_ca_bundle)
 
     @property
@@ -233,6 +237,7 @@ class Settings:
             related_window_days=int(number("BRIDGE_RELATED_WINDOW_DAYS", 180)),
             db_lock_timeout_seconds=positive("BRIDGE_DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
             reconcile_interval_seconds=duration("BRIDGE_RECONCILE_INTERVAL", 600.0),
+            log_level=get("BRIDGE_LOG_LEVEL", "INFO") or "INFO",
         )
 
     def secrets(self) -> list[str]:

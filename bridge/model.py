@@ -8,6 +8,7 @@ tested as tables, and so that they serialize to the store and back without loss.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -194,6 +195,11 @@ class Alert:
     cost: CostFacts | None = None
     raw: Any = None
 
+    @property
+    def display_title(self) -> str:
+        """The title without the sender's leading status tags (`display_title`): what an incident is called."""
+        return display_title(self.title)
+
     def tag_values(self, key: str) -> list[str]:
         """All values of tag `key` (tags are multi-valued)."""
         return [v for k, v in self.tags if k == key]
@@ -376,3 +382,28 @@ def dedup_key_for(group_key: str) -> str:
     digest = hashlib.sha256(group_key.encode("utf-8")).hexdigest()
     prefix = group_key.split(":", 1)[0][:32]
     return f"{prefix}:sha256:{digest}"
+
+
+_PREFIX = re.compile(r"^\s*\[([^\]]*)\]\s*")
+_TRANSITIONS = re.compile(r"^(re-)?(triggered|warn|no data|recovered|renotify|alert|ok|p[0-9]|high|medium|low|"
+                          r"critical|info)$", re.IGNORECASE)
+
+
+def display_title(title: str) -> str:
+    """The title without the sender's leading status tags: Datadog's `[P2] [Warn] Name` becomes `Name`, and
+    `[Triggered on {service:x}] Name` becomes `Name ({service:x})`, so our own severity stands alone: the page's
+    summary, the incident's title and its timeline carry one priority, the one the bridge decided."""
+    suffix = ""
+    rest = title
+    while True:
+        m = _PREFIX.match(rest)
+        if not m:
+            break
+        tag = m.group(1).strip()
+        head, sep, group = tag.partition(" on ")
+        if sep and _TRANSITIONS.match(head.strip()):
+            suffix = f" ({group.strip()})"
+        elif not _TRANSITIONS.match(tag):
+            break
+        rest = rest[m.end():]
+    return (rest.strip() or title.strip()) + suffix

@@ -9,6 +9,10 @@ starts, watches and signals the two:
 - SIGHUP: the rules are re-read and validated here; a clean ruleset is recorded in the store and every
   process adopts it within a second; an invalid one is logged and the old one stays active.
 - A delivery worker that dies is restarted; if gunicorn dies, everything stops with its exit code.
+
+The supervisor binds the port itself, before anything else starts, and gunicorn serves on that socket: no other
+process can take the port in between. gunicorn's /readyz answers a per-run nonce, so `serve --demo` replays its
+alerts only into the bridge it started.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import errno
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,6 +33,7 @@ from typing import Any
 import httpx2
 from flask import Flask
 
+from bridge import preflight
 from bridge.config import Settings
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.logformat import LOG_FORMAT, EscapingFormatter, escaping
@@ -37,6 +43,11 @@ from bridge.store import Store
 from bridge.store.engine import BACKGROUND_LOCK_TIMEOUT
 from bridge.web import create_app, is_loopback
 from bridge.web.gunicorn_worker import request_read_timeout
+from bridge.web.ops import INSTANCE_HEADER
+
+# The per-run nonce the supervisor hands its gunicorn (never logged): /readyz answers it in INSTANCE_HEADER, so the
+# demo posts only to the bridge it started, never to another process answering at the same address.
+INSTANCE_ENV = "BRIDGE_INSTANCE_NONCE"
 
 log = logging.getLogger("bridge.server")
 
@@ -44,7 +55,11 @@ log = logging.getLogger("bridge.server")
 def wsgi() -> Flask:
     """The gunicorn entry point (`bridge.server:wsgi()`), built inside each gunicorn worker after the fork."""
     configure_logging()
-    return create_app(Settings.from_env(os.environ))
+    return create_app(Settings.from_env(os.environ), instance=os.environ.get(INSTANCE_ENV, ""))
+
+
+# The HTTP client libraries' loggers (httpx2, the client of the `pagerduty` package, and its transport httpcore2).
+HTTP_CLIENT_LOGGERS = ("httpx2", "httpcore2")
 
 
 def configure_logging() -> None:
@@ -54,7 +69,7 @@ def configure_logging() -> None:
     (`bridge.logformat`), so a sender cannot write a log line of its own through an alert field, a URL or a
     header. Used by `serve` (the supervisor), each gunicorn worker (`wsgi()`) and `worker` (the delivery worker).
     """
-    level = os.environ.get("BRIDGE_LOG_LEVEL", "INFO").upper()
+    level = preflight.log_level(os.environ.get("BRIDGE_LOG_LEVEL", "INFO"))  # ConfigError: one line, exit 2
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(EscapingFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
@@ -62,6 +77,11 @@ def configure_logging() -> None:
     # ran gets one implicitly): make whatever is there escape too, so no record can bypass the escaping.
     for existing in logging.getLogger().handlers:
         existing.setFormatter(escaping(existing.formatter))
+    # httpx2 logs every request it makes ("HTTP Request: POST ...") at INFO: one line per page, note and lookup,
+    # which buries the bridge's own lines. They are debugging detail, shown with BRIDGE_LOG_LEVEL=DEBUG only;
+    # httpx2's warnings still show.
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level <= logging.DEBUG else logging.WARNING)
 
 
 def check_bind(settings: Settings, host: str) -> None:
@@ -78,24 +98,28 @@ def check_bind(settings: Settings, host: str) -> None:
     log.warning("no BRIDGE_WEBHOOK_TOKEN set: accepting unauthenticated webhooks on loopback only")
 
 
-# gunicorn retries an address in use for about 5 s, then exits: an exit this early is a start-up failure.
-WEB_START_SECONDS = 30.0
+# Connections that wait in the held socket while gunicorn starts (gunicorn's default backlog).
+LISTEN_BACKLOG = 2048
 
 
-def check_port(host: str, port: int) -> None:
-    """Raise ConfigError, in one line, when gunicorn could not listen on host:port.
+def bind_port(host: str, port: int) -> socket.socket:
+    """Listen on host:port as gunicorn would, and return the socket; ConfigError, in one line, when it cannot.
 
-    Checked before anything starts: gunicorn itself would retry for 5 s and then exit, and `serve --demo` would
-    post its alerts to whatever process holds the port.
+    The supervisor binds before anything else starts and hands the socket to gunicorn (`--bind fd://N`): the check
+    IS the bind, so no other process can take the port in between, and `serve --demo` can never post its alerts to
+    whatever else listens there.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as gunicorn chooses
-    probe = socket.socket(family, socket.SOCK_STREAM)
+    listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         # SO_REUSEADDR as gunicorn sets it: a port left in TIME_WAIT by a bridge just stopped is free to it, while
         # one with a listener is not.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((host.strip("[]"), port))
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host.strip("[]"), port))
+        # Listening at once: a socket only bound could still be taken by another process that listens first.
+        listener.listen(LISTEN_BACKLOG)
     except (OSError, OverflowError) as exc:
+        listener.close()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"cannot listen on {host}:{port} (serve --host/--port): {reason}; another process "
@@ -103,8 +127,18 @@ def check_port(host: str, port: int) -> None:
         raise ConfigError(f"cannot listen on {host}:{port} (serve --host/--port): {reason}",
                           hint="use --host with an address of this machine (default 127.0.0.1) and --port with a "
                                "port from 1 to 65535") from None
-    finally:
-        probe.close()
+    return listener
+
+
+def local_url(address: tuple[Any, ...]) -> str:
+    """The URL a client on this machine reaches a listening socket's address at (`getsockname()`): a wildcard
+    address is reached through loopback."""
+    host, port = str(address[0]), int(address[1])
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class Supervisor:
@@ -119,37 +153,67 @@ class Supervisor:
         self.web: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.stopping = False
+        self.failure: ConfigError | None = None
         self.holder: RulesetHolder | None = None
         self.prepared = False
+        # Bound in `prepare`, handed to gunicorn in `start_web`.
+        self.listener: socket.socket | None = None
+        self.address: tuple[Any, ...] | None = None
+        # Not a secret, only this run's identity: sent to gunicorn, answered by /readyz, never logged.
+        self.instance = secrets.token_urlsafe(16)
+
+    @property
+    def url(self) -> str:
+        """Where this bridge answers on this machine (the bound address; loopback for a wildcard), once prepared."""
+        assert self.address is not None, "prepare() binds the address"
+        return local_url(self.address)
 
     def prepare(self) -> None:
-        """Validate everything that can be validated before starting: bind, database, rules, port.
+        """Validate everything that can be validated before starting, and take the port: bind, database, rules.
 
-        A wrong setting raises ConfigError (one line naming it and the fix); `run` calls this unless done.
+        A wrong setting raises ConfigError (one line naming it and the fix); `run` calls this unless done. The
+        port is bound and listened on here and held until gunicorn takes it over (`bind_port`).
         """
+        # The settings' own form first (routing key, URLs, CA bundle, log level): nothing else is worth checking,
+        # or logging, with a routing key that would only fail at the first real page.
+        preflight.check(self.settings)
         check_bind(self.settings, self.host)
         request_read_timeout(os.environ)  # read by each gunicorn worker; wrong, it is reported here, in one line
         # The checks without side effects first: a wrong rules path or a port in use is reported alone, before
         # a database is created or rules are loaded and logged.
         rules_path = self.settings.checked_rules_path()
-        check_port(self.host, self.port)
+        self.listener = bind_port(self.host, self.port)
+        self.address = self.listener.getsockname()
         store = Store.open(self.settings.database_url, lock_timeout=background_lock_timeout(self.settings))
         self.holder = RulesetHolder(rules_path, store)
         result = self.holder.load()
         log.info("rules: %s (%d rules, hash %s)", self.holder.path, len(result.ruleset.rules),
                  result.ruleset.hash)
         if self.settings.dry_run:
-            log.warning("no PAGERDUTY_ROUTING_KEY set: DRY-RUN, pages are recorded and printed, never sent")
+            log.warning("no PAGERDUTY_ROUTING_KEY set: DRY-RUN, pages and the PagerDuty steps that follow them "
+                        "(priority, urgency, role note, responder requests, escalations) are recorded and printed, "
+                        "never sent")
         warn_unconfigured(self.settings)
         rest = make_rest(self.settings)  # fails here, with its reason, when the REST settings are incomplete
-        if rest is None:
+        if rest is None and self.settings.dry_run:
+            log.warning("no PAGERDUTY_API_TOKEN set: this dry run describes priorities, responder requests and "
+                        "notes, but with a routing key and no token none would be sent")
+        elif rest is None:
             log.warning("no PAGERDUTY_API_TOKEN set: no priorities, responder requests or notes on incidents")
         else:
             rest.close()
-        # Again, last: opening the database and loading the rules took a while, and the time between this check
-        # and gunicorn's bind should be as short as can be.
-        check_port(self.host, self.port)
         self.prepared = True
+
+    def close(self) -> None:
+        """Release the port while this supervisor holds it (after `prepare`, before gunicorn takes it over)."""
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+    def abort(self, failure: ConfigError) -> None:
+        """Stop the bridge from another thread; `run` stops the children and raises `failure` (one line)."""
+        self.failure = failure
+        self.stopping = True
 
     def start_web(self) -> None:
         # The worker class answers gunicorn's own errors (bad request line, 414, 431) in JSON like every other
@@ -158,7 +222,10 @@ class Supervisor:
         # gunicorn's error and access lines one line each (a request path may hold an encoded newline). Both in
         # bridge/web/gunicorn_worker.py. gunicorn's worker_connections (1000 per worker) bounds the connections
         # a worker holds, slow ones included.
-        cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
+        assert self.listener is not None, "prepare() binds the port"
+        fd = self.listener.fileno()
+        # gunicorn serves on the socket `prepare` bound (fd://): nobody could take the port in between.
+        cmd = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}",
                "--worker-class", "bridge.web.gunicorn_worker.JsonErrorThreadWorker",
                "--logger-class", "bridge.web.gunicorn_worker.EscapingLogger",
                "--workers", str(self.workers), "--threads", str(self.threads),
@@ -169,7 +236,10 @@ class Supervisor:
                # unwritable under systemd's ProtectSystem=strict; the bridge does not use it.
                "--no-control-socket",
                "--error-logfile", "-", "bridge.server:wsgi()"]
-        self.web = subprocess.Popen(cmd, env=self._child_env())
+        env = self._child_env()
+        env[INSTANCE_ENV] = self.instance
+        self.web = subprocess.Popen(cmd, env=env, pass_fds=(fd,))
+        self.close()  # gunicorn holds it now
 
     def start_worker(self) -> None:
         self.worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker"], env=self._child_env())
@@ -185,8 +255,8 @@ class Supervisor:
     def run(self) -> int:
         """Start both children and supervise until told to stop; returns the exit code.
 
-        Raises ConfigError when gunicorn exits at start because its address is taken (by a process that got the
-        port after `prepare` checked it).
+        Raises the ConfigError given to `abort` (the demo found another process answering at this bridge's
+        address).
         """
         if not self.prepared:
             self.prepare()
@@ -195,30 +265,21 @@ class Supervisor:
         signal.signal(signal.SIGHUP, self._on_hup)
         self.start_worker()
         self.start_web()
-        web_started = time.monotonic()
         code = 0
-        failure: ConfigError | None = None
         while not self.stopping:
             time.sleep(0.2)
             assert self.web is not None and self.worker is not None
             if self.web.poll() is not None and not self.stopping:
                 code = self.web.returncode or 1
-                if time.monotonic() - web_started < WEB_START_SECONDS:
-                    try:
-                        check_port(self.host, self.port)
-                    except ConfigError as exc:
-                        failure = ConfigError(f"the web server (gunicorn) could not start: {exc.message}",
-                                              hint=exc.hint)
-                if failure is None:
-                    log.error("web server exited (%s); stopping", self.web.returncode)
+                log.error("web server exited (%s); stopping", self.web.returncode)
                 break
             if self.worker.poll() is not None and not self.stopping:
                 log.error("delivery worker exited (%s); restarting it", self.worker.returncode)
                 time.sleep(1.0)
                 self.start_worker()
         self._stop_children()
-        if failure is not None:
-            raise failure
+        if self.failure is not None:
+            raise self.failure
         return code
 
     def _on_stop(self, signum: int, _frame: Any) -> None:
@@ -260,15 +321,18 @@ def run_worker(settings: Settings) -> int:
     import threading
 
     from bridge.delivery.worker import MAX_INTERNAL_FAILURES, DeliveryWorker
-    from bridge.followups import FollowUps
+    from bridge.followups import DryRunRest, FollowUps
     from bridge.pipeline.stage import PipelineStage
 
+    preflight.check(settings)  # a worker started alone gets the same one-line answers as `serve`
     # The worker answers no sender: its writes wait longer than a request's, and a write that still cannot be made
     # is retried by the stage's and the delivery lanes' loops (the journal and the outbox keep the work).
     store = Store.open(settings.database_url, lock_timeout=background_lock_timeout(settings))
     holder = RulesetHolder(settings.checked_rules_path(), store)
     holder.ensure()
-    rest = make_rest(settings)
+    # Without a routing key nothing reaches PagerDuty: the follow-ups describe their REST steps instead of sending
+    # them (no incident exists there to act on, whatever the API token).
+    rest = DryRunRest(store) if settings.dry_run else make_rest(settings)
     followups = FollowUps(store, settings, holder, rest, clock=time.time)
     worker = DeliveryWorker(store, settings, followups=followups,
                             retry_multiplier=float(os.environ.get("BRIDGE_RETRY_MULTIPLIER", "2")),
@@ -350,10 +414,22 @@ def replay(paths: list[Path], url: str, token: str | None, source: str = "datado
                 failures += 1
             summary = answer
             if isinstance(answer, dict) and "alerts" in answer:
-                summary = [{k: a.get(k) for k in ("severity", "action", "outcome", "rule", "dedup_key")}
-                           | decided_outcome(client, url, a, admin_token) for a in answer["alerts"]]
+                summary = [alert_summary(a, decided_outcome(client, url, a, admin_token)) for a in answer["alerts"]]
             out.write(f"{path.name}: HTTP {response.status_code} {json.dumps(summary)}\n")
     return failures
+
+
+def alert_summary(accepted: dict[str, Any], decided: dict[str, Any]) -> dict[str, Any]:
+    """What `replay` prints of one alert the bridge answered for: its severity, action, outcome, rule and dedup key,
+    with the outcome the pipeline decided over the answer's "pending".
+
+    A recovery is a resolve and carries no severity: the severity its values would have (a P0's recovery measures
+    as P3) is not the incident's, and printed beside the resolve it reads as a new P3.
+    """
+    summary = {k: accepted.get(k) for k in ("severity", "action", "outcome", "rule", "dedup_key")} | decided
+    if summary.get("action") == "resolve":
+        del summary["severity"]
+    return summary
 
 
 def decided_outcome(client: httpx2.Client, url: str, alert: dict[str, Any], admin_token: str | None,
@@ -378,14 +454,25 @@ def decided_outcome(client: httpx2.Client, url: str, alert: dict[str, Any], admi
     return {}
 
 
-def wait_until_ready(url: str, timeout: float = 30.0) -> bool:
-    """Poll /readyz until the server answers ready."""
+def wait_until_ready(url: str, timeout: float = 30.0, *, instance: str | None = None) -> bool:
+    """Poll /readyz until the server answers ready; False when it did not within `timeout`.
+
+    With `instance` (the nonce the supervisor gave its gunicorn), the answer must carry it: any answer without it
+    comes from another process at that address, and raises ConfigError at once (one line), before anything is
+    posted there.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx2.get(f"{url.rstrip('/')}/readyz", timeout=1.0).status_code == 200:
-                return True
+            response = httpx2.get(f"{url.rstrip('/')}/readyz", timeout=1.0)
         except httpx2.TransportError:
-            pass
+            time.sleep(0.2)
+            continue
+        if instance is not None and not secrets.compare_digest(response.headers.get(INSTANCE_HEADER, ""), instance):
+            raise ConfigError(f"another process answers at {url} (serve --host/--port), not the bridge just "
+                              "started: nothing was posted to it",
+                              hint="stop that process, or choose another port with --port")
+        if response.status_code == 200:
+            return True
         time.sleep(0.2)
     return False

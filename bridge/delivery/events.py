@@ -8,20 +8,31 @@ retry owner: our persisted outbox. The `pagerduty` client retries 429 forever an
 from __future__ import annotations
 
 import json
-import re
+import ssl
 from datetime import UTC
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 from tenacity import RetryCallState, wait_random_exponential
 
 from bridge import __version__
 from bridge.errors import DeliveryError
-from bridge.model import Alert, Decision
+from bridge.model import Alert, Decision, display_title
+from bridge.preflight import CA_BUNDLE_SETTING
+
+__all__ = ["EventsClient", "build_event", "classify", "display_title", "retry_delay"]
 
 # Limits from PagerDuty's developer docs (Events API v2, "Trigger Events" and "Overview"):
 MAX_SUMMARY = 1024          # payload.summary
 MAX_EVENT_BYTES = 512 * 1024  # whole request
+
+# How a route test (`incident-bridge notify test`) marks what it opens in PagerDuty, whichever API opens it: the
+# title starts with TEST_TITLE_PREFIX and the incident key (the Events API's dedup_key) with
+# TEST_INCIDENT_KEY_PREFIX. One rule recognises every test page, e.g. to keep them out of related incidents.
+TEST_TITLE_PREFIX = "[TEST]"
+TEST_INCIDENT_KEY_PREFIX = "incident-bridge:test:"
+ROUTE_TEST_SUMMARY = f"{TEST_TITLE_PREFIX} incident-bridge routing key test - safe to ignore"
 
 
 def build_event(action: str, alert: Alert, decision: Decision, dedup_key: str,
@@ -31,7 +42,8 @@ def build_event(action: str, alert: Alert, decision: Decision, dedup_key: str,
         return {"event_action": action, "dedup_key": dedup_key}
     severity = decision.severity
     assert severity is not None
-    summary = f"[{severity.name}] {display_title(alert.title)}".strip()
+    # One priority per title: the sender's own ("[P1] [Triggered] ...") is dropped, ours is the only one.
+    summary = f"[{severity.name}] {alert.display_title}".strip()
     if len(summary) > MAX_SUMMARY:
         summary = summary[: MAX_SUMMARY - 1] + "…"
     details: dict[str, Any] = {
@@ -78,30 +90,6 @@ def build_event(action: str, alert: Alert, decision: Decision, dedup_key: str,
     return _fit(event)
 
 
-_PREFIX = re.compile(r"^\s*\[([^\]]*)\]\s*")
-_TRANSITIONS = re.compile(r"^(re-)?(triggered|warn|no data|recovered|renotify|alert|ok|p[0-9]|high|medium|low|"
-                          r"critical|info)$", re.IGNORECASE)
-
-
-def display_title(title: str) -> str:
-    """The title without the sender's leading status tags: Datadog's `[P2] [Warn] Name` becomes `Name`, and
-    `[Triggered on {service:x}] Name` becomes `Name ({service:x})`, so our own severity stands alone."""
-    suffix = ""
-    rest = title
-    while True:
-        m = _PREFIX.match(rest)
-        if not m:
-            break
-        tag = m.group(1).strip()
-        head, sep, group = tag.partition(" on ")
-        if sep and _TRANSITIONS.match(head.strip()):
-            suffix = f" ({group.strip()})"
-        elif not _TRANSITIONS.match(tag):
-            break
-        rest = rest[m.end():]
-    return (rest.strip() or title.strip()) + suffix
-
-
 def _fit(event: dict[str, Any]) -> dict[str, Any]:
     """Trim custom details until the request is within PagerDuty's 512 KB limit."""
     details = event["payload"]["custom_details"]
@@ -110,6 +98,32 @@ def _fit(event: dict[str, Any]) -> dict[str, Any]:
             break
         details.pop(key, None)
     return event
+
+
+def route_test_event(dedup_key: str, sent_by: str) -> dict[str, Any]:
+    """The trigger `notify test --events` sends through the routing key: labelled a test in its summary, its dedup
+    key (`TEST_INCIDENT_KEY_PREFIX`...) and its details, and resolved right after.
+
+    Severity "info": this checks the key and the path to PagerDuty, not who is paged (`notify test --role` does
+    that), so a service that takes urgency from the alert's severity opens it low-urgency and wakes nobody.
+    """
+    return {
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "payload": {
+            "summary": ROUTE_TEST_SUMMARY,
+            "source": "incident-bridge",
+            "severity": "info",
+            "custom_details": {
+                "test": True,
+                "purpose": "incident-bridge checks that PAGERDUTY_ROUTING_KEY reaches this service "
+                           "(incident-bridge notify test --events). It resolves this alert right away: no action "
+                           "needed.",
+                "sent_by": sent_by,
+            },
+        },
+        "client": f"incident-bridge {__version__}",
+    }
 
 
 def classify(status: int) -> tuple[bool, str]:
@@ -146,6 +160,7 @@ class EventsClient:
     def __init__(self, routing_key: str, base_url: str, *, timeout: float = 10.0,
                  transport: httpx2.BaseTransport | None = None, verify: Any = True) -> None:
         self._routing_key = routing_key
+        self._host = host_of(base_url)
         self._client = httpx2.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
                                      verify=verify,
                                      headers={"User-Agent": f"incident-bridge/{__version__}"},
@@ -160,12 +175,8 @@ class EventsClient:
         body = dict(event, routing_key=self._routing_key)
         try:
             response = self._client.post("/v2/enqueue", json=body)
-        except httpx2.TimeoutException as exc:
-            raise DeliveryError(f"PagerDuty Events API timed out ({type(exc).__name__})", retryable=True,
-                                reason="timeout") from None
         except httpx2.TransportError as exc:
-            raise DeliveryError(f"PagerDuty Events API unreachable ({type(exc).__name__})", retryable=True,
-                                reason="network") from None
+            raise transport_error("PagerDuty Events API", self._host, exc) from None
         if response.status_code in (200, 201, 202):
             try:
                 return dict(response.json())
@@ -191,3 +202,53 @@ def _error_text(response: httpx2.Response) -> str:
             parts.append("; ".join(str(e) for e in body["errors"]))
         return " - ".join(p for p in parts if p)
     return str(body)[:300]
+
+
+def host_of(base_url: str) -> str:
+    """`host` or `host:port` of a base URL, for messages (never its path, query or user info)."""
+    parts = urlsplit(base_url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or base_url}{f':{port}' if port else ''}"
+
+
+def transport_error(what: str, host: str, exc: BaseException) -> DeliveryError:
+    """The retryable DeliveryError for a request to `host` that got no answer: a certificate the bridge does not
+    trust (reason "tls", naming BRIDGE_PAGERDUTY_CA_BUNDLE), a timeout ("timeout") or another network error
+    ("network"). `what` starts the other messages ("PagerDuty Events API", "PagerDuty REST get incident X:");
+    `exc` is httpx2's error, or an error whose cause is.
+
+    Retryable even for a certificate: the page stays queued while the operator sets the CA bundle, and goes out
+    once the bridge restarts with it.
+    """
+    certificate = _certificate_error(exc)
+    if certificate is not None:
+        reason = certificate.verify_message or certificate.reason or str(certificate)
+        return DeliveryError(f"TLS certificate verification failed for {host}: {reason}; if a proxy inspects TLS, "
+                             f"set {CA_BUNDLE_SETTING} to its CA file", retryable=True, reason="tls")
+    cause = _httpx_error(exc) or exc
+    detail = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
+    name = type(cause).__name__ + (f": {detail}" if detail else "")
+    if isinstance(cause, httpx2.TimeoutException):
+        return DeliveryError(f"{what} timed out at {host} ({name})", retryable=True, reason="timeout")
+    return DeliveryError(f"{what} unreachable at {host}: network error ({name})", retryable=True, reason="network")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and its causes (or contexts), without looping."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    return next((e for e in _chain(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+
+
+def _httpx_error(exc: BaseException) -> httpx2.TransportError | None:
+    return next((e for e in _chain(exc) if isinstance(e, httpx2.TransportError)), None)

@@ -18,7 +18,7 @@ Design points (each cited where it applies):
 - A 402 (the account lacks an ability, §2.2, §2.3) degrades: it is remembered per capability in `Abilities`,
   logged once, and the step reports "unsupported" instead of failing the page.
 - Errors are `DeliveryError(retryable, reason, status)` with a bounded reason (a metric label): rate_limited,
-  server_error, network, timeout, rejected, misconfigured, not_found, unsupported, unexpected_status. Messages
+  server_error, network, tls, timeout, rejected, misconfigured, not_found, unsupported, unexpected_status. Messages
   name the operation and PagerDuty's reason, never the API token (the library's own 401 text carries a
   truncated key, so it is never passed on, and exceptions are raised `from None`).
 """
@@ -42,7 +42,7 @@ import httpx2
 import pagerduty
 
 from bridge.config import Settings
-from bridge.delivery.events import classify
+from bridge.delivery.events import TEST_INCIDENT_KEY_PREFIX, TEST_TITLE_PREFIX, classify, host_of, transport_error
 from bridge.errors import ConfigError, DeliveryError
 from bridge.rules.model import Target
 
@@ -65,7 +65,7 @@ MAX_NOTES_PER_INCIDENT = 2000
 MAX_NOTE_CHARS = 25_000
 
 # PagerDuty's default priority names start at P1 (the fake's P1..P5 mirror that); the process's severities
-# start at P0 (seed/incident-management-process.md). Priority names are per account, so this is configurable
+# start at P0 (docs/incident-process.md). Priority names are per account, so this is configurable
 # (§2.2: "map incident-bridge's P0-P3 to priority IDs by name").
 DEFAULT_PRIORITY_NAMES: Mapping[str, str] = {"P0": "P1", "P1": "P2", "P2": "P3", "P3": "P4"}
 
@@ -75,15 +75,13 @@ ID_PATTERN = re.compile(r"^P[A-Z0-9]{5,}$")
 _REFERENCE_TYPES = {"escalation_policy": "escalation_policy_reference", "user": "user_reference"}
 _OPEN_STATUSES = ["triggered", "acknowledged"]
 
-TEST_INCIDENT_KEY_PREFIX = "incident-bridge:test:"
-
 ResponderState = Literal["accepted", "declined", "pending", "absent"]
 ResolvedTarget = tuple[str, str]  # (reference type, id), e.g. ("user_reference", "PUSER02")
 
 
 def route_test_title(role: str) -> str:
     """The title of a route-test incident: unmistakably a test, and says which role it checks."""
-    return f"[TEST] incident-bridge route test for role {role} — no action needed"
+    return f"{TEST_TITLE_PREFIX} incident-bridge route test for role {role} — no action needed"
 
 
 class SlidingWindowLimiter:
@@ -171,10 +169,12 @@ class ResponderOutcome:
 
     - `requested`: a responder request was sent for `requested` (others in `skipped` were already requested);
     - `already_requested`: nothing was sent, every target had been requested before (a retry);
-    - `unsupported`: the account lacks `coordinated_responding` (402); nothing was or will be sent.
+    - `unsupported`: the account lacks `coordinated_responding` (402); nothing was or will be sent;
+    - `dry_run`: nothing was sent, there is no routing key (`bridge.followups.dry_run.DryRunRest`); `requested`
+      names the targets a real run would request.
     """
 
-    status: Literal["requested", "already_requested", "unsupported"]
+    status: Literal["requested", "already_requested", "unsupported", "dry_run"]
     requested: tuple[ResolvedTarget, ...] = ()
     skipped: tuple[ResolvedTarget, ...] = ()
 
@@ -212,6 +212,7 @@ class PagerDutyRest:
             raise ConfigError("PAGERDUTY_FROM is not set",
                               hint="set PAGERDUTY_FROM to the email of the bridge's PagerDuty user")
         self._token = settings.api_token.reveal()
+        self._host = host_of(settings.api_url)
         self.pd_from = settings.pd_from
         kwargs: dict[str, Any] = {"verify": _ssl_verify(verify)}
         if transport is not None:
@@ -296,20 +297,10 @@ class PagerDutyRest:
                 f"PagerDuty REST {what}: answered {status} (the API token is invalid or deactivated, or "
                 f"PAGERDUTY_API_URL is the wrong region)", retryable=False, reason="misconfigured",
                 status=status) from None
-        except pagerduty.Error as exc:
-            cause = exc.__cause__
-            if isinstance(cause, httpx2.TimeoutException):
-                raise DeliveryError(f"PagerDuty REST {what}: timed out ({type(cause).__name__})",
-                                    retryable=True, reason="timeout") from None
-            name = type(cause).__name__ if cause is not None else "error"
-            raise DeliveryError(f"PagerDuty REST {what}: network error ({name})", retryable=True,
-                                reason="network") from None
-        except httpx2.TimeoutException as exc:
-            raise DeliveryError(f"PagerDuty REST {what}: timed out ({type(exc).__name__})", retryable=True,
-                                reason="timeout") from None
-        except httpx2.TransportError as exc:
-            raise DeliveryError(f"PagerDuty REST {what}: network error ({type(exc).__name__})", retryable=True,
-                                reason="network") from None
+        except (pagerduty.Error, httpx2.TransportError) as exc:
+            # The library wraps httpx2's error (its __cause__); its own text names the URL, so only the cause's
+            # is used. A certificate PagerDuty's host presents that we do not trust names the CA bundle setting.
+            raise transport_error(f"PagerDuty REST {what}:", self._host, exc) from None
         status = response.status_code
         if 200 <= status < 300:
             if status == 204 or not response.content:
@@ -431,8 +422,7 @@ class PagerDutyRest:
         Names match exactly first, then case-insensitively; of duplicate names the most severe wins (as
         PagerDuty does for a name given in PUT /incidents/{id}).
         """
-        mapping = {**DEFAULT_PRIORITY_NAMES, **{str(k).strip().upper(): str(v or "") for k, v in (names or {}).items()}}
-        wanted = mapping.get(severity_name.strip().upper())
+        wanted = priority_name(severity_name, names)
         if not wanted:
             return None
         priorities = self._load_priorities()
@@ -695,8 +685,8 @@ class PagerDutyRest:
         The incident_key is unique per call (`incident-bridge:test:<id>`) unless given.
         """
         ttype, tid = self._as_resolved(target)
-        if not title.lstrip().startswith("[TEST]"):
-            title = f"[TEST] {title}"
+        if not title.lstrip().startswith(TEST_TITLE_PREFIX):
+            title = f"{TEST_TITLE_PREFIX} {title}"
         incident: dict[str, Any] = {
             "type": "incident",
             "title": title,
@@ -749,6 +739,13 @@ class PagerDutyRest:
             slice_params = dict(params, since=start.isoformat(), until=stop.isoformat())
             yield from self._iter_pages("/incidents", "incidents", "list incidents", slice_params)
             start = stop
+
+
+def priority_name(severity_name: str, names: Mapping[str, str] | None = None) -> str | None:
+    """The account priority name for our severity (`"P0"`..`"P3"`): `names` over `DEFAULT_PRIORITY_NAMES`, None
+    (or an empty name) for no priority. See `PagerDutyRest.priority_for`."""
+    mapping = {**DEFAULT_PRIORITY_NAMES, **{str(k).strip().upper(): str(v or "") for k, v in (names or {}).items()}}
+    return mapping.get(severity_name.strip().upper()) or None
 
 
 def fit_note(content: str, marker: str, limit: int = MAX_NOTE_CHARS) -> str:

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 # transient fault (a database hiccup inside a follow-up), few enough that a bug costs a handful of tracebacks,
 # not one per backoff period forever. `incident-bridge worker` reads BRIDGE_MAX_INTERNAL_FAILURES.
 MAX_INTERNAL_FAILURES = 5
+# How a dry run labels what it prints in place of sending (the events here, the follow-ups' blocks in
+# `bridge.followups.dry_run`).
+DRY_RUN_LABEL = "DRY-RUN (no PAGERDUTY_ROUTING_KEY, nothing sent)"
 # The longest error summary kept on a job (the store keeps 2000 characters; a summary is one line).
 SUMMARY_LENGTH = 500
 # How long an idle lane sleeps when nothing wakes it and no job of its lane is due sooner. Its own process wakes
@@ -215,7 +218,7 @@ class DeliveryWorker:
         event = job["payload"]
         if self.dry_run:
             try:
-                self._print_dry_run(job, event)
+                print_dry_run_event(event, self.out)
             except Exception as exc:  # our own bug (an odd payload): bounded like any other
                 self._internal_failure(job, exc)
                 return
@@ -248,22 +251,6 @@ class DeliveryWorker:
                       error_summary(exc, self.settings.secrets()),
                       redacted_traceback(exc, self.settings.secrets()))
             return []
-
-    def _print_dry_run(self, job: dict[str, Any], event: dict[str, Any]) -> None:
-        payload = event.get("payload") or {}
-        details = payload.get("custom_details") or {}
-        line = {
-            "dry_run": True,
-            "event_action": event.get("event_action"),
-            "dedup_key": event.get("dedup_key"),
-            "severity": payload.get("severity"),
-            "priority": details.get("severity"),
-            "summary": payload.get("summary"),
-            "roles": details.get("roles"),
-        }
-        line = {k: v for k, v in line.items() if v is not None}
-        self.out.write("DRY-RUN (no PAGERDUTY_ROUTING_KEY, nothing sent): " + json.dumps(line) + "\n")
-        self.out.flush()
 
     def run(self, idle_sleep: float = IDLE_FALLBACK_SECONDS) -> None:
         """Loop until `stop_event` is set; finishes the jobs in hand before stopping.
@@ -387,3 +374,25 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def print_dry_run_event(event: dict[str, Any], out: TextIO) -> None:
+    """The line a dry run prints for an event it does not send: its action, dedup key and, for a trigger, our
+    severity, PagerDuty's event severity and the summary (a resolve has no severity).
+
+    Who would be requested is not here: that is the set-up's to say (`bridge.followups.dry_run`), and a P2 requests
+    nobody whatever its rule's roles.
+    """
+    payload = event.get("payload") or {}
+    details = payload.get("custom_details") or {}
+    line = {
+        "dry_run": True,
+        "event_action": event.get("event_action"),
+        "dedup_key": event.get("dedup_key"),
+        "severity": details.get("severity"),
+        "pagerduty_severity": payload.get("severity"),
+        "summary": payload.get("summary"),
+    }
+    line = {k: v for k, v in line.items() if v is not None}
+    out.write(f"{DRY_RUN_LABEL}: {json.dumps(line)}\n")
+    out.flush()

@@ -19,13 +19,15 @@
 
 Every step is idempotent (safe to run again after a crash mid-way) and timers are jobs with a due time, so a
 restarted bridge still escalates on time. Without `PAGERDUTY_API_TOKEN` the REST steps are skipped and the
-timeline says so; the rest still happens.
+timeline says so; the rest still happens. Without a routing key (a dry run) the REST client is `DryRunRest`: every
+follow-up runs as in a real run, and each request it would send is described on the timeline and printed, one
+block per job (`dry_run`).
 
 Modules: one per kind (`setup`, `escalation`, `related_note`, `storm_digest`, `auto_resolve`, `resolution`,
 `reopen`, `postmortem`, `reconcile`), each a function `handler(context, job)` that may return the jobs continuing
 it (queued with its completion); `schedule` queues follow-ups and defines every dedupe key; `context` holds what
-the handlers share (`FollowUpContext`, `Rest`); `roles` and `resolution_text` are pure. `FollowUps` dispatches a
-job to its kind's handler.
+the handlers share (`FollowUpContext`, `Rest`); `dry_run` is the REST client of a dry run; `roles` and
+`resolution_text` are pure. `FollowUps` dispatches a job to its kind's handler.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from bridge.config import Settings
 from bridge.errors import DeliveryError
 from bridge.followups.auto_resolve import auto_resolve
 from bridge.followups.context import FollowUpContext, Rest
+from bridge.followups.dry_run import DryRunRest
 from bridge.followups.escalation import escalation_check
 from bridge.followups.postmortem import postmortem
 from bridge.followups.reconcile import queue_pass, reconcile_slice
@@ -51,8 +54,8 @@ from bridge.followups.storm_digest import alert_host, storm_digest, storm_digest
 from bridge.rules.holder import RulesetHolder
 from bridge.store import JobKind, NewJob, Store
 
-__all__ = ["HANDLERS", "FollowUpContext", "FollowUps", "Rest", "alert_host", "declared", "role_note",
-           "storm_digest_text"]
+__all__ = ["HANDLERS", "DryRunRest", "FollowUpContext", "FollowUps", "Rest", "alert_host", "declared",
+           "role_note", "storm_digest_text"]
 
 # A handler runs one job and returns the jobs that continue it, if any.
 Handler = Callable[[FollowUpContext, dict[str, Any]], Sequence[NewJob] | None]
@@ -87,6 +90,10 @@ class FollowUps:
         handler = self.handlers.get(job["kind"])
         if handler is None:
             raise DeliveryError(f"unknown job kind {job['kind']!r}", retryable=False, reason="unexpected_status")
+        rest = self.context.rest
+        if isinstance(rest, DryRunRest):
+            with rest.job(job):  # what the job would have sent, printed as one block
+                return list(handler(job) or ())
         return list(handler(job) or ())
 
     def after_delivery(self, job: dict[str, Any]) -> list[NewJob]:

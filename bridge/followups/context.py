@@ -1,6 +1,7 @@
-"""What every follow-up works with: the store, the settings, the ruleset, PagerDuty's REST API (`Rest`, None
-without `PAGERDUTY_API_TOKEN`) and the clock, with the two steps several kinds share (finding our PagerDuty
-incident, and the link to the post-mortem draft)."""
+"""What every follow-up works with: the store, the settings, the ruleset, PagerDuty's REST API (`Rest`: None
+without `PAGERDUTY_API_TOKEN`, `DryRunRest` without a routing key) and the clock, with the steps several kinds
+share (finding our PagerDuty incident, whether a page went out, recording a step, the link to the post-mortem
+draft)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 
 from bridge.config import Settings
 from bridge.errors import DeliveryError
+from bridge.followups.dry_run import DRY_RUN_INCIDENT, DryRunRest
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
 
@@ -20,7 +22,7 @@ class Rest(Protocol):
     def find_incident(self, dedup_key: str, *, include_resolved: bool = False) -> dict[str, Any] | None: ...
     def priority_for(self, severity: str, names: Any) -> str | None: ...
     def set_priority_and_urgency(self, incident_id: str, priority_id: str | None, urgency: str) -> Any: ...
-    def resolve_target(self, target: Any) -> tuple[str, str]: ...
+    def resolve_target(self, target: Any, *, role: str | None = None) -> tuple[str, str]: ...
     def request_responders(self, incident_id: str, targets: list[tuple[str, str]], message: str) -> Any: ...
     def responder_state(self, incident_id: str, target: tuple[str, str]) -> str: ...
     def add_note(self, incident_id: str, content: str, marker: str) -> bool: ...
@@ -40,6 +42,11 @@ class FollowUpContext:
     clock: Callable[[], float]
     related_sources: Callable[[], list[Any]] | None = None
 
+    @property
+    def dry_run(self) -> bool:
+        """No routing key: nothing reaches PagerDuty, and the REST steps are described (`DryRunRest`)."""
+        return isinstance(self.rest, DryRunRest)
+
     def pd_incident(self, incident: dict[str, Any], *, include_resolved: bool = False) -> tuple[str, str | None]:
         """The PagerDuty incident of ours: known already, or found by its incident key (our dedup key); with
         `include_resolved`, the newest resolved one when none is open (steps after a resolution)."""
@@ -47,6 +54,9 @@ class FollowUpContext:
         if pd.get("id"):
             return pd["id"], pd.get("html_url")
         assert self.rest is not None
+        if self.dry_run:
+            # Nothing was sent: there is no incident in PagerDuty to find, and none is recorded as ours.
+            return DRY_RUN_INCIDENT, None
         found = self.rest.find_incident(incident["dedup_key"], include_resolved=include_resolved)
         if not found:
             # The Events API creates the incident asynchronously: try again shortly.
@@ -54,6 +64,18 @@ class FollowUpContext:
                                 reason="not_found")
         self.store.set_pagerduty_incident(incident["id"], found["id"], found.get("html_url"))
         return found["id"], found.get("html_url")
+
+    def paged(self, incident_id: int) -> bool:
+        """Whether a trigger of this incident reached PagerDuty (in a dry run: was printed in its place)."""
+        return self.store.triggers_delivered(incident_id, dry_run=self.dry_run)
+
+    def record(self, incident_id: int, now: float, kind: str, text: str, personnel: str = "incident-bridge",
+               actions: str = "") -> None:
+        """A timeline entry for a step this follow-up took; in a dry run it is printed too, in the follow-up's
+        block with the requests it would have sent (`DryRunRest`)."""
+        self.store.add_timeline(incident_id, now, kind, text, personnel, actions)
+        if isinstance(self.rest, DryRunRest):
+            self.rest.report(text)
 
     def postmortem_link(self, incident: dict[str, Any]) -> str:
         """Where the post-mortem draft is: the API URL under BRIDGE_PUBLIC_URL when set."""

@@ -20,19 +20,21 @@ def escalation_check(ctx: FollowUpContext, job: dict[str, Any]) -> None:
     if spec is None or spec.target is None or spec.backup is None:
         return
     pd_id, _ = ctx.pd_incident(incident)
-    state = ctx.rest.responder_state(pd_id, ctx.rest.resolve_target(spec.target))
+    state = ctx.rest.responder_state(pd_id, ctx.rest.resolve_target(spec.target, role=role))
     now = ctx.clock()
     if state == "accepted":
         ctx.store.add_timeline(incident["id"], now, "acknowledgement", f"{role} accepted the request",
                                holder_text(ruleset, role))
         return
-    backup = ctx.rest.resolve_target(spec.backup)
+    backup = ctx.rest.resolve_target(spec.backup, role=f"backup of the {role}")
     minutes = max(1, round(job["payload"].get("after", 0) / 60))
-    ctx.rest.request_responders(pd_id, [backup], f"incident-bridge: the {role} did not accept within "
-                                f"{minutes} min; you are requested as their backup.")
+    outcome = ctx.rest.request_responders(pd_id, [backup], f"incident-bridge: the {role} did not accept within "
+                                          f"{minutes} min; you are requested as their backup.")
     text = (f"Escalation: the {role} ({spec.target.describe()}) did not accept within {minutes} min "
             f"(state: {state}). Requested the backup, {spec.backup.describe()}. The process: when the EM or "
             "PM is unreachable, the Senior Developer must reach them as soon as possible.")
     ctx.rest.add_note(pd_id, text, f"[incident-bridge:escalation:{incident['id']}:{role}]")
+    if getattr(outcome, "status", None) == "dry_run":
+        return  # nobody was requested: the dry run's steps say whom it would
     ctx.store.add_timeline(incident["id"], now, "escalation", text, spec.backup.describe(),
                            "PagerDuty responder request (backup)")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.followups.context import FollowUpContext
+from bridge.followups.dry_run import DRY_RUN_INCIDENT
 from bridge.postmortem import draft, needs_postmortem, postmortem_facts
 
 
@@ -28,7 +29,8 @@ def postmortem(ctx: FollowUpContext, job: dict[str, Any]) -> None:
     ctx.store.save_postmortem(incident["id"], markdown, now)
     link = ctx.postmortem_link(incident)
     ctx.store.add_timeline(incident["id"], now, "note", "post-mortem draft written", "incident-bridge")
-    if ctx.rest is not None and (incident.get("pagerduty") or {}).get("id"):
-        ctx.rest.add_note(incident["pagerduty"]["id"],
+    pd_id = (incident.get("pagerduty") or {}).get("id") or (DRY_RUN_INCIDENT if ctx.dry_run else None)
+    if ctx.rest is not None and pd_id:
+        ctx.rest.add_note(pd_id,
                           f"Post-mortem draft ready: {link} (or `incident-bridge postmortem "
                           f"{incident['dedup_key']}`).", f"[incident-bridge:postmortem:{incident['id']}]")

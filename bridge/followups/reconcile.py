@@ -60,9 +60,10 @@ def queue_pass(ctx: FollowUpContext) -> str | None:
     An unfinished pass is left to continue at its cursor; a pass that ended less than
     `settings.reconcile_interval_seconds` ago means no new one; otherwise a new pass over the incidents of the last
     `WINDOW_DAYS` is queued (its first slice, cursor 0, with a dedupe key per pass: two workers starting at once
-    queue one pass). Returns what it did, for the log; None without the REST API (nothing to compare with).
+    queue one pass). Returns what it did, for the log; None without the REST API or in a dry run (nothing to
+    compare with).
     """
-    if ctx.rest is None:
+    if ctx.rest is None or ctx.dry_run:
         return None
     now = ctx.clock()
     interval = ctx.settings.reconcile_interval_seconds
@@ -103,7 +104,7 @@ def reconcile_slice(ctx: FollowUpContext, job: dict[str, Any]) -> list[NewJob]:
     """
     state = dict(job["payload"])
     number = int(state["pass"])
-    if ctx.rest is None:
+    if ctx.rest is None or ctx.dry_run:
         log.warning("reconciliation pass %d ends: PagerDuty's REST API is no longer configured", number)
         return []
     now = ctx.clock()

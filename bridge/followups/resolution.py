@@ -65,7 +65,7 @@ def resolution_note(ctx: FollowUpContext, job: dict[str, Any]) -> None:
                                "sent (PAGERDUTY_API_TOKEN is not set); the draft is in the incident's details",
                                "incident-bridge")
         return
-    if not ctx.store.triggers_delivered(incident["id"]):
+    if not ctx.paged(incident["id"]):
         ctx.store.add_timeline(incident["id"], now, "resolution_note", "resolution checklist not posted: no "
                                "page of this incident reached PagerDuty", "incident-bridge")
         return
@@ -94,7 +94,9 @@ def _final_update(ctx: FollowUpContext, incident: dict[str, Any], pd_id: str, nu
     refusal = ""
     if mode == FINAL_UPDATE_STATUS_UPDATE:
         try:
-            state = "sent" if ctx.rest.create_status_update(pd_id, draft) == "sent" else "unsupported"
+            sent = ctx.rest.create_status_update(pd_id, draft)
+            # A dry run posted nothing: the update stays a draft in the note, as it is described.
+            state = "sent" if sent == "sent" else "drafted" if sent == "dry_run" else "unsupported"
         except DeliveryError as exc:
             if exc.retryable:
                 raise  # 429, 5xx, network: the job is retried, and nothing was recorded as sent
@@ -122,8 +124,9 @@ def _final_update(ctx: FollowUpContext, incident: dict[str, Any], pd_id: str, nu
                                "(HTTP 402); the draft is in the resolution note for the Communications Lead",
                                comms, "drafted in the resolution note")
     else:
+        why = "final_update: note" if mode != FINAL_UPDATE_STATUS_UPDATE else "a dry run posts no status update"
         ctx.store.add_timeline(incident["id"], now, "final_update", "final stakeholder update drafted in the "
-                               "resolution note (final_update: note)", comms, "drafted in the resolution note")
+                               f"resolution note ({why})", comms, "drafted in the resolution note")
     return state
 
 

@@ -1,4 +1,4 @@
-"""Closing the loop of the process (seed/incident-management-process.md, "Resolution & Post-Mortem").
+"""Closing the loop of the process (docs/incident-process.md, "Resolution").
 
 When a declared incident resolves, the process still asks four things of four roles:
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from bridge.model import CLOUD_COST_INCREASE_PCT, CUSTOMERS_AFFECTED_PCT, USERS_AFFECTED_PCT
+from bridge.model import CLOUD_COST_INCREASE_PCT, CUSTOMERS_AFFECTED_PCT, USERS_AFFECTED_PCT, display_title
 from bridge.postmortem import IncidentFacts, format_amount, format_datetime, format_duration, format_pct
 
 # How the final stakeholder update goes out (`settings.final_update`, or a rule's `final_update`):
@@ -126,7 +126,9 @@ def fired_monitors(alerts: Iterable[Mapping[str, Any]]) -> tuple[MonitorRef, ...
         if key in seen:
             continue
         seen.add(key)
-        found.append(MonitorRef(monitor_id, _oneline(alert.get("title") or stored.get("title")), url))
+        # The sender's status tags ("[P1] [Triggered]") would put a second priority beside the incident's.
+        found.append(MonitorRef(monitor_id, _oneline(display_title(str(alert.get("title") or stored.get("title")
+                                                                       or ""))), url))
     return tuple(found)
 
 

@@ -8,10 +8,12 @@ twice, a set-up retried after a crash mid-way): the store keeps at most one job 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from bridge.durations import format_duration
 from bridge.followups.context import FollowUpContext
-from bridge.followups.roles import declared
+from bridge.followups.roles import declared, holder_text
 from bridge.model import Severity
 from bridge.rules.model import Ruleset
 from bridge.store import JobKind, NewJob
@@ -107,9 +109,15 @@ def arm_escalations(ctx: FollowUpContext, incident: dict[str, Any], ruleset: Rul
         payload: dict[str, Any] = {"role": role, "after": spec.escalate_after_seconds}
         if reopen:
             payload = {"reopen": reopen, **payload}
-        ctx.store.enqueue(JobKind.ESCALATION_CHECK, incident["dedup_key"], incident["id"], payload, now,
-                          now + spec.escalate_after_seconds, priority=1,
-                          dedupe=escalation_check_key(incident["id"], reopen, role))
+        due = now + spec.escalate_after_seconds
+        queued = ctx.store.enqueue(JobKind.ESCALATION_CHECK, incident["dedup_key"], incident["id"], payload, now,
+                                   due, priority=1, dedupe=escalation_check_key(incident["id"], reopen, role))
+        if queued:  # once per timer, however often the set-up runs
+            at = datetime.fromtimestamp(due, tz=UTC).strftime("%H:%M:%S UTC")
+            ctx.record(incident["id"], now, "escalation_timer",
+                       f"escalates at +{format_duration(spec.escalate_after_seconds)} ({at}) to "
+                       f"{spec.backup.describe()} when the {role} ({holder_text(ruleset, role)}) has not "
+                       "accepted by then", spec.backup.describe(), "escalation timer")
 
 
 def queue_related_note(ctx: FollowUpContext, incident: dict[str, Any], now: float) -> None:

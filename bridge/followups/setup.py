@@ -41,6 +41,10 @@ def incident_setup(ctx: FollowUpContext, job: dict[str, Any]) -> None:
         priority_id = ctx.rest.priority_for(severity.name, ruleset.settings.priority_names)
     ctx.rest.set_priority_and_urgency(pd_id, priority_id, severity.urgency)
     if not wanted:
+        ctx.record(incident["id"], now, "decision", "no responder requests: " + (
+            f"the paging policy names no roles for {severity.name}" if is_declared else
+            f"{severity.name} declares no incident; the page goes to the service's escalation policy through "
+            "the Events API"))
         return
     note = role_note(ruleset, severity, wanted, payload.get("reasons") or [], payload.get("rule"))
     if ctx.rest.add_note(pd_id, note, f"[incident-bridge:setup:{incident['id']}:{severity.name}]"):
@@ -51,7 +55,7 @@ def incident_setup(ctx: FollowUpContext, job: dict[str, Any]) -> None:
         spec = ruleset.roles.get(role)
         if spec is None or spec.target is None:
             continue
-        targets.append(ctx.rest.resolve_target(spec.target))
+        targets.append(ctx.rest.resolve_target(spec.target, role=role))
     if targets:
         message = (f"incident-bridge: {severity.name} {incident['title'][:200]}. You are requested as "
                    + ", ".join(wanted) + ". See the incident notes for your duties.")
@@ -62,10 +66,11 @@ def incident_setup(ctx: FollowUpContext, job: dict[str, Any]) -> None:
                                    "responder requests are not available on this PagerDuty account (402): "
                                    "roles are listed in the note only", "incident-bridge")
         else:
-            for role in wanted:
-                ctx.store.add_timeline(incident["id"], now, "responder_request",
-                                       f"{role} requested: {holders[role]}", holders[role],
-                                       "PagerDuty responder request")
+            if status != "dry_run":  # a dry run requested nobody; its step says whom it would
+                for role in wanted:
+                    ctx.store.add_timeline(incident["id"], now, "responder_request",
+                                           f"{role} requested: {holders[role]}", holders[role],
+                                           "PagerDuty responder request")
             arm_escalations(ctx, incident, ruleset, wanted, now, reopen=int(payload.get("reopen") or 0))
     if is_declared:
         queue_related_note(ctx, incident, now)

@@ -17,7 +17,7 @@ def storm_digest(ctx: FollowUpContext, job: dict[str, Any]) -> None:
     now = ctx.clock()
     ctx.store.add_timeline(incident["id"], now, "note", f"storm digest: {len(attached)} alerts attached",
                            "incident-bridge")
-    if ctx.rest is not None and ctx.store.triggers_delivered(incident["id"]):
+    if ctx.rest is not None and ctx.paged(incident["id"]):
         pd_id, _ = ctx.pd_incident(incident)
         ctx.rest.add_note(pd_id, text, f"[incident-bridge:storm:{incident['id']}:{len(attached)}]")
 

@@ -110,7 +110,7 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
         outcome = "suppressed" if decision.action is Action.SUPPRESS else "recorded"
         if incident is not None:
             return Plan(outcome, incident=IncidentStep.ATTACH, target=incident.id,
-                        timeline=(("alert", f"{alert.title} ({sev_name}, {outcome}: {_last(decision)})"),))
+                        timeline=(("alert", f"{alert.display_title} ({sev_name}, {outcome}: {_last(decision)})"),))
         return Plan(outcome)
 
     assert decision.action is Action.PAGE and sev is not None
@@ -118,7 +118,7 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
         if ctx.inhibitor is not None:
             inh = ctx.inhibitor
             return Plan("inhibited", incident=IncidentStep.ATTACH, target=inh.id, member=MemberStep.JOIN,
-                        timeline=(("inhibition", f"{alert.title} ({sev.name}) inhibited by open incident "
+                        timeline=(("inhibition", f"{alert.display_title} ({sev.name}) inhibited by open incident "
                                    f"{inh.id} ({inh.severity.name if inh.severity else '-'}, rule "
                                    f"{ctx.inhibitor_rule}): attached, not paged"),))
         recent = ctx.recently_resolved
@@ -129,10 +129,10 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
         if ctx.storm_anchor is not None:
             anchor = ctx.storm_anchor
             return Plan("storm", incident=IncidentStep.ATTACH, target=anchor.id, member=MemberStep.JOIN,
-                        timeline=(("alert", f"alert storm: {alert.title} ({sev.name}) attached "
+                        timeline=(("alert", f"alert storm: {alert.display_title} ({sev.name}) attached "
                                    f"({ctx.storm_count} incidents of rule {decision.rule} in the window)"),))
         not_before = now + timedelta(seconds=decision.pending_seconds) if decision.pending_seconds else None
-        lines = [("detection", f"first alert: {alert.title}"),
+        lines = [("detection", f"first alert: {alert.display_title}"),
                  ("decision", f"{sev.name} by rule {decision.rule or '-'}: {'; '.join(decision.reasons[1:4])}")]
         if not_before is not None:
             lines.append(("decision", f"pending for {decision.pending_seconds}s before paging (flap control)"))
@@ -143,24 +143,24 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
         old = incident.severity.name if incident.severity else "none"
         return Plan("raised", incident=IncidentStep.UPDATE, target=incident.id, severity=sev, event=EventAction.TRIGGER,
                     member=MemberStep.JOIN, timeline=(("severity_change", f"severity raised {old} -> {sev.name}: "
-                                              f"{alert.title}"),))
+                                              f"{alert.display_title}"),))
     repage = decision.repage_seconds
     if incident.pending_triggers:
         return Plan("attached", incident=IncidentStep.ATTACH, target=incident.id, member=MemberStep.JOIN,
-                    timeline=(("alert", f"{alert.title} ({sev.name}): a page is already queued"),))
+                    timeline=(("alert", f"{alert.display_title} ({sev.name}): a page is already queued"),))
     if repage and incident.last_paged_at is not None and now - incident.last_paged_at >= timedelta(seconds=repage):
         return Plan("repaged", incident=IncidentStep.UPDATE, target=incident.id, severity=incident.severity,
                     event=EventAction.TRIGGER,
-                    member=MemberStep.JOIN, timeline=(("alert", f"{alert.title} ({sev.name}): re-paged after the "
-                                              f"re-page interval of {repage}s"),))
+                    member=MemberStep.JOIN, timeline=(("alert", f"{alert.display_title} ({sev.name}): re-paged after "
+                                              f"the re-page interval of {repage}s"),))
     if incident.last_paged_at is None and not incident.any_trigger_attempted and not incident.pending_triggers:
         # The incident exists but its page never went out (an earlier trigger was dropped): page now.
         return Plan("repaged", incident=IncidentStep.UPDATE, target=incident.id, severity=incident.severity,
                     event=EventAction.TRIGGER,
-                    member=MemberStep.JOIN, timeline=(("alert", f"{alert.title} ({sev.name}): paging"),))
+                    member=MemberStep.JOIN, timeline=(("alert", f"{alert.display_title} ({sev.name}): paging"),))
     why = f"re-page interval {repage}s not elapsed" if repage else "no re-page interval set"
     return Plan("attached", incident=IncidentStep.ATTACH, target=incident.id, member=MemberStep.JOIN,
-                timeline=(("alert", f"{alert.title} ({sev.name}): attached to the open incident ({why})"),))
+                timeline=(("alert", f"{alert.display_title} ({sev.name}): attached to the open incident ({why})"),))
 
 
 def _reopen(alert: Alert, sev: Severity, recent: IncidentState, window: int, now: datetime) -> Plan:
@@ -169,7 +169,7 @@ def _reopen(alert: Alert, sev: Severity, recent: IncidentState, window: int, now
     bridge never lowers an incident's severity itself)."""
     severity = sev if sev.is_higher_than(recent.severity) or recent.severity is None else recent.severity
     after = _span((now - recent.resolved_at).total_seconds()) if recent.resolved_at else "shortly"
-    text = (f"the resolution did not hold: {alert.title} ({sev.name}) fired again {after} after the resolution "
+    text = (f"the resolution did not hold: {alert.display_title} ({sev.name}) fired again {after} after the resolution "
             f"(reopen_within {_span(window)}); incident {recent.id} reopened at {severity.name}")
     return Plan("reopened", incident=IncidentStep.REOPEN, target=recent.id, severity=severity,
                 event=EventAction.TRIGGER, member=MemberStep.JOIN, timeline=(("reopen", text),))
@@ -189,7 +189,7 @@ def _resolve(alert: Alert, incident: IncidentState | None) -> Plan:
         return Plan("nothing_to_resolve")
     if incident.firing_members > 1:
         return Plan("member_recovered", incident=IncidentStep.ATTACH, target=incident.id, member=MemberStep.RECOVER,
-                    timeline=(("alert", f"recovered: {alert.title}; {incident.firing_members - 1} attached "
+                    timeline=(("alert", f"recovered: {alert.display_title}; {incident.firing_members - 1} attached "
                                "group(s) still firing"),))
     if not incident.any_trigger_attempted:
         # Recovered before its trigger ever left (inside a pending window, or while the outbox was backed up):
@@ -199,7 +199,7 @@ def _resolve(alert: Alert, incident: IncidentState | None) -> Plan:
                     timeline=(("resolution", "recovered before the page was sent: the page was dropped"),))
     return Plan("resolved", incident=IncidentStep.RESOLVE, target=incident.id, event=EventAction.RESOLVE,
                 supersede_pending=True, member=MemberStep.RECOVER,
-                timeline=(("resolution", f"recovered: {alert.title}"),))
+                timeline=(("resolution", f"recovered: {alert.display_title}"),))
 
 
 def _last(decision: Decision) -> str:

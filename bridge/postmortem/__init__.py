@@ -1,6 +1,6 @@
 """Post-mortem drafts: the process's "Post-Mortem Template", pre-filled from what the bridge recorded.
 
-The process (seed/incident-management-process.md, "Post-Mortem Template") asks for a post-mortem for every P0 and
+The process (docs/incident-process.md, "The post-mortem template") asks for a post-mortem for every P0 and
 P1 incident, and for P2 when the root cause is unclear or cross-team (`needs_postmortem`). The bridge already
 knows most of the facts (timeline, impact figures, related incidents), so `render_postmortem` turns an
 `IncidentFacts` into a Markdown draft that keeps every section, heading and table of the template in the same

@@ -94,7 +94,8 @@ def needs_postmortem(severity: Severity | None, *, p2_flag: bool) -> bool:
     """True when the process requires its post-mortem template for an incident of this severity.
 
     "Use this template for every P0 and P1 incident. P2 incidents should use it when the root cause is unclear or
-    cross-team" (seed, Post-Mortem Template): `p2_flag` says the latter. P3 and unknown severities never need one.
+    cross-team" (docs/incident-process.md, "The post-mortem template"): `p2_flag` says the latter. P3 and
+    unknown severities never need one.
     """
     if severity in (Severity.P0, Severity.P1):
         return True

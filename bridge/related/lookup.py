@@ -1,8 +1,10 @@
 """Find related past incidents across sources within a time budget, and say what was found.
 
 `find_related` asks every source at once (threads: the sources block on HTTP), waits at most the budget, and
-ranks whatever arrived. A source that fails or is too slow is named in `missing_sources` with a short reason;
-the others' results stand. Rendering (`to_json`, `format_note`, `format_text`) is pure.
+ranks whatever arrived, route tests left out (`is_test_page`: a test page is recent and on the same service, so
+it would rank first while saying nothing of the problem). A source that fails or is too slow is named in
+`missing_sources` with a short reason; the others' results stand. Rendering (`to_json`, `format_note`,
+`format_text`) is pure.
 
 The lookup of a stored incident (`related_for_incident`, used by the CLI, the API and the related-note
 follow-up) turns stored rows into candidates and queries (`incident_candidate`, `store_candidates`,
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bridge.delivery.pagerduty_rest import TEST_INCIDENT_KEY_PREFIX
 from bridge.related.score import DEFAULT_WEIGHTS, Candidate, Index, Query, Scored, Weights, merge
 from bridge.related.sources import DatadogSource, PagerDutySource, Source, StoreSource, failure_reason
 
@@ -30,6 +33,19 @@ if TYPE_CHECKING:
 # Time kept back from the budget for merging and ranking (ranking 10,000 candidates takes a few ms; building
 # the index of candidates not yet cached takes longer).
 RANK_RESERVE_SECONDS = 0.3
+
+
+# How a test page is labelled, wherever it is found: `notify test` titles its incidents "[TEST] ..." (see
+# `route_test_title`; PagerDuty REST prefixes any test title lacking it) and keys them TEST_INCIDENT_KEY_PREFIX...;
+# an Events API test trigger carries the same title label, which PagerDuty and Datadog show as the incident's title.
+TEST_PAGE_LABEL = "[TEST]"
+
+
+def is_test_page(candidate: Candidate) -> bool:
+    """Whether a candidate is a route test rather than an incident: it would rank first (same service, recent),
+    and it says nothing about the problem at hand."""
+    return (candidate.title.lstrip().upper().startswith(TEST_PAGE_LABEL)
+            or bool(candidate.dedup_key and candidate.dedup_key.startswith(TEST_INCIDENT_KEY_PREFIX)))
 
 
 @dataclass(frozen=True)
@@ -54,7 +70,8 @@ class RelatedResult:
 def find_related(query: Query, sources: Sequence[Source], *, now: datetime, limit: int = 5,
                  budget_seconds: float = 3.0, weights: Weights = DEFAULT_WEIGHTS,
                  tag_document_frequency: Mapping[str, float] | None = None) -> RelatedResult:
-    """Fetch candidates from all `sources` concurrently, merge them, rank them for `query`.
+    """Fetch candidates from all `sources` concurrently, leave out test pages (`is_test_page`), merge them, rank
+    them for `query`.
 
     The call returns within about `budget_seconds` whatever the sources do: a source still running then is
     reported as "timed out" and left to finish on its own (each source bounds its requests by the same
@@ -76,7 +93,7 @@ def find_related(query: Query, sources: Sequence[Source], *, now: datetime, limi
             elif fut.exception() is not None:
                 missing.append((name, failure_reason(fut.exception())))  # type: ignore[arg-type]
             else:
-                by_source.setdefault(name, []).extend(fut.result())
+                by_source.setdefault(name, []).extend(c for c in fut.result() if not is_test_page(c))
     finally:
         # Do not wait for stragglers: the budget is the promise.
         pool.shutdown(wait=False, cancel_futures=True)

@@ -393,6 +393,7 @@ class _Compiler:
             declared = {Severity.parse(s) for s in settings["declare_severities"]}
             levels = {sev: PagingLevel(lv.severity, lv.roles, lv.response, sev in declared)
                       for sev, lv in levels.items()}
+        self._check_undeclared_roles(levels, origins)
         policy = PagingPolicy(levels=levels, category_roles=category_roles, **paging_extra)
         frozen = tuple(rules)
         return Ruleset(dimensions=dimensions, rules=frozen, categories=categories, roles=roles, paging=policy,
@@ -648,6 +649,20 @@ class _Compiler:
                 filed.setdefault(min(later_keys, key=lambda k: (counts[k], k)), []).append(later)
             else:
                 catch_alls.append(later)
+
+    def _check_undeclared_roles(self, levels: dict[Severity, PagingLevel],
+                                origins: dict[str, tuple[PositionedYaml, tuple[str | int, ...]]]) -> None:
+        """Warn about roles listed on a severity that declares no incident: the set-up never requests them (such
+        an incident pages through the Events API only; of the roles, only the security and breach categories'
+        are requested at any severity), so the rules would promise responders nobody asks for."""
+        for sev, level in sorted(levels.items(), key=lambda item: item[0].rank):
+            origin = origins.get(f"role-use:{sev.name}:0")
+            if level.declare or not level.roles or origin is None:
+                continue
+            doc, where = origin
+            self.warnings.append(doc.error(where[:-1], f"{sev.name} declares no incident, so its roles "
+                                           f"({', '.join(level.roles)}) are never requested as responders",
+                                           f"remove them, or declare {sev.name} incidents (`declare: true`)"))
 
     def _check_roles(self, roles: dict[str, RoleSpec], levels: dict[Severity, PagingLevel],
                      category_roles: dict[str, tuple[str, ...]],

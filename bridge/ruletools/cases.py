@@ -13,10 +13,14 @@ cases:
       dimensions: {users_affected_pct: 27.4}
     expect: {severity: P0, action: page, roles_include: [Customer Support]}
   - name: the recorded Datadog payload pages P0
-    payload: ../../webhooks/datadog/examples/01-checkout-users-triggered.json   # relative to this file
+    payload: payloads/datadog-01-checkout-users-triggered.json   # relative to this case file's directory
     source: datadog                 # parsed by that receiver, without authentication
     expect: {severity: P0}
 ```
+
+A payload path is relative to the directory of the case file that names it, never to the current directory, so
+`rules test` gives the same result wherever it runs and wherever the rules directory is copied, as long as the
+payloads travel with it (the shipped ones are in `rules/cases/payloads/`).
 
 Case files are validated strictly (every error as `file:line:column: message (fix: hint)`) before anything
 runs, so a typo in an expectation can never make a case pass silently. Running is pure apart from reading the
@@ -291,7 +295,9 @@ class _Validator:
             path = self.base / rel
             if not path.is_file():
                 self.err((*where, "payload"), f"payload file {rel!r} not found (looked for {path})",
-                         "paths are relative to the case file")
+                         f"paths are relative to the case file's directory ({self.base}), not to the current "
+                         "directory; keep payloads beside the cases (e.g. cases/payloads/) so a copy of the rules "
+                         "directory carries them")
                 path = None
         source = raw.get("source")
         if "source" not in raw:

@@ -132,28 +132,24 @@ def is_database_url(source: str) -> bool:
     return bool(sep) and scheme.split("+", 1)[0].lower() in _DB_SCHEMES
 
 
-def load_replay(source: str | Path) -> Iterator[Alert]:
+def load_replay(source: str | Path, *, setting: str = "--replay") -> Iterator[Alert]:
     """Alerts to replay: a JSONL file of normalized alerts, or the history in a bridge database (by URL).
 
     JSONL: one `Alert.to_dict()` per line; blank lines are skipped; a bad line raises ConfigError naming
-    file:line. A database is read through `Store.iter_alert_history()` in arrival order.
+    file:line. A database is read through `Store.iter_alert_history()` in arrival order; one that does not exist
+    raises `NoDatabase` naming `setting` (where the URL came from), and nothing is created.
     """
     text = str(source)
     if is_database_url(text):
-        return _from_store(text)
+        return _from_store(text, setting)
     return _from_jsonl(Path(text))
 
 
-def _from_store(url: str) -> Iterator[Alert]:
+def _from_store(url: str, setting: str) -> Iterator[Alert]:
     from bridge.store import Store
 
-    if url.startswith("sqlite:///"):
-        # Store.open creates a missing database file; a typo in the path must be an error, not an empty replay.
-        db = url.removeprefix("sqlite:///")
-        if db and db != ":memory:" and not Path(db).exists():
-            raise ConfigError(f"no database at {db}", path=url,
-                              hint="pass the bridge's BRIDGE_DATABASE_URL, e.g. sqlite:///incident-bridge.db")
-    store = Store.open(url)
+    # Never a new database: a typo in the path must be an error (NoDatabase, naming `setting`), not an empty replay.
+    store = Store.open_existing(url, setting=setting)
     return (alert for alert, _decision in store.iter_alert_history())
 
 
@@ -243,7 +239,7 @@ class Comparison:
 
 
 def compare_paths(current: str | Path, candidate: str | Path, replay: str | Path,
-                  now: datetime | None = None) -> Comparison:
+                  now: datetime | None = None, *, replay_setting: str = "--replay") -> Comparison:
     """Load both rule directories (raises ConfigErrors when either is invalid), replay, and diff.
 
     What `incident-bridge rules diff --against CANDIDATE --rules CURRENT --replay SOURCE` runs.
@@ -252,6 +248,6 @@ def compare_paths(current: str | Path, candidate: str | Path, replay: str | Path
 
     cur = load_ruleset(current).ruleset
     cand = load_ruleset(candidate).ruleset
-    stream = CountingIterator(load_replay(replay))
+    stream = CountingIterator(load_replay(replay, setting=replay_setting))
     changes = diff_rulesets(cur, cand, stream, now)
     return Comparison(changes, stream.count)

@@ -22,7 +22,7 @@ submodule is also an attribute of this package, and would shadow the table re-ex
 from __future__ import annotations
 
 from bridge.store.audit_records import AuditStore
-from bridge.store.engine import redact_url
+from bridge.store.engine import NoDatabase, redact_url
 from bridge.store.incident_records import RESOLUTION_NOTE_DELAY, IncidentStore
 from bridge.store.journal import (
     JOURNAL_CHUNK,
@@ -51,6 +51,7 @@ __all__ = [
     "JournalEntry",
     "JournalInterrupted",
     "NewJob",
+    "NoDatabase",
     "PipelineBatch",
     "Store",
     "alerts",

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Self
 
 import sqlalchemy as sa
@@ -17,14 +18,16 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from bridge.errors import DatabaseBusy
+from bridge.errors import ConfigError, DatabaseBusy
 from bridge.store.engine import (
     BACKGROUND_LOCK_TIMEOUT,
     WRITE_OPTION,
+    NoDatabase,
     busy_milliseconds,
     create_engine,
     database_error,
     is_lock_timeout,
+    redact_url,
 )
 from bridge.store.schema import ADDED_COLUMNS, WRITER_LOCK, alerts, incidents, jobs, metadata
 from bridge.store.writer import NoWriterLock, WriterLock
@@ -65,6 +68,43 @@ class StoreBase:
         except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             # ValueError: SQLAlchemy's URL parser raises it for a port that is not a number.
             raise database_error(url, exc, setting) from exc
+        return store
+
+    @classmethod
+    def open_existing(cls, url: str, *, setting: str = "BRIDGE_DATABASE_URL",
+                      lock_timeout: float = BACKGROUND_LOCK_TIMEOUT) -> Self:
+        """Open the bridge's database at `url` for reading, creating nothing: no file, no table, no column.
+
+        For the read-only commands (`incidents`, `alerts`, `silence list`, `rules diff --replay`...): `open` would
+        create a database where none is, and the command would then report an empty history instead of the wrong
+        URL. Raises `NoDatabase` (a ConfigError naming `setting`) when the SQLite file does not exist or the
+        database has no bridge tables, and ConfigError when the database was made by an older bridge (its new
+        columns are added by the bridge's start, a write) or cannot be reached.
+        """
+        try:
+            parsed = sa.make_url(url)
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            raise database_error(url, exc, setting) from exc
+        where = redact_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            path = parsed.database or ""
+            # An in-memory database is a new, empty one on every connection: nothing to read.
+            if path in ("", ":memory:") or not Path(path).is_file():
+                raise NoDatabase(path or url, setting)
+            where = path
+        try:
+            store = cls(create_engine(url, busy_timeout=lock_timeout), lock_timeout=lock_timeout)
+            with store.engine.connect() as conn:
+                if not sa.inspect(conn).has_table(alerts.name):
+                    raise NoDatabase(where, setting, detail="it has no incident-bridge tables")
+                older = [change for change in store._schema_changes(conn) if not isinstance(change, sa.Index)]
+        except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            raise database_error(url, exc, setting) from exc
+        if older:
+            columns = ", ".join(f"{table}.{column}" for table, column in older)
+            raise ConfigError(f"the database at {where} ({setting}) was made by an older incident-bridge (it lacks "
+                              f"{columns})", hint="start the bridge once on it (`incident-bridge serve`), which "
+                                                  "upgrades it, then run this command again")
         return store
 
     def create_schema(self) -> None:

@@ -174,6 +174,18 @@ def database_error(url: str, exc: BaseException, setting: str = "BRIDGE_DATABASE
                        hint="check that this database user may create tables in that database")
 
 
+class NoDatabase(ConfigError):
+    """There is no bridge database where a read-only command was told to look: the SQLite file does not exist, or
+    the database has no bridge tables. `str()` is the one line the command prints; nothing was created."""
+
+    def __init__(self, where: str, setting: str = "BRIDGE_DATABASE_URL", *, detail: str = "") -> None:
+        self.where = where
+        self.setting = setting
+        found = f"no incident-bridge database at {where} ({setting}): {detail}" if detail else \
+            f"no database at {where} ({setting})"
+        super().__init__(f"{found}; start the bridge first or point {setting} at its database")
+
+
 def _one_line(text: str) -> str:
     # Drivers' messages span lines (libpq adds "Is the server running...?"); the first says what happened.
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]

@@ -22,7 +22,6 @@ from bridge.store.schema import (
     UNFINISHED,
     JobKind,
     _dt,
-    _iso,
     alerts,
     incidents,
     jobs,
@@ -30,7 +29,7 @@ from bridge.store.schema import (
     postmortems,
     timeline,
 )
-from bridge.store.views import _alert_json, _incident_json
+from bridge.store.views import _alert_json, _incident_json, _timeline_json
 
 # The draft waits a little after the resolution so late acknowledgements and notes make it in.
 POSTMORTEM_DELAY = 30.0
@@ -93,8 +92,7 @@ class IncidentStore(OutboxStore):
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(timeline).where(timeline.c.incident_id == incident_id)
                                 .order_by(timeline.c.at, timeline.c.id)).all()
-        return [{"at": _iso(r.at), "kind": r.kind, "description": r.description, "personnel": r.personnel,
-                 "actions": r.actions} for r in rows]
+        return [_timeline_json(r) for r in rows]
 
     def add_timeline(self, incident_id: int, now: float, kind: str, description: str, personnel: str = "",
                      actions: str = "") -> None:
@@ -228,12 +226,13 @@ class IncidentStore(OutboxStore):
                                 .order_by(alerts.c.id)).all()
         return [_alert_json(r) for r in rows]
 
-    def triggers_delivered(self, incident_id: int) -> bool:
-        """Whether a trigger of this incident reached PagerDuty."""
+    def triggers_delivered(self, incident_id: int, *, dry_run: bool = False) -> bool:
+        """Whether a trigger of this incident reached PagerDuty; with `dry_run`, or was printed in its place."""
+        states = ("delivered", "dry_run") if dry_run else ("delivered",)
         with self.engine.connect() as conn:
             return conn.execute(sa.select(jobs.c.id).where(
                 jobs.c.incident_id == incident_id, jobs.c.kind == JobKind.EVENT, jobs.c.action == "trigger",
-                jobs.c.state == "delivered").limit(1)).first() is not None
+                jobs.c.state.in_(states)).limit(1)).first() is not None
 
     def event_unfinished(self, incident_id: int, action: str) -> bool:
         """Whether an event of this incident with `action` (trigger | resolve) is still queued or being sent."""

@@ -259,7 +259,7 @@ class JournalStore(IncidentStore):
         if step.incident is IncidentStep.CREATE:
             incident_id = _inserted_id(conn.execute(incidents.insert().values(
                 dedup_key=dedup_key, status=OPEN, severity=step.severity.name if step.severity else None,
-                title=alert.title[:2000], source=alert.source, service=alert.service, rule=decision.rule,
+                title=alert.display_title[:2000], source=alert.source, service=alert.service, rule=decision.rule,
                 storm_key=storm, opened_at=ts, last_alert_at=ts, alert_count=1,
                 categories_json=json.dumps(sorted(decision.categories)),
                 dimensions_json=json.dumps(dict(decision.dimensions)),

@@ -148,7 +148,8 @@ class OutboxStore(AuditStore):
                 payload = json.loads(row.payload_json)
                 sev = (payload.get("payload") or {}).get("severity", "")
                 what = "page" if row.action == "trigger" else "resolution"
-                text = (f"{'[dry-run] ' if dry_run else ''}PagerDuty {row.action} sent"
+                text = (f"{'[dry-run] ' if dry_run else ''}PagerDuty {row.action} "
+                        + ("printed, not sent" if dry_run else "sent")
                         + (f" (severity {sev})" if sev else "") + f", dedup key {row.dedup_key}")
                 conn.execute(timeline.insert().values(incident_id=row.incident_id, at=now, kind=what,
                                                       description=text, personnel="incident-bridge",

@@ -34,6 +34,17 @@ class RulesetStore(StoreBase):
         return {"id": row.id, "hash": row.hash, "files": [tuple(f) for f in json.loads(row.files_json)],
                 "base_dir": row.base_dir, "loaded_at": row.loaded_at}
 
+    def ruleset_by_hash(self, hash_: str) -> dict[str, Any] | None:
+        """The newest successfully loaded snapshot with this hash (the ruleset an alert was decided with), or None
+        when no load of it was recorded."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(rulesets).where(rulesets.c.ok.is_(True), rulesets.c.hash == hash_)
+                               .order_by(rulesets.c.id.desc()).limit(1)).first()
+        if row is None or row.files_json is None:
+            return None
+        return {"id": row.id, "hash": row.hash, "files": [tuple(f) for f in json.loads(row.files_json)],
+                "base_dir": row.base_dir, "loaded_at": row.loaded_at}
+
     def latest_ruleset_id(self) -> int:
         """Id of the newest successful ruleset snapshot (0 when none)."""
         with self.engine.connect() as conn:

@@ -43,8 +43,10 @@ __all__ = ["create_app", "is_loopback"]
 
 def create_app(settings: Settings, *, store: Store | None = None, holder: RulesetHolder | None = None,
                clock: Callable[[], datetime] | None = None,
-               services: Mapping[str, Any] | None = None) -> Flask:
-    """Build the web app. Tests build as many independent apps as they like."""
+               services: Mapping[str, Any] | None = None, instance: str = "") -> Flask:
+    """Build the web app. Tests build as many independent apps as they like.
+
+    `instance`: the per-run nonce `serve` hands its gunicorn, answered by /readyz (`bridge.web.ops`)."""
     store = store or Store.open(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
     # A request's writes wait at most this long for the write lock, then answer 503 (`DatabaseBusy`).
     store.lock_timeout = settings.db_lock_timeout_seconds
@@ -67,7 +69,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
         settings=settings, store=store, holder=holder, now=clock or (lambda: datetime.now(UTC)),
         registry=ReceiverRegistry(build_receivers(settings, holder.path), holder.generation,
                                   on_error=generic_sources_invalid),
-        doorbell=Doorbell(settings.database_url), services=io_services)
+        doorbell=Doorbell(settings.database_url), services=io_services, instance=instance)
     metrics.register_store_collector(store)
     app.register_blueprint(webhooks)
     app.register_blueprint(api)

@@ -32,6 +32,19 @@ def alert(alert_id: int) -> Response:
     return jsonify(found)
 
 
+@api.get("/alerts/<int:alert_id>/why")
+def alert_why(alert_id: int) -> Response:
+    """The story of one alert: the rule and thresholds, silence, inhibition, storm, flap window, the incident it
+    joined and the delivery of its page, with the verdict: was it paged, and why not (`alerts --why` in the CLI)."""
+    from bridge.ruletools.why import gather, tell
+
+    web = web_context()
+    facts = gather(web.store, alert_id, lambda: web.holder.current)
+    if facts is None:
+        raise NotFound(f"no alert {alert_id}")
+    return jsonify(tell(facts).to_json())
+
+
 @api.get("/pipeline")
 def pipeline() -> Response:
     """How far the pipeline stage is behind the journal (alerts accepted, not yet decided), and how far the newest

@@ -63,6 +63,8 @@ class WebContext:
     registry: ReceiverRegistry
     doorbell: Doorbell
     services: Mapping[str, Any]
+    # The per-run nonce `serve` gave this process ("" otherwise), answered by /readyz.
+    instance: str = ""
 
 
 def web_context() -> WebContext:

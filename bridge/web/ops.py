@@ -6,13 +6,17 @@ from flask import Blueprint, Response, g, jsonify
 
 from bridge import metrics
 from bridge.errors import ConfigErrors
-from bridge.web.context import web_context
+from bridge.web.context import WebContext, web_context
 
 ops = Blueprint("ops", __name__)
 
 # How long readiness waits to take the database's write lock: a probe runs every few seconds and must answer
 # within its own timeout (Kubernetes: 1 s by default), while a write that takes longer already answers 503.
 WRITE_PROBE_SECONDS = 1.0
+
+# /readyz answers the per-run nonce `serve` gave this process in this header (see `bridge.server.INSTANCE_ENV`): the
+# demo replays its alerts only into the bridge it started itself.
+INSTANCE_HEADER = "X-Incident-Bridge-Instance"
 
 
 @ops.get("/healthz")
@@ -23,8 +27,16 @@ def healthz() -> Response:
 
 @ops.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """The database answers and takes writes, and a ruleset is loaded."""
+    """The database answers and takes writes, and a ruleset is loaded; with this run's instance nonce, when
+    `serve` started the process."""
     web = web_context()
+    answer, status = _readiness(web)
+    if web.instance:
+        answer.headers[INSTANCE_HEADER] = web.instance
+    return answer, status
+
+
+def _readiness(web: WebContext) -> tuple[Response, int]:
     problems = []
     try:
         web.store.ping()

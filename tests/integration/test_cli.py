@@ -7,10 +7,17 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bridge.model import Alert, AlertState
+from bridge.pipeline.silences.admin import create_silence
+from bridge.pipeline.stage import accept_and_decide
+from bridge.rules.engine import evaluate
+from bridge.rules.loader import load_ruleset
+from bridge.store import Store
 from tests.support.server import REPO, bridge_env
 from tests.support.shared import copy_shipped_rules
 
@@ -171,7 +178,77 @@ def test_silences_from_the_command_line(env: dict[str, str]) -> None:
 
 
 def test_postmortem_and_related_of_an_unknown_incident_fail_clearly(env: dict[str, str]) -> None:
+    Store.open(env["BRIDGE_DATABASE_URL"]).engine.dispose()  # a bridge's database, without that incident
     for args in (("postmortem", "nope"), ("related", "nope")):
         result = cli(*args, env=env)
         assert result.returncode != 0
         assert "no incident 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+READ_ONLY = [
+    ("incidents",),
+    ("alerts",),
+    ("alerts", "--why", "1"),
+    ("silence", "list"),
+    ("silence", "expire", "1"),
+    ("related", "1"),
+    ("postmortem", "1"),
+    ("rules", "diff", "--against", str(REPO / "rules")),
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=lambda args: "-".join(args[:2]).replace("--", ""))
+def test_a_read_only_command_in_an_empty_directory_creates_no_database(tmp_path: Path, env: dict[str, str],
+                                                                      args: tuple[str, ...]) -> None:
+    env.pop("BRIDGE_DATABASE_URL")  # the default, sqlite:///incident-bridge.db, in the working directory
+    result = cli(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == ("incident-bridge: no database at incident-bridge.db (BRIDGE_DATABASE_URL); start the "
+                             "bridge first or point BRIDGE_DATABASE_URL at its database\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rules_diff_names_the_replay_option_it_read(tmp_path: Path, env: dict[str, str]) -> None:
+    result = cli("rules", "diff", "--against", str(REPO / "rules"), "--replay", f"sqlite:///{tmp_path / 'typo.db'}",
+                 env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (f"incident-bridge: no database at {tmp_path / 'typo.db'} (--replay); start the bridge "
+                             "first or point --replay at its database\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_alerts_lists_and_tells_why_one_was_not_paged(env: dict[str, str]) -> None:
+    store = Store.open(env["BRIDGE_DATABASE_URL"])
+    ruleset = load_ruleset(REPO / "rules").ruleset
+    now = datetime.now(UTC)
+    create_silence(store, {"matchers": ["service=checkout"], "owner": "alice@example.com", "reason": "DB drill",
+                           "duration": "2h"}, now, actor="cli:bob@host")
+    alert = Alert(source="datadog", source_event_id="1", received_at=now, title="checkout errors",
+                  state=AlertState.FIRING, group_key="g1", service="checkout", dimensions={"users_affected_pct": 30})
+    accept_and_decide(store, [(alert, evaluate(alert, ruleset, now))], [], now, ruleset)
+    store.engine.dispose()
+
+    listed = cli("alerts", env=env)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert line.split()[0] == "1" and "suppressed" in line and "checkout errors" in line
+    why = cli("alerts", "--why", "1", env=env)
+    assert why.returncode == 0, why.stderr
+    lines = why.stdout.splitlines()
+    assert lines[0].startswith("alert 1: checkout errors  [datadog, firing, received ")
+    assert lines[1].startswith("verdict: not paged: silenced by silence 1 (alice@example.com: DB drill), until ")
+    assert lines[2].startswith("decision: suppress P0 by rule datadog-monitor, urgency high, roles Incident "
+                               "Coordinator")
+    # No bridge ran on this database, so no ruleset load was recorded: the current rules, whose hash is the one the
+    # alert was decided with.
+    assert lines[3] == f"  rules: explained with ruleset {ruleset.hash}, the one it was decided with"
+    assert "  dimensions: users_affected_pct=30" in lines and "  thresholds crossed: users_affected_pct: P0 (> 20)" \
+        in lines
+    assert any(ln.startswith("silence: 1 owned by alice@example.com (DB drill), service=checkout, until ")
+               and ln.endswith("; created by cli:bob@host") for ln in lines)
+    story = json.loads(cli("alerts", "--why", "1", "--json", env=env).stdout)
+    assert story["paged"] is False and story["silence"]["created_by"] == "cli:bob@host"
+    assert story["story"] == lines
+    unknown = cli("alerts", "--why", "99", env=env)
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("Error: no alert 99 in sqlite:///") and len(unknown.stderr.splitlines()) == 1

@@ -250,3 +250,22 @@ def test_replay_prints_the_outcome_the_pipeline_decided(bridge: BridgeProcess, t
     lines = result.stdout.splitlines()
     assert '"outcome": "opened"' in lines[0] and '"outcome": "recorded"' in lines[1], result.stdout
     assert "pending" not in result.stdout
+
+
+@pytest.mark.parametrize(("level", "logged"), [("INFO", False), ("DEBUG", True)])
+def test_http_client_request_lines_are_debug_detail(tmp_path: Path, pagerduty: FakePagerDuty, level: str,
+                                                    logged: bool) -> None:
+    """httpx2 logs each request it makes ("HTTP Request: POST ...") at INFO: a line per page, note and lookup. The
+    bridge shows them with BRIDGE_LOG_LEVEL=DEBUG only."""
+    proc = BridgeProcess(tmp_path, bridge_env(tmp_path, PAGERDUTY_ROUTING_KEY=ROUTING_KEY, BRIDGE_LOG_LEVEL=level,
+                                              PAGERDUTY_EVENTS_URL=pagerduty.url)).start()
+    try:
+        key = post_alert(proc, datadog_payload("9001"))["alerts"][0]["dedup_key"]
+        wait_for(lambda: pagerduty.triggers_for(key))
+        wait_for(lambda: "delivered job" in proc.output())  # logged after the request's own line
+    finally:
+        proc.kill()
+    lines = [line for line in proc.output().splitlines() if "HTTP Request: POST" in line]
+    assert bool([line for line in lines if f"{pagerduty.url}/v2/enqueue" in line]) == logged, proc.output()
+    if not logged:
+        assert lines == []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import REPO, bridge_env, free_port
+from tests.support.server import REPO, ROUTING_KEY, bridge_env, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,19 @@ def test_a_bad_database_url_is_one_line(tmp_path: Path, env: dict[str, str], com
     if absent:
         missing_module(absent)
     env["BRIDGE_DATABASE_URL"] = url.format(secret=SECRET, port=closed_port(), tmp=tmp_path)
-    assert_one_line_error(bridge(fill(command), env, tmp_path), *expected)
+    result = bridge(fill(command), env, tmp_path)
+    if command == ["incidents"] and url.startswith("sqlite:"):
+        # A read-only command creates no database: where the file is not, it says so (and creates nothing).
+        assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+        assert result.stderr == (f"incident-bridge: no database at {sa_database(env['BRIDGE_DATABASE_URL'])} "
+                                 "(BRIDGE_DATABASE_URL); start the bridge first or point BRIDGE_DATABASE_URL at its "
+                                 "database\n")
+        return
+    assert_one_line_error(result, *expected)
+
+
+def sa_database(url: str) -> str:
+    return url.removeprefix("sqlite:///")
 
 
 @pytest.mark.parametrize("command", [c[1] for c in OTHER_DATABASE_COMMANDS],
@@ -139,6 +151,49 @@ def test_a_missing_rules_path_is_one_line(tmp_path: Path, env: dict[str, str], c
     env["BRIDGE_RULES"] = str(tmp_path / "no-rules-here")
     line = assert_one_line_error(bridge(fill(command), env, tmp_path), "BRIDGE_RULES=", "does not exist")
     assert str(tmp_path / "no-rules-here") in line
+
+
+# (id, settings, texts the one line says): each setting of the wrong form, found before anything starts.
+PREFLIGHT_CASES: list[tuple[str, dict[str, str], tuple[str, ...]]] = [
+    ("routing_key_form", {"PAGERDUTY_ROUTING_KEY": "wrongkey"},
+     ("PAGERDUTY_ROUTING_KEY is 8 characters long", "has 32", "Integration Key")),
+    ("events_url_no_scheme", {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY, "PAGERDUTY_EVENTS_URL": "events.pagerduty.com"},
+     ("PAGERDUTY_EVENTS_URL=events.pagerduty.com has no scheme", "https://events.pagerduty.com")),
+    ("api_url_no_scheme", {"PAGERDUTY_API_URL": "api.pagerduty.com"}, ("PAGERDUTY_API_URL=", "has no scheme")),
+    ("public_url_no_host", {"BRIDGE_PUBLIC_URL": "https:///bridge"},
+     ("BRIDGE_PUBLIC_URL=https:///bridge has no host",)),
+    ("ca_bundle_missing", {"BRIDGE_PAGERDUTY_CA_BUNDLE": "{tmp}/proxy-ca.pem"},
+     ("BRIDGE_PAGERDUTY_CA_BUNDLE=", "proxy-ca.pem does not exist")),
+    ("ca_bundle_not_pem", {"BRIDGE_PAGERDUTY_CA_BUNDLE": "{tmp}/bridge.log"},
+     ("BRIDGE_PAGERDUTY_CA_BUNDLE=", "holds no PEM certificate")),
+    ("log_level_unknown", {"BRIDGE_LOG_LEVEL": "verbose"},
+     ("BRIDGE_LOG_LEVEL='verbose' is not a log level", "DEBUG, INFO, WARNING, ERROR or CRITICAL")),
+]
+PREFLIGHT_COMMANDS = [("serve", SERVE), ("worker", ["worker"])]
+
+
+@pytest.mark.parametrize("command", [c[1] for c in PREFLIGHT_COMMANDS], ids=[c[0] for c in PREFLIGHT_COMMANDS])
+@pytest.mark.parametrize(("settings", "expected"), [c[1:] for c in PREFLIGHT_CASES],
+                         ids=[c[0] for c in PREFLIGHT_CASES])
+def test_a_setting_of_the_wrong_form_is_one_line_before_anything_starts(
+        tmp_path: Path, env: dict[str, str], command: list[str], settings: dict[str, str],
+        expected: tuple[str, ...]) -> None:
+    (tmp_path / "bridge.log").write_text("not a certificate\n")
+    env.update({k: v.replace("{tmp}", str(tmp_path)) for k, v in settings.items()})
+    result = bridge(fill(command), env, tmp_path)
+    assert result.returncode == 2
+    line = assert_one_line_error(result, *expected)
+    assert "wrongkey" not in line and ROUTING_KEY not in result.stdout + result.stderr
+    assert not (tmp_path / "bridge.db").exists()  # refused before the database was created
+
+
+def test_every_setting_of_the_wrong_form_is_said_at_once(tmp_path: Path, env: dict[str, str]) -> None:
+    env.update(PAGERDUTY_ROUTING_KEY="wrongkey", PAGERDUTY_EVENTS_URL="events.pagerduty.com")
+    result = bridge(fill(SERVE), env, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    first, second = result.stderr.splitlines()
+    assert first.startswith("incident-bridge: PAGERDUTY_ROUTING_KEY is 8 characters long") and "(fix: " in first
+    assert second.startswith("PAGERDUTY_EVENTS_URL=events.pagerduty.com has no scheme") and "(fix: " in second
 
 
 @pytest.mark.parametrize("demo", [False, True], ids=["serve", "serve_demo"])
@@ -181,38 +236,41 @@ def test_debug_shows_the_traceback_too(tmp_path: Path, env: dict[str, str]) -> N
     assert result.stderr.rstrip().splitlines()[-1].startswith("incident-bridge: BRIDGE_DATABASE_URL=nonsense")
 
 
-RACE = textwrap.dedent("""
-    import os, socket, sys
+HELD = textwrap.dedent("""
+    import os, signal, socket, sys, threading
     from bridge.config import Settings
-    from bridge.errors import ConfigError
-    from bridge.server import Supervisor
+    from bridge.server import Supervisor, wait_until_ready
 
     port = int(sys.argv[1])
     supervisor = Supervisor(Settings.from_env(os.environ), "127.0.0.1", port)
     supervisor.prepare()
-    taken = socket.socket()  # another program takes the port between the check and gunicorn's bind
-    taken.bind(("127.0.0.1", port))
-    taken.listen()
+    other = socket.socket()  # another program starts on the port between the check and gunicorn's start
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        supervisor.run()
-    except ConfigError as exc:
-        print(f"web={supervisor.web.returncode} worker={supervisor.worker.returncode}")
-        print(f"error: {exc}")
-        sys.exit(2)
-    sys.exit(0)
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        print("other: listening", flush=True)
+    except OSError as exc:
+        print(f"other: {exc.strerror}", flush=True)
+
+    def probe():
+        print(f"ready: {wait_until_ready(supervisor.url, instance=supervisor.instance)}", flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=probe, daemon=True).start()
+    sys.exit(supervisor.run())
 """)
 
 
-def test_gunicorn_failing_to_bind_exits_non_zero_with_one_line(tmp_path: Path, env: dict[str, str]) -> None:
-    """The port was free when checked and taken before gunicorn bound it: gunicorn gives up (after its own 5 s
-    of retries) and the supervisor stops the worker and says why in one line instead of exiting quietly."""
+def test_the_port_is_held_from_the_check_until_gunicorn_serves_on_it(tmp_path: Path, env: dict[str, str]) -> None:
+    """Another program starting between the check and gunicorn's start cannot take the port: `prepare` binds it
+    and gunicorn serves on that very socket (there is no moment between check and bind), answering with this
+    run's nonce. Then the bridge stops cleanly."""
     env["BRIDGE_LOG_LEVEL"] = "WARNING"
-    result = subprocess.run([sys.executable, "-c", RACE, str(free_port())], env=env, cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-c", HELD, str(free_port())], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    status, error = result.stdout.strip().splitlines()
-    web, worker = (part.partition("=")[2] for part in status.split())
-    assert web not in ("0", "None")  # gunicorn failed
-    assert worker != "None"          # and the worker it had started was stopped, not left behind
-    assert "could not start" in error and "127.0.0.1:" in error and "--port" in error and "(fix: " in error
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    said = [ln for ln in result.stdout.splitlines() if ln.startswith(("other: ", "ready: "))]
+    assert said == ["other: Address already in use", "ready: True"], output

@@ -40,7 +40,7 @@ from bridge.delivery.worker import DeliveryWorker
 from bridge.model import Action, Alert, AlertState, Decision, Severity
 from bridge.pipeline.stage import accept_and_decide
 from bridge.rules.loader import compile_sources
-from bridge.store import JOURNAL_CHUNK, Accepted, JournalInterrupted, Store, alerts, incidents, jobs
+from bridge.store import JOURNAL_CHUNK, Accepted, JournalInterrupted, NoDatabase, Store, alerts, incidents, jobs
 from tests.support.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
 from tests.support.postgres import fresh_database
 from tests.unit.delivery import test_outbox as outbox  # its guarantees, run here unchanged (OUTBOX_CASES)
@@ -278,6 +278,30 @@ def test_the_rest_of_the_store_reads_back_what_it_wrote(store: Store) -> None:
     assert store.incident_row(incident_id)["details"] == {"related": [1, 2]}  # type: ignore[index]
     assert store.resolve_incident(incident_id, now + 10, "resolved by hand", send_resolve=True)
     assert not store.resolve_incident(incident_id, now + 11, "again", send_resolve=True)
+
+
+def test_a_read_only_open_creates_nothing_and_reads_what_alerts_why_needs(pg_url: str) -> None:
+    with pytest.raises(NoDatabase) as empty:
+        Store.open_existing(pg_url)
+    password = sa.make_url(pg_url).password
+    assert "it has no incident-bridge tables; start the bridge first" in str(empty.value)
+    assert not password or password not in str(empty.value)
+    probe = sa.create_engine(pg_url)
+    with probe.connect() as conn:
+        assert not sa.inspect(conn).get_table_names()
+    probe.dispose()
+    writer = Store.open(pg_url)  # the bridge's start creates the tables
+    alert_id = accept(writer, "e1", "g1")["id"]
+    writer.engine.dispose()
+    reader = Store.open_existing(pg_url)
+    # What `alerts --why` reads: the timeline entries written at the alert's receipt time (a float compared exactly)
+    # and its trigger job.
+    record = reader.alert_record(int(alert_id))
+    assert record is not None and record["alert"]["outcome"] == "opened"
+    assert [t["kind"] for t in record["timeline"]] == ["detection", "decision"]
+    assert [(j["kind"], j["action"]) for j in record["jobs"]] == [("event", "trigger")]
+    assert reader.alert_record(int(alert_id) + 1) is None
+    reader.engine.dispose()
 
 
 # -- the outbox guarantees of tests/unit/delivery/test_outbox.py, unchanged, on PostgreSQL -----------------------------

@@ -56,8 +56,10 @@ class SnsSigner:
     """A self-made SNS signing key whose certificate sits in `cert_dir` under the SigningCertURL's file name."""
 
     def __init__(self, cert_dir: Path, *, region: str = "us-east-1",
-                 file_name: str = "SimpleNotificationService-e2e00000000000000000000000007e57.pem") -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                 file_name: str = "SimpleNotificationService-e2e00000000000000000000000007e57.pem",
+                 key: rsa.RSAPrivateKey | None = None) -> None:
+        # `key`: one kept between runs (scripts/sign-example), so a bridge started earlier still trusts it.
+        self.key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = datetime.now(UTC)
         pem = _self_signed(self.key, "sns.amazonaws.com", valid_from=now - timedelta(days=1),
                            valid_to=now + timedelta(days=2))
@@ -138,9 +140,9 @@ def _b64url(data: bytes) -> str:
 class GoogleSigner:
     """A self-made Google token-signing key; `write_certs` stores `{kid: PEM}` for BRIDGE_GCP_CERTS."""
 
-    def __init__(self, kid: str = "e2e-kid-1") -> None:
+    def __init__(self, kid: str = "e2e-kid-1", *, key: rsa.RSAPrivateKey | None = None) -> None:
         self.kid = kid
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = datetime.now(UTC)
         self.cert_pem = _self_signed(self.key, "e2e-test-google", valid_from=now - timedelta(days=1),
                                      valid_to=now + timedelta(days=2)).decode("ascii")

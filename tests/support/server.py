@@ -23,7 +23,7 @@ DEFAULT = "<the credential of the path>"
 def credential_for(path: str) -> str:
     """The token a well-configured client presents: the admin token on the API and reloads, else the webhook one."""
     return ADMIN_TOKEN if path.startswith(("/api/", "/-/")) else TOKEN
-ROUTING_KEY = "R0123456789abcdef0123456789abcd"  # 32 characters, like a real integration key
+ROUTING_KEY = "R0123456789abcdef0123456789abcde"  # 32 characters, like a real integration key
 
 
 def free_port() -> int:

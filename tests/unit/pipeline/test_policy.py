@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -96,6 +97,17 @@ def test_plan(state: AlertState, dec: Decision, ctx: PolicyContext, expected: tu
     if step.incident in ("attach", "update", "resolve", "reopen"):
         assert step.target == 7
     assert step.timeline or step.outcome in ("recorded", "nothing_to_resolve")
+
+
+@pytest.mark.parametrize(("state", "dec", "ctx"), [c[1:4] for c in CASES], ids=[c[0] for c in CASES])
+def test_timeline_texts_carry_one_priority_the_decided_one(state: AlertState, dec: Decision, ctx: PolicyContext
+                                                            ) -> None:
+    # Datadog's title carries the monitor's own priority and state: the timeline names the alert without them.
+    tagged = replace(alert(state), title="[P3] [Triggered] Checkout errors")
+    for _, text in plan(tagged, dec, ctx, NOW).timeline:
+        assert "[P3]" not in text and "[Triggered]" not in text, text
+        if "Checkout" in text:
+            assert "Checkout errors" in text
 
 
 def test_pending_window_delays_the_first_page() -> None:

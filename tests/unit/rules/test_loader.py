@@ -421,6 +421,28 @@ def test_undeclared_category_is_a_warning() -> None:
     assert [w.message for w in result.warnings] == ["category 'sekurity' is not declared under `categories:`"]
 
 
+ROLES = "roles:\n  Lead: {target: {user: lead@example.com}}\n"
+UNDECLARED_ROLE_CASES = [
+    ("roles_on_an_undeclared_severity", "paging:\n  P2: {roles: [Lead]}\n",
+     ["t.yaml:4:15: P2 declares no incident, so its roles (Lead) are never requested as responders (fix: remove "
+      "them, or declare P2 incidents (`declare: true`))"]),
+    ("declared_severity", "paging:\n  P2: {declare: true, roles: [Lead]}\n", []),
+    ("no_roles", "paging:\n  P2: {roles: []}\n", []),
+    ("declared_by_settings", "paging:\n  P2: {roles: [Lead]}\nsettings: {declare_severities: [P2]}\n", []),
+    ("undeclared_by_settings", "paging:\n  P1: {declare: true, roles: [Lead]}\nsettings: {declare_severities: [P0]}\n",
+     ["t.yaml:4:30: P1 declares no incident, so its roles (Lead) are never requested as responders (fix: remove "
+      "them, or declare P1 incidents (`declare: true`))"]),
+]
+
+
+@pytest.mark.parametrize(("paging", "warnings"), [c[1:] for c in UNDECLARED_ROLE_CASES],
+                         ids=[c[0] for c in UNDECLARED_ROLE_CASES])
+def test_roles_of_a_severity_that_declares_no_incident_are_a_warning(paging: str, warnings: list[str]) -> None:
+    # The set-up requests no responder for such an incident: roles listed there would promise one.
+    result = compile_sources([("t.yaml", ROLES + paging)])
+    assert [str(w) for w in result.warnings] == warnings
+
+
 def test_shadowing_ignores_earlier_rules_with_continue() -> None:
     assert compile_text("""\
         rules:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import textwrap
+import tomllib
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,10 +53,84 @@ def test_shipped_cases_pass() -> None:
 
 
 def test_shipped_cases_cover_every_example_payload() -> None:
+    """Each Datadog example the demo replays is a case, through its copy in rules/cases/payloads/ (the same
+    bytes: a changed example must change its case too)."""
     cases = load_cases(REPO / "rules" / "cases" / "shipped.yaml")
-    used = {c.payload.resolve() for c in cases if c.payload is not None}
-    examples = {p.resolve() for p in (REPO / "webhooks" / "datadog" / "examples").glob("*.json")}
-    assert examples <= used
+    used = {c.payload.name: c.payload.read_bytes() for c in cases if c.payload is not None}
+    for example in sorted((REPO / "webhooks" / "datadog" / "examples").glob("*.json")):
+        copy = f"datadog-{example.name}"
+        assert copy in used, f"no shipped case uses {example} (as rules/cases/payloads/{copy})"
+        assert used[copy] == example.read_bytes(), f"rules/cases/payloads/{copy} differs from {example}"
+
+
+def test_shipped_cases_keep_their_payloads_inside_the_rules_directory() -> None:
+    rules = (REPO / "rules").resolve()
+    for case in load_cases(REPO / "rules" / "cases" / "shipped.yaml"):
+        if case.payload is not None:
+            assert case.payload.resolve().is_relative_to(rules), f"{case.where}: {case.payload} is outside rules/"
+
+
+def test_shipped_cases_pass_on_a_copy_of_the_rules_directory_run_from_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team copies rules/ into its own repository and runs `rules test` from wherever CI stands."""
+    copy = shutil.copytree(REPO / "rules", tmp_path / "team-config" / "incident-rules")
+    elsewhere = tmp_path / "ci-workdir"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    report = run_cases([copy / "cases" / "shipped.yaml"], copy, now=NOW)
+    assert report.ok, format_report(CaseReport(tuple(r for r in report.results if not r.passed)))
+
+
+def packaged_rules(target: Path) -> Path:
+    """What a wheel holds under `bridge/shipped_rules/`: pyproject's package-data globs for the shipped-rules
+    packages, applied to their package-dir as setuptools applies them (scripts/smoke-wheel checks a real wheel)."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    for package, folder in config["package-dir"].items():
+        if package != "bridge.shipped_rules" and not package.startswith("bridge.shipped_rules."):
+            continue
+        inside = target.joinpath(*package.split(".")[2:])
+        for pattern in config["package-data"].get(package, []):
+            for file in (REPO / folder).glob(pattern):
+                destination = inside / file.relative_to(REPO / folder)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, destination)
+    return target
+
+
+def test_shipped_cases_pass_from_the_packaged_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    installed = packaged_rules(tmp_path / "site-packages" / "bridge" / "shipped_rules")
+    cases = sorted((installed / "cases").glob("*.yaml"))
+    assert [c.name for c in cases] == sorted(p.name for p in (REPO / "rules" / "cases").glob("*.yaml"))
+    monkeypatch.chdir(tmp_path)
+    report = run_cases(cases, installed, now=NOW)
+    assert report.ok, format_report(CaseReport(tuple(r for r in report.results if not r.passed)))
+    assert report.passed >= 50
+
+
+def test_a_payload_is_found_beside_its_case_file_not_in_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = REPO / "webhooks" / "datadog" / "examples" / "01-checkout-users-triggered.json"
+    cases_dir = tmp_path / "rules" / "cases"
+    (cases_dir / "payloads").mkdir(parents=True)
+    (cases_dir / "payloads" / "p.json").write_bytes(example.read_bytes())
+    case_file = write(cases_dir, """
+        cases:
+          - name: the payload beside the case file
+            payload: payloads/p.json
+            source: datadog
+            expect: {severity: P0}
+        """)
+    # A payload of the same name under the current directory must not be the one read.
+    (tmp_path / "payloads").mkdir()
+    (tmp_path / "payloads" / "p.json").write_text("not json", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert run_cases([case_file], RULES, now=NOW).ok
+    (cases_dir / "payloads" / "p.json").unlink()
+    with pytest.raises(ConfigErrors) as exc:
+        load_cases(case_file)
+    message = str(exc.value)
+    assert "payload file 'payloads/p.json' not found" in message
+    assert str(cases_dir / "payloads" / "p.json") in message and "not to the current directory" in message
 
 
 # -- running and reporting -------------------------------------------------------------------------------------
