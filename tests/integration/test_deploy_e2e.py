@@ -10,8 +10,8 @@ each file's command is run as that tool would run it, as far as a test can:
   ProtectSystem=strict, StateDirectory= and PrivateTmp= give it; as root, with unshare);
 - Kubernetes: `kubectl kustomize deploy/kubernetes` puts every rule file in the pod at its path.
 
-Each tool's test skips, with its reason, where the tool is missing; tests/unit/test_deploy.py reads the same
-files without any tool.
+Each tool's test skips, with its reason, where the tool is missing (and fails under CI=true);
+tests/unit/test_deploy.py reads the same files without any tool.
 """
 
 from __future__ import annotations
@@ -105,12 +105,20 @@ def datadog_json(event_id: str) -> str:
     return json.dumps(datadog_payload(event_id, monitor="7401"))
 
 
+def missing_tool(reason: str) -> None:
+    """Skip where a tool is missing, but fail under `CI=true`: CI must never pass by skipping what it checks
+    (`scripts/test` installs the tools as root on Debian)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 # -- systemd ------------------------------------------------------------------------------------------------------
 
 
 def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+        missing_tool("systemd-analyze is not installed (Debian: apt-get install systemd)")
     # verify checks that ExecStart's program exists: the venv's /opt/incident-bridge is not on this machine.
     program = unit_value(unit(), "Service", "ExecStart").split()[0]
     copy = tmp_path / UNIT.name
@@ -132,7 +140,7 @@ def can_unshare() -> str:
 
 def test_the_unit_serves_with_everything_read_only_but_its_state_directory(tmp_path: Path) -> None:
     if reason := can_unshare():
-        pytest.skip(reason)
+        missing_tool(reason)
     sections = unit()
     state = Path(unit_value(sections, "Service", "WorkingDirectory"))
     assert state == Path("/var/lib") / unit_value(sections, "Service", "StateDirectory")
@@ -190,7 +198,7 @@ def test_the_unit_serves_with_everything_read_only_but_its_state_directory(tmp_p
 
 def test_kustomize_puts_every_rule_file_in_the_pod_at_its_path() -> None:
     if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed (it includes kustomize)")
+        missing_tool("kubectl is not installed (it includes kustomize; Debian: apt-get install kubernetes-client)")
     done = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "kubernetes")], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
