@@ -33,7 +33,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class BridgeProcess:
+class ProcessGroup:
+    """A bridge process started in its own process group (`start_new_session`)."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait: `serve` drains and stops both children; `worker` finishes the batch and the job in
+        hand."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the supervisor and its children die at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+class BridgeProcess(ProcessGroup):
     """`python -m bridge serve` in its own process group, with its output captured to a file."""
 
     def __init__(self, tmp: Path, env: Mapping[str, str], *, port: int | None = None,
@@ -97,21 +117,9 @@ class BridgeProcess:
 
         assert wait_for(drained, timeout=timeout), f"alerts still undecided after {timeout}s"
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM the supervisor and wait: both children drain and stop."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: supervisor, gunicorn and the worker die at once."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
 
 
-class WorkerProcess:
+class WorkerProcess(ProcessGroup):
     """`python -m bridge worker` alone (the pipeline stage and the delivery lanes, no web server), in its own
     process group, with its output captured to a file."""
 
@@ -141,17 +149,6 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM: it finishes the batch and the job in hand, then exits."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
 
 
 def bridge_env(tmp: Path, **overrides: Any) -> dict[str, str]:
