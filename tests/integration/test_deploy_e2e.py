@@ -148,6 +148,13 @@ def test_the_unit_serves_with_everything_read_only_but_its_state_directory(tmp_p
     var_lib, private_tmp = tmp_path / "var-lib", tmp_path / "private-tmp"
     (var_lib / state.name).mkdir(parents=True)
     private_tmp.mkdir(mode=0o1777)
+    # PrivateTmp= hides the machine's /tmp. A checkout or venv that lives there (a CI clone in /tmp, say) stays
+    # visible through the namespace's own /tmp, as the unit's /opt/incident-bridge would be.
+    kept = sorted({p for p in (REPO, Path(sys.prefix), Path(sys.base_prefix)) if p.is_relative_to("/tmp")})
+    for path in kept:
+        (private_tmp / path.relative_to("/tmp")).mkdir(parents=True, exist_ok=True)
+    keep_mounts = "; ".join(shlex.join(["mount", "--bind", str(p), str(private_tmp / p.relative_to("/tmp"))])
+                            for p in kept)
     exec_start = shlex.split(unit_value(sections, "Service", "ExecStart"))
     port = free_port()
     # The venv's program is this checkout with the tests' Python; the address is loopback and a free port.
@@ -161,8 +168,9 @@ def test_the_unit_serves_with_everything_read_only_but_its_state_directory(tmp_p
         set -e
         mount --make-rprivate /
         mount --bind {var_lib} /var/lib
+        {keep_mounts or ":"}
         mount -o remount,bind,ro /
-        mount --bind {private_tmp} /tmp
+        mount --rbind {private_tmp} /tmp
         cd {state}
         exec env -i {' '.join(shlex.quote(f'{k}={v}') for k, v in env.items())} {shlex.join(argv)}
         """)
