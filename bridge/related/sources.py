@@ -206,7 +206,9 @@ class PagerDutySource:
         ids = self.service_ids_for(query)
         out: list[Candidate] = []
         pages = 0
-        until = now
+        # `until` is exclusive and sent in whole seconds: `now` truncated would leave out an incident opened in
+        # this very second (the sibling a storm opened a moment ago), so the first window ends at the next second.
+        until = now.replace(microsecond=0) + timedelta(seconds=1)
         while until > start and pages < self.max_pages:
             since = max(start, until - PD_MAX_RANGE)
             offset = 0

@@ -68,6 +68,21 @@ def test_pagerduty_window_longer_than_six_months_is_sliced() -> None:
     assert len(got) == sum(1 for i in range(30) if 12 * (i + 1) < 400)
 
 
+def test_pagerduty_finds_an_incident_opened_in_this_very_second() -> None:
+    # `until` goes out in whole seconds and is exclusive: the storm's sibling, opened 0.3 s before the lookup in
+    # the same second, must still be listed.
+    now = datetime(2026, 12, 5, 22, 0, 0, 700_000, tzinfo=UTC)
+    with FakePagerDuty(clock=lambda: now.timestamp()) as pd:
+        with pd.lock:
+            pd.incidents.append(Incident(
+                id="PSIB001", number=1, title="5xx error rate on /api/v1/cart/add", service_id=SERVICE,
+                escalation_policy_id="PEP0001", status="triggered", urgency="high",
+                created_at=now.timestamp() - 0.3, incident_key="datadog:1234:sibling"))
+        got = pd_source(pd, clock=lambda: now).fetch(QUERY, deadline=deadline())
+        pd.assert_no_invalid_requests()
+    assert [c.pagerduty_id for c in got] == ["PSIB001"]
+
+
 def test_pagerduty_intelligence_missing_falls_back_and_is_remembered() -> None:
     with FakePagerDuty(abilities={"teams", "priorities", "urgencies"}) as pd:  # no event_intelligence: 403
         add_pd_incidents(pd, 3)
