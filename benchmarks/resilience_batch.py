@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +35,7 @@ if str(BENCH_DIR) not in sys.path:
 
 from bench.common import CHILDREN, fmt_ms, log, percentile  # noqa: E402
 from bench.payloads import unique_body  # noqa: E402
+from bench.postgres import fresh_database  # noqa: E402
 from bench.servers import bridge  # noqa: E402
 from bench.testsupport import ADMIN_TOKEN, TOKEN, alertmanager_batch  # noqa: E402
 
@@ -47,7 +47,7 @@ def run(alerts: int, postgres: str | None) -> int:
     """One measurement; returns the exit status (1 when the big request or a Datadog alert was not accepted)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     try:
-        with fresh_database(postgres) as database_url, \
+        with database(postgres) as database_url, \
                 bridge(tmp, database_url=database_url, BRIDGE_MAX_ALERTS_PER_REQUEST=str(alerts)) as (process, _, _):
             return measure(process.url, alerts)
     finally:
@@ -56,24 +56,13 @@ def run(alerts: int, postgres: str | None) -> int:
 
 
 @contextmanager
-def fresh_database(server_url: str | None) -> Iterator[str | None]:
+def database(server_url: str | None) -> Iterator[str | None]:
     """A new database on the PostgreSQL server at `server_url`, dropped on exit; None (SQLite) without one."""
     if not server_url:
         yield None
         return
-    import sqlalchemy as sa
-
-    base = sa.make_url(server_url)
-    name = f"bench_batch_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(server_url) as url:
+        yield url
 
 
 def measure(url: str, alerts: int) -> int:
