@@ -639,3 +639,79 @@ def silence_expire(silence_id: int) -> None:
     except RequestError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"silence {silence_id} expired ({spec['status']})")
+
+
+@main.group()
+def db() -> None:
+    """The database's schema: where it stands, and upgrading it (BRIDGE_DATABASE_URL)."""
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the schema revision and whether it is at head. Exit 0 at head, 1 when behind (or no database yet:
+    `db upgrade` is needed), 2 when ahead of this bridge (a newer version upgraded it) or unreachable."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from bridge.store import Store, migrations
+    from bridge.store.engine import database_error
+
+    url = _settings().database_url
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise database_error(url, exc) from exc
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        # Looked at, never created: a typo in the path must not leave a new empty database behind.
+        click.echo(f"none (no database at {parsed.database or url}; `incident-bridge db upgrade` creates it at "
+                   f"{migrations.head()})")
+        sys.exit(1)
+    store = Store.connect(url)
+    try:
+        state = store.schema_status()
+    except sa.exc.SQLAlchemyError as exc:
+        raise database_error(url, exc) from exc
+    finally:
+        store.engine.dispose()
+    if state.at_head:
+        click.echo(f"{state.current} (head)")
+        return
+    if state.ahead:
+        click.echo(f"{state.current} (ahead: this incident-bridge knows up to {state.head}; a newer version "
+                   "upgraded the database)")
+        sys.exit(2)
+    click.echo(f"{state.describe()} (behind: head is {state.head}; run `incident-bridge db upgrade`)")
+    sys.exit(1)
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the schema to head: create it on a new database, recognise one made before migrations, run the
+    revisions it lacks. Prints from -> to; running it again changes nothing."""
+    import logging
+
+    import sqlalchemy as sa
+
+    from bridge.store import Store
+    from bridge.store.engine import SchemaAhead, database_error
+
+    # What happened is the one line printed below; the store's own log line would repeat it on stderr.
+    logging.getLogger("bridge.store").addHandler(logging.NullHandler())
+    url = _settings().database_url
+    store = Store.connect(url)
+    try:
+        before, after = store.upgrade_schema()
+    except SchemaAhead:
+        raise
+    except (sa.exc.SQLAlchemyError, ValueError) as exc:
+        raise database_error(url, exc) from exc
+    finally:
+        store.engine.dispose()
+    where = Store.where(url)
+    if before.at_head:
+        click.echo(f"{where}: already at {after.current} (head)")
+    elif before.empty:
+        click.echo(f"{where}: none -> {after.current} (created)")
+    else:
+        click.echo(f"{where}: {before.describe()} -> {after.current}")

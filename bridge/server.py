@@ -34,7 +34,7 @@ import httpx2
 from flask import Flask
 
 from bridge import preflight
-from bridge.config import Settings
+from bridge.config import DEFAULT_DATABASE_URL, Settings
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.logformat import LOG_FORMAT, EscapingFormatter, escaping
 from bridge.receivers import WARNED_AT_START, warn_unconfigured
@@ -184,7 +184,10 @@ class Supervisor:
         rules_path = self.settings.checked_rules_path()
         self.listener = bind_port(self.host, self.port)
         self.address = self.listener.getsockname()
-        store = Store.open(self.settings.database_url, lock_timeout=background_lock_timeout(self.settings))
+        # A schema behind this bridge's stops the start here (one line: run `db upgrade`), except the embedded
+        # default, which upgrades itself (`upgrades_itself`); gunicorn's workers then find it at head.
+        store = Store.open(self.settings.database_url, lock_timeout=background_lock_timeout(self.settings),
+                           upgrade=upgrades_itself(self.settings))
         self.holder = RulesetHolder(rules_path, store)
         result = self.holder.load()
         log.info("rules: %s (%d rules, hash %s)", self.holder.path, len(result.ruleset.rules),
@@ -310,6 +313,14 @@ class Supervisor:
                 proc.wait()
 
 
+def upgrades_itself(settings: Settings) -> bool:
+    """Whether `serve` and `worker` upgrade an older schema at start: only the embedded SQLite default (no
+    BRIDGE_DATABASE_URL, or that same URL), a single-node file no other version shares. A database named by the
+    operator is upgraded by `incident-bridge db upgrade` alone, when they choose (a backup first, every replica
+    stopped or compatible): a start refuses it, in one line saying so."""
+    return settings.database_url == DEFAULT_DATABASE_URL
+
+
 def run_worker(settings: Settings) -> int:
     """`incident-bridge worker`: the pipeline stage and the delivery worker (SIGTERM finishes the batch and the job
     in hand, then stops).
@@ -327,7 +338,8 @@ def run_worker(settings: Settings) -> int:
     preflight.check(settings)  # a worker started alone gets the same one-line answers as `serve`
     # The worker answers no sender: its writes wait longer than a request's, and a write that still cannot be made
     # is retried by the stage's and the delivery lanes' loops (the journal and the outbox keep the work).
-    store = Store.open(settings.database_url, lock_timeout=background_lock_timeout(settings))
+    store = Store.open(settings.database_url, lock_timeout=background_lock_timeout(settings),
+                       upgrade=upgrades_itself(settings))
     holder = RulesetHolder(settings.checked_rules_path(), store)
     holder.ensure()
     # Without a routing key nothing reaches PagerDuty: the follow-ups describe their REST steps instead of sending

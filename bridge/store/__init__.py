@@ -8,7 +8,9 @@ The package mirrors those concerns; `Store` composes one part of each:
 
 - `schema`: every table and index, the column and state constants, lock ids and the journal's channel;
 - `engine`: the engine for a URL and the ConfigError when the database cannot be used;
-- `base`: `StoreBase`: opening a database, creating its schema, transactions;
+- `base`: `StoreBase`: opening a database, creating or upgrading its schema, transactions;
+- `migrations`: the Alembic revisions (`versions/`), run by `incident-bridge db upgrade` (and by the embedded SQLite
+  default's start);
 - `journal`: the receipt and the pipeline stage's batch and writes;
 - `outbox`: delivery jobs;
 - `incident_records`: incidents, their timeline and post-mortems, resolving;
@@ -17,6 +19,14 @@ The package mirrors those concerns; `Store` composes one part of each:
 
 The modules holding the parts are not named after tables (`incidents`, `silences`, `audit`, `rulesets`): a
 submodule is also an attribute of this package, and would shadow the table re-exported under the same name.
+
+Changing the schema: edit `schema` (today's tables), then add a revision to `migrations/versions/`, numbered after
+the last (`0004_what_it_does.py`, `down_revision` the previous number), written by hand after the others or drafted
+with `python -c "from bridge.store.migrations import draft; draft('what it does')"` (autogenerate against a SQLite
+database upgraded by the existing revisions; read and trim what it writes). Write it for SQLite and PostgreSQL alike
+(`op.batch_alter_table` for anything SQLite cannot ALTER; never import today's `schema` in a revision: it moves on).
+tests/unit/store/test_migrations.py fails until the revisions reach `schema.metadata` exactly; add a legacy mark to
+`migrations.LEGACY_MARKS` only if older bridges also made the change themselves.
 """
 
 from __future__ import annotations

@@ -18,18 +18,21 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from bridge.errors import ConfigError, DatabaseBusy
+from bridge.errors import DatabaseBusy
+from bridge.store import migrations
 from bridge.store.engine import (
     BACKGROUND_LOCK_TIMEOUT,
     WRITE_OPTION,
     NoDatabase,
+    SchemaAhead,
+    SchemaBehind,
     busy_milliseconds,
     create_engine,
     database_error,
     is_lock_timeout,
     redact_url,
 )
-from bridge.store.schema import ADDED_COLUMNS, WRITER_LOCK, alerts, incidents, jobs, metadata
+from bridge.store.schema import WRITER_LOCK, jobs
 from bridge.store.writer import NoWriterLock, WriterLock
 
 log = logging.getLogger("bridge.store")
@@ -54,21 +57,47 @@ class StoreBase:
 
     @classmethod
     def open(cls, url: str, *, setting: str = "BRIDGE_DATABASE_URL",
-             lock_timeout: float = BACKGROUND_LOCK_TIMEOUT) -> Self:
-        """Open (and create the schema of) the database at `url`; its writes wait at most `lock_timeout` seconds
-        for the write lock (then raise DatabaseBusy).
+             lock_timeout: float = BACKGROUND_LOCK_TIMEOUT, upgrade: bool = False) -> Self:
+        """Open the database at `url`, creating its schema (at the migrations' head) when it has none; its writes
+        wait at most `lock_timeout` seconds for the write lock (then raise DatabaseBusy).
+
+        A schema behind this bridge's is upgraded when `upgrade` is set (the embedded SQLite default at start,
+        `incident-bridge db upgrade`); otherwise `SchemaBehind` says to run `db upgrade`. A schema ahead of it (a
+        newer bridge's) raises `SchemaAhead`: this code may not write it.
 
         Raises ConfigError naming `setting` (where the URL came from) when the URL is malformed, its driver is
         not installed, or the database cannot be reached or created: nothing can start without it, and the
         cause is the setting, so the user gets one line saying how to fix it rather than a driver's traceback.
         """
+        store = cls.connect(url, setting=setting, lock_timeout=lock_timeout)
         try:
-            store = cls(create_engine(url, busy_timeout=lock_timeout), lock_timeout=lock_timeout)
-            store.create_schema()
+            state = store.schema_status()
+            if state.ahead:
+                raise SchemaAhead(store.where(url), setting, state)
+            if state.behind and not upgrade:
+                raise SchemaBehind(store.where(url), setting, state)
+            if not state.at_head:
+                store.upgrade_schema()
+        except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            raise database_error(url, exc, setting) from exc
+        return store
+
+    @classmethod
+    def connect(cls, url: str, *, setting: str = "BRIDGE_DATABASE_URL",
+                lock_timeout: float = BACKGROUND_LOCK_TIMEOUT) -> Self:
+        """A store on `url` that has not looked at the schema yet (`db current`, `db upgrade`); ConfigError naming
+        `setting` when the URL is malformed or its driver missing. Connects lazily: nothing is created here."""
+        try:
+            return cls(create_engine(url, busy_timeout=lock_timeout), lock_timeout=lock_timeout)
         except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             # ValueError: SQLAlchemy's URL parser raises it for a port that is not a number.
             raise database_error(url, exc, setting) from exc
-        return store
+
+    @staticmethod
+    def where(url: str) -> str:
+        """The database as messages name it: the SQLite file, or the URL without its password."""
+        parsed = sa.make_url(url)
+        return (parsed.database or url) if parsed.get_backend_name() == "sqlite" else redact_url(url)
 
     @classmethod
     def open_existing(cls, url: str, *, setting: str = "BRIDGE_DATABASE_URL",
@@ -78,8 +107,8 @@ class StoreBase:
         For the read-only commands (`incidents`, `alerts`, `silence list`, `rules diff --replay`...): `open` would
         create a database where none is, and the command would then report an empty history instead of the wrong
         URL. Raises `NoDatabase` (a ConfigError naming `setting`) when the SQLite file does not exist or the
-        database has no bridge tables, and ConfigError when the database was made by an older bridge (its new
-        columns are added by the bridge's start, a write) or cannot be reached.
+        database has no bridge tables, `SchemaBehind` when its schema is older than this bridge's (`db upgrade`
+        brings it up), `SchemaAhead` when newer, and ConfigError when it cannot be reached.
         """
         try:
             parsed = sa.make_url(url)
@@ -94,59 +123,40 @@ class StoreBase:
             where = path
         try:
             store = cls(create_engine(url, busy_timeout=lock_timeout), lock_timeout=lock_timeout)
-            with store.engine.connect() as conn:
-                if not sa.inspect(conn).has_table(alerts.name):
-                    raise NoDatabase(where, setting, detail="it has no incident-bridge tables")
-                older = [change for change in store._schema_changes(conn) if not isinstance(change, sa.Index)]
+            state = store.schema_status()
         except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             raise database_error(url, exc, setting) from exc
-        if older:
-            columns = ", ".join(f"{table}.{column}" for table, column in older)
-            raise ConfigError(f"the database at {where} ({setting}) was made by an older incident-bridge (it lacks "
-                              f"{columns})", hint="start the bridge once on it (`incident-bridge serve`), which "
-                                                  "upgrades it, then run this command again")
+        if state.empty:
+            raise NoDatabase(where, setting, detail="it has no incident-bridge tables")
+        if state.ahead:
+            raise SchemaAhead(where, setting, state)
+        if state.behind:
+            raise SchemaBehind(where, setting, state)
         return store
 
-    def create_schema(self) -> None:
-        """Create missing tables (idempotent)."""
-        metadata.create_all(self.engine)
-        self._add_missing_columns()
-
-    def _add_missing_columns(self) -> None:
-        """Add the columns of `ADDED_COLUMNS` (and the indexes added later) to a database created before them
-        (create_all adds tables only)."""
-        # Looked for without the write lock first: every process opens the store at start (each web worker too),
-        # and one starting while another writer holds the database for long must not need it when there is
-        # nothing to add.
+    def schema_status(self) -> migrations.SchemaStatus:
+        """Where the database's schema stands against this bridge's migrations (reads only)."""
         with self.engine.connect() as conn:
-            if not self._schema_changes(conn):
-                return
-        # Serialized: two processes starting at once (web and worker, or replicas) must not both add a column.
-        with self.transaction(serialized=True) as conn:
-            for change in self._schema_changes(conn):
-                if isinstance(change, sa.Index):
-                    change.create(conn, checkfirst=True)
-                    continue
-                table, column = change
-                conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ADDED_COLUMNS[change]}"))
-                log.warning("database upgraded: added column %s.%s", table, column)
+            return migrations.status(conn)
 
-    @staticmethod
-    def _schema_changes(conn: Connection) -> list[tuple[str, str] | sa.Index]:
-        """The columns and indexes missing from the database (columns first: an index may need one)."""
-        inspector = sa.inspect(conn)
-        columns: dict[str, set[str]] = {}
-        missing: list[tuple[str, str] | sa.Index] = []
-        for (table, column) in ADDED_COLUMNS:
-            if table not in columns:
-                columns[table] = {c["name"] for c in inspector.get_columns(table)}
-            if column not in columns[table]:
-                missing.append((table, column))
-        # create_all makes the indexes of the tables it creates; these came later, on tables that may exist.
-        for added in (alerts, jobs, incidents):
-            present = {i["name"] for i in inspector.get_indexes(added.name)}
-            missing.extend(index for index in added.indexes if index.name not in present)
-        return missing
+    def upgrade_schema(self) -> tuple[migrations.SchemaStatus, migrations.SchemaStatus]:
+        """Bring the schema to head (create it on an empty database); returns the status before and after.
+
+        Idempotent, and serialized: two processes starting at once (web and worker, or replicas) run it one after
+        the other, the second finding nothing to do. Looked at without the write lock first, so a process opening
+        an up-to-date database never waits for a writer holding the database for long.
+        """
+        state = self.schema_status()
+        if state.at_head:
+            return state, state
+        if state.ahead:
+            raise SchemaAhead(self.where(str(self.engine.url)), "BRIDGE_DATABASE_URL", state)
+        with self.transaction(serialized=True) as conn:
+            return migrations.upgrade(conn)
+
+    def create_schema(self) -> None:
+        """Create the schema at head on an empty database, or bring an older one to head (idempotent)."""
+        self.upgrade_schema()
 
     @contextmanager
     def transaction(self, *, serialized: bool = False) -> Iterator[Connection]:

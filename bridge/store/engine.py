@@ -10,12 +10,15 @@ import os
 import re
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.store.migrations import SchemaStatus
 
 # Processes that answer no sender (the worker: pipeline stage and delivery; the supervisor; start-up) wait this
 # long (at least), then log and try again: what SQLite's busy timeout was before requests were bounded.
@@ -190,3 +193,25 @@ def _one_line(text: str) -> str:
     # Drivers' messages span lines (libpq adds "Is the server running...?"); the first says what happened.
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0] if lines else text.strip()
+
+
+class SchemaBehind(ConfigError):
+    """The database's schema is older than this bridge's: `incident-bridge db upgrade` brings it to head. `str()`
+    is the one line a command prints; nothing was changed."""
+
+    def __init__(self, where: str, setting: str, state: SchemaStatus) -> None:
+        self.state = state
+        super().__init__(f"the database at {where} ({setting}) has schema revision {state.describe()}, older than "
+                         f"this incident-bridge's {state.head}",
+                         hint=f"run `incident-bridge db upgrade` with the same {setting}, then try again")
+
+
+class SchemaAhead(ConfigError):
+    """The database's schema was upgraded by a newer bridge (a revision this one does not know): this code must not
+    write to it. `str()` is the one line a command prints."""
+
+    def __init__(self, where: str, setting: str, state: SchemaStatus) -> None:
+        self.state = state
+        super().__init__(f"the database at {where} ({setting}) has schema revision {state.current}, newer than this "
+                         f"incident-bridge knows (its newest is {state.head}): a newer version upgraded it",
+                         hint=f"run that newer incident-bridge, or point {setting} at another database")

@@ -1,8 +1,10 @@
 """The database schema: every table and index of the store, the constants its columns hold, and the names every
 replica shares in the database (advisory lock ids, the journal's notification channel).
 
-Every table is defined here, on the one `metadata`, so that `metadata.create_all` (`StoreBase.create_schema`) sees
-all of them. Times are stored as seconds since the epoch (Float columns); `_ts`, `_dt` and `_iso` convert them.
+Every table is defined here, on the one `metadata`: a new database is created from it (at the migrations' head), and
+tests/unit/store/test_migrations.py checks that the revisions in `bridge.store.migrations` reach exactly it. A change
+here needs a revision there (see the `bridge.store` docstring). Times are stored as seconds since the epoch (Float
+columns); `_ts`, `_dt` and `_iso` convert them.
 """
 
 from __future__ import annotations
@@ -232,14 +234,6 @@ UNFINISHED = ("pending", "sending")
 # sent), dead (dead-lettered: PagerDuty refused it, or our own bug repeated; an operator may retry it),
 # superseded (a trigger whose resolve came first) and discarded (an operator decided it is never to be sent).
 JOB_STATES = ("pending", "sending", "delivered", "dry_run", "dead", "superseded", "discarded")
-# Columns added to existing tables after databases were created with them, and the DDL that adds each one to
-# such a database at start (there is no migration tool yet; keep these until there is one).
-# Journal columns: rows of a database from before the journal were decided at receipt, so they get a decided_at
-# (0) and never reach the pipeline; new rows set both explicitly.
-ADDED_COLUMNS = {("jobs", "internal_failures"): "INTEGER NOT NULL DEFAULT 0",
-                 ("jobs", "dedupe"): "VARCHAR(255)",
-                 ("alerts", "journaled_at"): "FLOAT DEFAULT 0",
-                 ("alerts", "decided_at"): "FLOAT DEFAULT 0"}
 # An alert whose outcome the pipeline stage has not decided yet.
 PENDING = "pending"
 # An alert the pipeline stage could not decide (logged with the reason); it pages nothing.

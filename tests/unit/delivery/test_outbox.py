@@ -432,21 +432,6 @@ def test_a_dead_trigger_is_not_retried_after_its_resolve_went_out(store: Store, 
     assert (store.get_job(dead["id"]) or {})["state"] == "dead"
 
 
-def test_a_database_created_before_internal_failures_is_upgraded_at_start(tmp_path: Path,
-                                                                          pd: FakePagerDuty) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = Store.open(url)
-    receive(old, "t", AlertState.FIRING)
-    with old.engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE jobs DROP COLUMN internal_failures")  # as an older bridge created it
-    old.engine.dispose()
-    store = Store.open(url)
-    clock = Clock()
-    drain(worker_for(store, pd, clock), clock, seconds=3)
-    [job] = store.list_jobs()
-    assert (job["state"], job["internal_failures"]) == ("delivered", 0)
-
-
 # (kind, dedup key, state, time): a pending job's due time, or a sending job's lease end; relative to NOW.
 NOW = T0.timestamp()
 

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bridge.errors import ConfigError
 from bridge.store import NoDatabase, Store
+from bridge.store.engine import SchemaBehind
+
+# A database as the bridge before the journal redesign made it (see the file's header).
+PREJOURNAL = Path(__file__).parent / "data" / "prejournal.sql"
 
 
 def files(directory: Path) -> list[str]:
@@ -46,18 +49,19 @@ def test_an_in_memory_database_has_nothing_to_read() -> None:
         Store.open_existing("sqlite://")
 
 
-def test_an_older_database_is_read_only_after_the_bridge_upgraded_it(tmp_path: Path) -> None:
+def test_an_older_database_is_read_only_after_db_upgrade(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    Store.open(f"sqlite:///{path}").engine.dispose()
-    with sqlite3.connect(path) as conn:  # as a bridge from before the journal left it
-        conn.execute("ALTER TABLE alerts DROP COLUMN journaled_at")
-    with pytest.raises(ConfigError) as older:
+    with sqlite3.connect(path) as conn:  # as the bridge from before the journal left it
+        conn.executescript(PREJOURNAL.read_text(encoding="utf-8"))
+    with pytest.raises(SchemaBehind) as older:
         Store.open_existing(f"sqlite:///{path}")
     assert not isinstance(older.value, NoDatabase)
-    assert "was made by an older incident-bridge (it lacks alerts.journaled_at)" in str(older.value)
-    assert "start the bridge once on it" in str(older.value)
-    with sqlite3.connect(path) as conn:  # still as it was: upgrading is a write, the bridge's start does it
+    assert "has schema revision 0001 (recognised from its tables: made before migrations), older than" in \
+        str(older.value)
+    assert "run `incident-bridge db upgrade`" in str(older.value)
+    with sqlite3.connect(path) as conn:  # still as it was: upgrading is a write, `db upgrade` does it
         assert "journaled_at" not in [r[1] for r in conn.execute("PRAGMA table_info(alerts)")]
+        assert "alembic_version" not in [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
 
 
 def test_an_existing_database_is_read(store: Store, tmp_path: Path) -> None:
