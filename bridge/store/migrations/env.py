@@ -10,7 +10,6 @@ from alembic import context
 from bridge.store.schema import metadata
 
 
-
 def run_migrations() -> None:
     """Run the revisions Alembic was asked for, on the connection the bridge passed in."""
     connection = context.config.attributes.get("connection")
