@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.postgres import fresh_database
+from tests.support.prejournal import load_prejournal
 from tests.support.server import bridge_env, free_port, wait_for
-from tests.unit.store.test_migrations import load_prejournal
 
 pytestmark = pytest.mark.integration
 

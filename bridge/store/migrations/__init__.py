@@ -172,7 +172,7 @@ def upgrade(conn: Connection) -> tuple[SchemaStatus, SchemaStatus]:
         # the revisions reach the same schema).
         metadata.create_all(conn)
         command.stamp(cfg, "head")
-        log.info("database created at schema revision %s", before.head)
+        log.debug("database created at schema revision %s", before.head)  # as quiet as create_all was
     else:
         if before.legacy:
             _complete_baseline(conn)

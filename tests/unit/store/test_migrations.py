@@ -39,8 +39,8 @@ from bridge.store.engine import SchemaAhead, SchemaBehind, create_engine
 from bridge.store.migrations import baseline
 from bridge.store.schema import metadata
 from tests.support.postgres import fresh_database
+from tests.support.prejournal import PREJOURNAL_SQL, load_prejournal
 
-PREJOURNAL = Path(__file__).parent / "data" / "prejournal.sql"
 NO_STORMS = compile_sources([("settings.yaml", "settings: {storm_threshold: 0}\n")]).ruleset
 # The fixture's open incident of the Datadog example 02, and the group of its silenced payments-api alert.
 OPEN_GROUP = "datadog:cycle:0a6e2b9d4c1f48a3b7e5d2c9f8a1b6e4"
@@ -55,34 +55,6 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     with fresh_database() as url:
         yield url
-
-
-def load_prejournal(url: str) -> None:
-    """Make the database at `url` what the bridge before the journal made: the dump itself on SQLite; on
-    PostgreSQL that code's tables (the baseline's frozen copy of its metadata, which it ran create_all with) and
-    the dump's rows, its sequences moved past them as that code's inserts left them."""
-    if url.startswith("sqlite"):
-        with sqlite3.connect(sa.make_url(url).database or "") as conn:
-            conn.executescript(PREJOURNAL.read_text(encoding="utf-8"))
-        return
-    source = sqlite3.connect(":memory:")
-    source.executescript(PREJOURNAL.read_text(encoding="utf-8"))
-    source.row_factory = sqlite3.Row
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        baseline.metadata.create_all(conn)
-        for table in baseline.metadata.sorted_tables:
-            rows = [dict(r) for r in source.execute(f"SELECT * FROM {table.name}")]  # noqa: S608 (our table names)
-            for row in rows:
-                for column in table.columns:  # SQLite keeps booleans as 0/1
-                    if isinstance(column.type, sa.Boolean) and row.get(column.name) is not None:
-                        row[column.name] = bool(row[column.name])
-            if rows:
-                conn.execute(table.insert(), rows)
-                conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                                     f"(SELECT max(id) FROM {table.name}))"))
-    engine.dispose()
-    source.close()
 
 
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -173,7 +145,7 @@ def page(event_id: str, group: str, service: str, at: datetime) -> tuple[Alert, 
 
 
 def shape_prejournal(conn: sqlite3.Connection, url: str) -> None:
-    conn.executescript(PREJOURNAL.read_text(encoding="utf-8"))
+    conn.executescript(PREJOURNAL_SQL.read_text(encoding="utf-8"))
 
 
 def shape_before_internal_failures(conn: sqlite3.Connection, url: str) -> None:

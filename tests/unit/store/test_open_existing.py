@@ -10,9 +10,7 @@ import pytest
 
 from bridge.store import NoDatabase, Store
 from bridge.store.engine import SchemaBehind
-
-# A database as the bridge before the journal redesign made it (see the file's header).
-PREJOURNAL = Path(__file__).parent / "data" / "prejournal.sql"
+from tests.support.prejournal import PREJOURNAL_SQL
 
 
 def files(directory: Path) -> list[str]:
@@ -52,7 +50,7 @@ def test_an_in_memory_database_has_nothing_to_read() -> None:
 def test_an_older_database_is_read_only_after_db_upgrade(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:  # as the bridge from before the journal left it
-        conn.executescript(PREJOURNAL.read_text(encoding="utf-8"))
+        conn.executescript(PREJOURNAL_SQL.read_text(encoding="utf-8"))
     with pytest.raises(SchemaBehind) as older:
         Store.open_existing(f"sqlite:///{path}")
     assert not isinstance(older.value, NoDatabase)
