@@ -16,6 +16,7 @@ Adding a revision: see the `bridge.store` docstring (and tests/README.md).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,9 @@ def config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+@functools.cache
 def script() -> ScriptDirectory:
-    """The revisions shipped with this bridge."""
+    """The revisions shipped with this bridge (read once: every process and web worker opens a store at start)."""
     return ScriptDirectory.from_config(config())
 
 
