@@ -10,7 +10,7 @@
   that code's metadata and filled with the same rows.
 - Databases left by the bridges between the baseline and the migrations (columns and indexes added at start, some
   in part) are recognised at the right revision; a schema ahead of this code, or behind it, is refused by
-  `Store.open` unless it is told to upgrade.
+  `Store.open` unless it is told to upgrade; the revisions go down to the baseline and up again.
 
 The PostgreSQL cases get a database of their own (`tests/support/postgres.py`); without a server they skip, and
 under CI=true they fail.
@@ -247,3 +247,18 @@ def test_the_legacy_marks_name_objects_of_their_revisions() -> None:
             assert column in metadata.tables[table].c
         for table, index in indexes:
             assert index in {i.name for i in metadata.tables[table].indexes}
+
+
+def test_the_revisions_go_down_to_the_baseline_and_up_again(empty_url: str) -> None:
+    load_prejournal(empty_url)
+    before = snapshot(empty_url)
+    Store.connect(empty_url).upgrade_schema()
+    engine = create_engine(empty_url)
+    with engine.begin() as conn:
+        command.downgrade(migrations.config(conn), "0001")
+    with engine.connect() as conn:
+        assert "journaled_at" not in {c["name"] for c in sa.inspect(conn).get_columns("alerts")}
+    engine.dispose()
+    assert snapshot(empty_url) == before  # down to the baseline, its rows as they were
+    run_revisions(empty_url)
+    assert differences(empty_url) == []
