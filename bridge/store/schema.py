@@ -49,6 +49,9 @@ alerts = sa.Table(
     # pipeline stage decides each entry later, as of `journaled_at` (the receipt time), and sets `decided_at`.
     sa.Column("journaled_at", sa.Float),
     sa.Column("decided_at", sa.Float),
+    # The id of the request that brought the alert (`bridge.web.requestid`): the pipeline's and the delivery
+    # worker's log lines of the alert carry it. NULL for alerts journaled before it existed, or not over HTTP.
+    sa.Column("request_id", _text(128)),
     sa.UniqueConstraint("source", "source_event_id", name="uq_alert_source_event"),
 )
 sa.Index("ix_alerts_dedup", alerts.c.dedup_key)
@@ -239,7 +242,8 @@ JOB_STATES = ("pending", "sending", "delivered", "dry_run", "dead", "superseded"
 ADDED_COLUMNS = {("jobs", "internal_failures"): "INTEGER NOT NULL DEFAULT 0",
                  ("jobs", "dedupe"): "VARCHAR(255)",
                  ("alerts", "journaled_at"): "FLOAT DEFAULT 0",
-                 ("alerts", "decided_at"): "FLOAT DEFAULT 0"}
+                 ("alerts", "decided_at"): "FLOAT DEFAULT 0",
+                 ("alerts", "request_id"): "VARCHAR(128)"}
 # An alert whose outcome the pipeline stage has not decided yet.
 PENDING = "pending"
 # An alert the pipeline stage could not decide (logged with the reason); it pages nothing.
