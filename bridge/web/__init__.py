@@ -79,7 +79,12 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
 
     @app.before_request
     def identify() -> None:
-        """Every request: its id (the sender's sane `X-Request-Id`, or a new one) on every line it logs."""
+        """Every request: its id (the sender's sane `X-Request-Id`, or a new one) on every line it logs.
+
+        Not /healthz: gunicorn's event loop answers it without the app (`bridge.web.gunicorn_worker`), byte for
+        byte as the app does, and a liveness probe has no story to trace."""
+        if request.path == "/healthz":
+            return
         g.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
         g.log_token = bind_fields(request_id=g.request_id)
 
