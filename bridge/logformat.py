@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from bridge.errors import ConfigError
@@ -85,7 +86,8 @@ LOG_FORMATS = ("text", "json")
 FIELDS = ("request_id", "alert_id", "dedup_key", "incident_id", "job_id", "job_kind", "source", "outcome",
           "action", "method", "path", "status", "duration_ms", "remote_addr", "bytes")
 
-_CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar("bridge_log_fields", default={})
+# An immutable empty mapping as the default: every context starts from it, and `bind_fields` makes new ones.
+_CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar("bridge_log_fields", default=MappingProxyType({}))
 
 
 def log_format(environ: Mapping[str, str]) -> str:

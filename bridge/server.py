@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,16 @@ def configure_logging() -> None:
     # ran gets one implicitly): make whatever is there escape too (or write JSON), so no record can bypass it.
     for existing in logging.getLogger().handlers:
         existing.setFormatter(JsonFormatter() if layout == "json" else escaping(existing.formatter))
+    if layout == "json":
+        # What Python itself would print on stderr (a warning, a traceback nobody caught) goes through the log
+        # too, so even a crash is a JSON line.
+        logging.captureWarnings(True)
+        crash = logging.getLogger("bridge.crash")
+        sys.excepthook = lambda kind, value, tb: crash.critical("uncaught %s", kind.__name__,
+                                                                exc_info=(kind, value, tb))
+        threading.excepthook = lambda args: crash.critical(
+            "uncaught %s in thread %s", args.exc_type.__name__, args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
     # httpx2 logs every request it makes ("HTTP Request: POST ...") at INFO: one line per page, note and lookup,
     # which buries the bridge's own lines. They are debugging detail, shown with BRIDGE_LOG_LEVEL=DEBUG only;
     # httpx2's warnings still show.

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 REQUEST_ID_HEADER = "X-Request-Id"
 MAX_LENGTH = 128
-_SANE = re.compile(r"[A-Za-z0-9\-._:/+=@]{1,%d}" % MAX_LENGTH)
+_SANE = re.compile(rf"[A-Za-z0-9\-._:/+=@]{{1,{MAX_LENGTH}}}")
 
 
 def new_request_id() -> str:

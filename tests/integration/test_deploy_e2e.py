@@ -31,7 +31,6 @@ import httpx2
 import pytest
 
 from tests.support.deploy import (
-    DEPLOY,
     SHAPES,
     UNIT,
     dockerfile,

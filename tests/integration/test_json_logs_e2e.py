@@ -67,7 +67,7 @@ def test_every_line_is_json_and_the_request_id_follows_the_alert_to_pagerduty(
     wait_for(lambda: pagerduty.triggers_for(key), timeout=30)
 
     # A request without an id gets a new one; one with an insane id gets a new one, never its own echoed back.
-    fresh = bridge.get("/api/v1/alerts/%d" % alert_id)
+    fresh = bridge.get(f"/api/v1/alerts/{alert_id}")
     assert re.fullmatch(r"[0-9a-f]{32}", fresh.headers["X-Request-Id"])
     hostile = bridge.post("/webhooks/datadog", json.dumps(datadog_payload("7002")),
                           headers={"X-Request-Id": "x" * 200})

@@ -150,3 +150,23 @@ def test_configure_logging_refuses_a_wrong_format_in_one_line(tmp_path: Any) -> 
     assert done.returncode == 2, done
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "BRIDGE_LOG_FORMAT='xml' is not a log format" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_with_json_logs_an_uncaught_exception_is_one_json_line(tmp_path: Any) -> None:
+    import subprocess
+
+    from tests.support.shared import REPO
+
+    script = ("from bridge.server import configure_logging\n"
+              "import logging, warnings\n"
+              "configure_logging()\n"
+              "logging.getLogger('bridge.test').info('hello')\n"
+              "warnings.warn('careful')\n"
+              "raise RuntimeError('boom\\nsecond line')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "BRIDGE_LOG_FORMAT": "json"})
+    assert done.returncode == 1
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(r["logger"], r["level"]) for r in records] == [("bridge.test", "INFO"), ("py.warnings", "WARNING"),
+                                                            ("bridge.crash", "CRITICAL")]
+    assert "RuntimeError: boom\nsecond line" in records[-1]["exception"]
