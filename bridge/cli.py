@@ -62,19 +62,23 @@ def default_workers() -> int:
 @click.option("--threads", default=DEFAULT_THREADS, show_default=True, type=int, help="Threads per gunicorn worker.")
 @click.option("--demo", is_flag=True, help="Once up, replay the example Datadog alerts into the bridge and "
               "print what is decided and (in dry-run) what would be paged.")
-def serve(host: str, port: int, workers: int | None, threads: int, demo: bool) -> None:
+@click.option("--no-worker", "no_worker", is_flag=True,
+              help="Run the web app only, without the pipeline stage and delivery worker (run `incident-bridge "
+                   "worker` separately: several web replicas on one PostgreSQL database).")
+def serve(host: str, port: int, workers: int | None, threads: int, demo: bool, no_worker: bool) -> None:
     """Run the web app and the delivery worker (Ctrl-C or SIGTERM drains and stops both)."""
     from bridge.server import Supervisor, configure_logging, replay, wait_until_ready
 
     configure_logging()
     settings = _settings()
-    supervisor = Supervisor(settings, host, port, workers=workers or default_workers(), threads=threads)
+    supervisor = Supervisor(settings, host, port, workers=workers or default_workers(), threads=threads,
+                            with_worker=not no_worker)
     try:
         # Database and rules are checked, and the port is bound, before the demo starts: with the port in use the
         # bridge stops here. A ConfigError goes to `run`, which prints one line.
         supervisor.prepare()
     except ConfigErrors as exc:
-        raise click.ClickException(f"the rules are invalid:\n{exc}") from None
+        _startup_failed(f"the rules are invalid:\n{exc}")
     if demo:
         url = supervisor.url
 
@@ -269,6 +273,26 @@ def rules_reload(url: str) -> None:
     raise click.ClickException(f"HTTP {response.status_code}: {answer.get('message', answer)}")
 
 
+def _json_logs() -> bool:
+    """Whether BRIDGE_LOG_FORMAT asks for JSON lines (False when it is unset or wrong: that error is text)."""
+    from bridge.logformat import log_format
+
+    try:
+        return log_format(os.environ) == "json"
+    except ConfigError:
+        return False
+
+
+def _startup_failed(message: str, code: int = 1) -> NoReturn:
+    """Stop a command that could not start: click's `Error: ...` lines, or one JSON line with JSON logs."""
+    if not _json_logs():
+        raise click.ClickException(message)
+    from bridge.logformat import json_line
+
+    click.echo(json_line("ERROR", "bridge.cli", message), err=True)
+    sys.exit(code)
+
+
 def run() -> None:
     """Entry point that turns our own errors into messages, never tracebacks.
 
@@ -283,7 +307,12 @@ def run() -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"incident-bridge: {exc}", err=True)
+        if _json_logs():  # a log shipper reading JSON lines gets the start-up error as one too
+            from bridge.logformat import json_line
+
+            click.echo(json_line("ERROR", "bridge.cli", f"incident-bridge: {exc}"), err=True)
+        else:
+            click.echo(f"incident-bridge: {exc}", err=True)
         sys.exit(2)
     except BridgeError as exc:
         click.echo(f"error: {exc}", err=True)

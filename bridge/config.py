@@ -13,6 +13,7 @@ from typing import Any
 
 from bridge.durations import parse_duration
 from bridge.errors import ConfigError
+from bridge.logformat import log_format
 
 
 class Secret:
@@ -88,6 +89,7 @@ class Settings:
     # often must not look every recent incident up again each time).
     reconcile_interval_seconds: float = 600.0
     log_level: str = "INFO"  # BRIDGE_LOG_LEVEL as given; `bridge.preflight.log_level` checks and reads it
+    log_format: str = "text"  # BRIDGE_LOG_FORMAT: text or json (`bridge.logformat.log_format` checks it)
 
     def tls_verify(self) -> Any:
         """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle (a PEM file,
@@ -238,6 +240,7 @@ class Settings:
             db_lock_timeout_seconds=positive("BRIDGE_DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
             reconcile_interval_seconds=duration("BRIDGE_RECONCILE_INTERVAL", 600.0),
             log_level=get("BRIDGE_LOG_LEVEL", "INFO") or "INFO",
+            log_format=log_format(environ),
         )
 
     def secrets(self) -> list[str]:

@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from flask import Flask
 from bridge import preflight
 from bridge.config import DEFAULT_DATABASE_URL, Settings
 from bridge.errors import ConfigError, ConfigErrors
-from bridge.logformat import LOG_FORMAT, EscapingFormatter, escaping
+from bridge.logformat import JsonFormatter, LogLines, escaping, formatter_for, log_format
 from bridge.receivers import WARNED_AT_START, warn_unconfigured
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
@@ -67,16 +68,28 @@ def configure_logging() -> None:
 
     Every record is exactly one line: control characters in messages and tracebacks are escaped
     (`bridge.logformat`), so a sender cannot write a log line of its own through an alert field, a URL or a
-    header. Used by `serve` (the supervisor), each gunicorn worker (`wsgi()`) and `worker` (the delivery worker).
+    header. With BRIDGE_LOG_FORMAT=json each line is one JSON object (`bridge.logformat.JsonFormatter`). Used by
+    `serve` (the supervisor), each gunicorn worker (`wsgi()`) and `worker` (the delivery worker).
     """
     level = preflight.log_level(os.environ.get("BRIDGE_LOG_LEVEL", "INFO"))  # ConfigError: one line, exit 2
+    layout = log_format(os.environ)  # BRIDGE_LOG_FORMAT; ConfigError: one line, exit 2
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    handler.setFormatter(formatter_for(layout))
     logging.basicConfig(level=level, handlers=[handler])
     # basicConfig adds nothing when the root logger already has a handler (a library that logged before this
-    # ran gets one implicitly): make whatever is there escape too, so no record can bypass the escaping.
+    # ran gets one implicitly): make whatever is there escape too (or write JSON), so no record can bypass it.
     for existing in logging.getLogger().handlers:
-        existing.setFormatter(escaping(existing.formatter))
+        existing.setFormatter(JsonFormatter() if layout == "json" else escaping(existing.formatter))
+    if layout == "json":
+        # What Python itself would print on stderr (a warning, a traceback nobody caught) goes through the log
+        # too, so even a crash is a JSON line.
+        logging.captureWarnings(True)
+        crash = logging.getLogger("bridge.crash")
+        sys.excepthook = lambda kind, value, tb: crash.critical("uncaught %s", kind.__name__,
+                                                                exc_info=(kind, value, tb))
+        threading.excepthook = lambda args: crash.critical(
+            "uncaught %s in thread %s", args.exc_type.__name__, args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
     # httpx2 logs every request it makes ("HTTP Request: POST ...") at INFO: one line per page, note and lookup,
     # which buries the bridge's own lines. They are debugging detail, shown with BRIDGE_LOG_LEVEL=DEBUG only;
     # httpx2's warnings still show.
@@ -144,8 +157,11 @@ def local_url(address: tuple[Any, ...]) -> str:
 class Supervisor:
     """Runs gunicorn and the delivery worker as children and relays signals to them."""
 
-    def __init__(self, settings: Settings, host: str, port: int, *, workers: int = 2, threads: int = 4) -> None:
+    def __init__(self, settings: Settings, host: str, port: int, *, workers: int = 2, threads: int = 4,
+                 with_worker: bool = True) -> None:
         self.settings = settings
+        # False: web only (`serve --no-worker`), the pipeline stage and deliveries run in `incident-bridge worker`.
+        self.with_worker = with_worker
         self.host = host
         self.port = port
         self.workers = workers
@@ -266,17 +282,18 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
-        self.start_worker()
+        if self.with_worker:
+            self.start_worker()
         self.start_web()
         code = 0
         while not self.stopping:
             time.sleep(0.2)
-            assert self.web is not None and self.worker is not None
+            assert self.web is not None
             if self.web.poll() is not None and not self.stopping:
                 code = self.web.returncode or 1
                 log.error("web server exited (%s); stopping", self.web.returncode)
                 break
-            if self.worker.poll() is not None and not self.stopping:
+            if self.worker is not None and self.worker.poll() is not None and not self.stopping:
                 log.error("delivery worker exited (%s); restarting it", self.worker.returncode)
                 time.sleep(1.0)
                 self.start_worker()
@@ -344,9 +361,11 @@ def run_worker(settings: Settings) -> int:
     holder.ensure()
     # Without a routing key nothing reaches PagerDuty: the follow-ups describe their REST steps instead of sending
     # them (no incident exists there to act on, whatever the API token).
-    rest = DryRunRest(store) if settings.dry_run else make_rest(settings)
+    # With JSON logs, what a dry run prints goes into the log stream as records, so every line stays JSON.
+    out: Any = LogLines(logging.getLogger("bridge.dry_run")) if settings.log_format == "json" else None
+    rest = DryRunRest(store, out=out) if settings.dry_run else make_rest(settings)
     followups = FollowUps(store, settings, holder, rest, clock=time.time)
-    worker = DeliveryWorker(store, settings, followups=followups,
+    worker = DeliveryWorker(store, settings, followups=followups, out=out,
                             retry_multiplier=float(os.environ.get("BRIDGE_RETRY_MULTIPLIER", "2")),
                             retry_max=float(os.environ.get("BRIDGE_RETRY_MAX", "300")),
                             max_internal_failures=int(os.environ.get("BRIDGE_MAX_INTERNAL_FAILURES",

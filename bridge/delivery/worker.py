@@ -34,6 +34,7 @@ from typing import Any, Protocol, TextIO
 from bridge.config import Settings
 from bridge.delivery.events import EventsClient, retry_delay
 from bridge.errors import DatabaseBusy, DeliveryError, Reschedule
+from bridge.logformat import log_fields
 from bridge.metrics import DELIVERIES
 from bridge.store import JobKind, NewJob, Store
 
@@ -143,10 +144,14 @@ class DeliveryWorker:
         job = self.store.lease_job(now, self.lease_seconds, self.owner, exclude_kinds=exclude, only_kinds=only)
         if job is None:
             return False
-        if job["kind"] == JobKind.EVENT:
-            self._deliver(job)
-        else:
-            self._follow_up(job)
+        # Every line about this job names it, its alert and dedup key, and the request that brought the alert.
+        with log_fields(job_id=job["id"], job_kind=job["kind"], alert_id=job.get("alert_id"),
+                        dedup_key=job.get("dedup_key"), incident_id=job.get("incident_id"),
+                        request_id=job.get("request_id")):
+            if job["kind"] == JobKind.EVENT:
+                self._deliver(job)
+            else:
+                self._follow_up(job)
         return True
 
     def _follow_up(self, job: dict[str, Any]) -> None:

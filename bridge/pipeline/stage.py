@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from bridge.delivery.events import build_event
 from bridge.errors import DatabaseBusy
+from bridge.logformat import log_fields
 from bridge.model import Action, Alert, Decision, Notice
 from bridge.pipeline import inhibit, storm
 from bridge.pipeline.policy import EventAction, PolicyContext, plan
@@ -64,7 +65,10 @@ def decide_batch(batch: PipelineBatch, ruleset: Ruleset | None, *,
     silences = [load_silence(r) for r in batch.silence_records(oldest)]
     decided = 0
     for entry in batch.entries():
-        decide_entry(batch, entry, settings, specs, silences)
+        # Every line about the entry (its decision, an error) names it and the request that brought it.
+        with log_fields(request_id=entry.request_id, alert_id=entry.id, dedup_key=entry.dedup_key,
+                        source=entry.alert.source):
+            decide_entry(batch, entry, settings, specs, silences)
         decided += 1
         if deadline is not None and time.perf_counter() >= deadline:
             break
@@ -80,6 +84,9 @@ def decide_entry(batch: PipelineBatch, entry: JournalEntry, settings: RulesetSet
     ctx = context(batch, entry, alert, decision, settings, specs)
     step = plan(alert, decision, ctx, now)
     applied = batch.apply(entry, step, decision, storm.storm_key(alert, decision))
+    log.info("pipeline: alert %d decided: %s, incident %s, event %s", entry.id, decision.action.value,
+             applied.incident_id, step.event.value if step.event is not None else "none",
+             extra={"action": decision.action.value, "incident_id": applied.incident_id})
     if step.event is None:
         return
     severity = step.severity or decision.severity

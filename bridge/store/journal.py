@@ -97,7 +97,8 @@ class JournalStore(IncidentStore):
 
     def journal(self, decided: Sequence[tuple[Alert, Decision]], found: Sequence[Notice], now: datetime, *,
                 chunk: int = JOURNAL_CHUNK,
-                on_commit: Callable[[Sequence[Accepted]], None] | None = None) -> list[Accepted]:
+                on_commit: Callable[[Sequence[Accepted]], None] | None = None,
+                request_id: str | None = None) -> list[Accepted]:
         """Append alerts and the rules engine's decisions to the journal and commit: what a 2xx promises.
 
         One INSERT per alert and no read before it: a repeat of an accepted (source, source_event_id) is absorbed
@@ -111,14 +112,16 @@ class JournalStore(IncidentStore):
         whole request. `on_commit` is called with each chunk's results once it is committed, so the stage can
         start on the first chunk while the rest is written. When a chunk fails after others committed, those stay
         (a retry of the same body finds them as duplicates) and `JournalInterrupted` says how many; when the
-        first fails, its own error is raised and nothing is stored.
+        first fails, its own error is raised and nothing is stored. `request_id` (the receipt's, see
+        `bridge.web.requestid`) is kept with each entry, for the log lines of the stage and the delivery worker.
         """
         results: list[Accepted] = []
         for start in range(0, max(len(decided), 1), chunk):
             part = decided[start:start + chunk]
             try:
-                done = (self._journal_postgres(part, found if start == 0 else (), now) if self.is_postgres
-                        else self._journal_sqlite(part, found if start == 0 else (), now))
+                done = (self._journal_postgres(part, found if start == 0 else (), now, request_id)
+                        if self.is_postgres
+                        else self._journal_sqlite(part, found if start == 0 else (), now, request_id))
             except Exception as exc:
                 if not results:
                     raise
@@ -129,13 +132,13 @@ class JournalStore(IncidentStore):
         return results
 
     def _journal_postgres(self, decided: Sequence[tuple[Alert, Decision]], found: Sequence[Notice],
-                          now: datetime) -> list[Accepted]:
+                          now: datetime, request_id: str | None = None) -> list[Accepted]:
         """One chunk of `journal` on PostgreSQL. The INSERTs go through the driver's `executemany` in pipeline
         mode: the chunk's rows in a few round trips to the server instead of one each (10,000 alerts: 0.5 s instead
         of 1.5 s on the 2-core machine; a multi-row INSERT through SQLAlchemy took 1.7 s, parsing the long
         statement in the driver), and still one result per row, so a repeat is told apart by its empty result."""
         ts = _ts(now)
-        rows = [_journal_row(alert, decision, ts) for alert, decision in decided]
+        rows = [_journal_row(alert, decision, ts, request_id) for alert, decision in decided]
         with self.transaction() as conn:
             # Shared with every other receipt, exclusive for the stage's horizon read: see `journal_horizon`.
             conn.execute(_JOURNAL_SHARED)
@@ -158,13 +161,13 @@ class JournalStore(IncidentStore):
             return _answers(rows, ids, _stored(conn, rows, ids))
 
     def _journal_sqlite(self, decided: Sequence[tuple[Alert, Decision]], found: Sequence[Notice],
-                        now: datetime) -> list[Accepted]:
+                        now: datetime, request_id: str | None = None) -> list[Accepted]:
         """One chunk of `journal` on SQLite, through the driver: the receipt's hot path is three statements on a
         connection of this thread's own (SQLAlchemy's pool checkout, events and result objects cost more than
         SQLite's insert and commit together). Same rows, same answers; repeats are read back through SQLAlchemy."""
         raw, info = self._thread_connection(), self._thread_connection_info()
         ts = _ts(now)
-        rows = [_journal_row(alert, decision, ts) for alert, decision in decided]
+        rows = [_journal_row(alert, decision, ts, request_id) for alert, decision in decided]
         ids: list[int | None] = []
         deadline = time.monotonic() + self.lock_timeout
         # See bridge.store.writer: queue there, not in SQLite's busy handler, which only waits for what is left
@@ -369,7 +372,7 @@ def _merged_impact(row: Any, decision: Decision) -> dict[str, str]:
 
 _JOURNAL_COLUMNS = ("source", "source_event_id", "received_at", "journaled_at", "decided_at", "title", "state",
                     "group_key", "dedup_key", "service", "severity", "action", "rule", "outcome", "incident_id",
-                    "alert_json", "decision_json", "raw_json")
+                    "alert_json", "decision_json", "raw_json", "request_id")
 _SQLITE_JOURNAL_INSERT = (f"INSERT INTO alerts ({', '.join(_JOURNAL_COLUMNS)}) "
                           f"VALUES ({', '.join(':' + c for c in _JOURNAL_COLUMNS)}) "
                           "ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id")
@@ -382,8 +385,8 @@ _SQLITE_NOTICE_INSERT = ("INSERT INTO notices (source, kind, level, message, det
 _READ_BACK = 500
 
 
-def _journal_row(alert: Alert, decision: Decision, ts: float) -> dict[str, Any]:
-    """The journal row of a decided alert: undecided (outcome pending) and received at `ts`."""
+def _journal_row(alert: Alert, decision: Decision, ts: float, request_id: str | None = None) -> dict[str, Any]:
+    """The journal row of a decided alert: undecided (outcome pending), received at `ts` by request `request_id`."""
     group_key = decision.group_key or alert.group_key
     return {
         "source": alert.source, "source_event_id": alert.source_event_id,
@@ -395,6 +398,7 @@ def _journal_row(alert: Alert, decision: Decision, ts: float) -> dict[str, Any]:
         "alert_json": json.dumps(alert.to_dict(include_raw=False), default=str),
         "decision_json": json.dumps(decision.to_dict(), default=str),
         "raw_json": json.dumps(alert.raw, default=str) if alert.raw is not None else None,
+        "request_id": request_id,
     }
 
 
@@ -408,6 +412,7 @@ class JournalEntry:
     journaled_at: float     # receipt time: the pipeline decides as of it, so a redone batch decides the same
     group_key: str
     dedup_key: str
+    request_id: str | None = None  # the receipt's (`bridge.web.requestid`), for the stage's log lines
 
 
 @dataclass(frozen=True)
@@ -464,7 +469,7 @@ def _answers(rows: Sequence[dict[str, Any]], ids: Sequence[int | None],
 
 
 _UNDECIDED = (sa.select(alerts.c.id, alerts.c.journaled_at, alerts.c.group_key, alerts.c.dedup_key,
-                        alerts.c.alert_json, alerts.c.decision_json)
+                        alerts.c.alert_json, alerts.c.decision_json, alerts.c.request_id)
               .where(alerts.c.decided_at.is_(None)).order_by(alerts.c.id))
 
 # The pipeline's statements, built once with bound parameters: building SQLAlchemy expressions per alert cost more
@@ -515,7 +520,7 @@ class PipelineBatch:
         for r in self._rows:
             yield JournalEntry(r.id, Alert.from_dict(json.loads(r.alert_json)),
                                Decision.from_dict(json.loads(r.decision_json)), r.journaled_at or 0.0, r.group_key,
-                               r.dedup_key)
+                               r.dedup_key, r.request_id)
 
     def silence_records(self, at: float) -> list[dict[str, Any]]:
         """Stored silences not ended or expired at `at`."""

@@ -17,7 +17,17 @@ from sqlalchemy.engine import Connection
 
 from bridge.errors import Conflict
 from bridge.store.audit_records import AuditStore
-from bridge.store.schema import JOURNAL_CHANNEL, ORDERED_KINDS, JobKind, _inserted_id, _iso, incidents, jobs, timeline
+from bridge.store.schema import (
+    JOURNAL_CHANNEL,
+    ORDERED_KINDS,
+    JobKind,
+    _inserted_id,
+    _iso,
+    alerts,
+    incidents,
+    jobs,
+    timeline,
+)
 
 log = logging.getLogger("bridge.store")
 
@@ -96,6 +106,9 @@ class OutboxStore(AuditStore):
                 state="sending", lease_until=now + lease_seconds, leased_by=owner, updated_at=now))
             out = dict(row._mapping)
             out["payload"] = json.loads(row.payload_json)
+            # The request that brought the job's alert, for the delivery worker's log lines (one lookup by key).
+            out["request_id"] = (conn.execute(sa.select(alerts.c.request_id).where(alerts.c.id == row.alert_id))
+                                 .scalar() if row.alert_id is not None else None)
             return out
 
     def release_orphaned_leases(self, host: str, is_alive: Any, now: float) -> int:

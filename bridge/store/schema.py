@@ -51,6 +51,9 @@ alerts = sa.Table(
     # pipeline stage decides each entry later, as of `journaled_at` (the receipt time), and sets `decided_at`.
     sa.Column("journaled_at", sa.Float),
     sa.Column("decided_at", sa.Float),
+    # The id of the request that brought the alert (`bridge.web.requestid`): the pipeline's and the delivery
+    # worker's log lines of the alert carry it. NULL for alerts journaled before it existed, or not over HTTP.
+    sa.Column("request_id", _text(128)),
     sa.UniqueConstraint("source", "source_event_id", name="uq_alert_source_event"),
 )
 sa.Index("ix_alerts_dedup", alerts.c.dedup_key)

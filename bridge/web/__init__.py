@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from bridge import metrics
 from bridge.config import Settings
 from bridge.errors import ConfigErrors, DatabaseBusy, RequestError, ServiceUnavailable
+from bridge.logformat import bind_fields, unbind_fields
 from bridge.pipeline.wake import Doorbell
 from bridge.receivers import build_receivers
 from bridge.receivers.base import Headers, presented_token
@@ -33,6 +34,7 @@ from bridge.web.access import ADMIN_REALM, WEBHOOK_REALM, admin_credential, chec
 from bridge.web.api import api
 from bridge.web.context import EXTENSION, ReceiverRegistry, WebContext
 from bridge.web.ops import ops
+from bridge.web.requestid import REQUEST_ID_HEADER, request_id_for
 from bridge.web.webhooks import webhooks
 
 log = logging.getLogger("bridge.web")
@@ -74,6 +76,30 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
     app.register_blueprint(webhooks)
     app.register_blueprint(api)
     app.register_blueprint(ops)
+
+    @app.before_request
+    def identify() -> None:
+        """Every request: its id (the sender's sane `X-Request-Id`, or a new one) on every line it logs.
+
+        Not /healthz: gunicorn's event loop answers it without the app (`bridge.web.gunicorn_worker`), byte for
+        byte as the app does, and a liveness probe has no story to trace."""
+        if request.path == "/healthz":
+            return
+        g.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
+        g.log_token = bind_fields(request_id=g.request_id)
+
+    @app.after_request
+    def answer_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers[REQUEST_ID_HEADER] = g.request_id
+        return response
+
+    @app.teardown_request
+    def forget(_exc: BaseException | None) -> None:
+        # gunicorn's threads serve one request after another: the next must not inherit this one's id.
+        token = g.pop("log_token", None)
+        if token is not None:
+            unbind_fields(token)
 
     @app.before_request
     def guard() -> None:

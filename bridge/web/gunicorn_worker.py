@@ -75,8 +75,9 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from bridge.config import Settings
 from bridge.errors import ConfigError
-from bridge.logformat import escaping
+from bridge.logformat import JsonFormatter, escaping, log_format
 from bridge.web.framing import BodyProgress, FrameState, Framing, Limits, frame_request
+from bridge.web.requestid import REQUEST_ID_HEADER
 
 # The longest piece of gunicorn's own description (which may quote the request line) put in a JSON answer.
 MAX_DETAIL = 200
@@ -595,11 +596,45 @@ def _unregister(poller: selectors.BaseSelector, sock: socket.socket) -> None:
 
 
 class EscapingLogger(glogging.Logger):
-    """gunicorn's logger with every handler's formatter made escaping (one line per record)."""
+    """gunicorn's logger with every handler's formatter made escaping (one line per record); with
+    BRIDGE_LOG_FORMAT=json, its error and access lines are JSON objects like the bridge's own."""
+
+    json_lines = False
 
     def setup(self, cfg: Any) -> None:
-        """gunicorn's setup (also run on a config reload), then escaping formatters on its handlers."""
+        """gunicorn's setup (also run on a config reload), then escaping (or JSON) formatters on its handlers."""
         super().setup(cfg)
+        # Checked by the supervisor before gunicorn starts: a wrong value never gets here, text if it did.
+        try:
+            self.json_lines = log_format(os.environ) == "json"
+        except ConfigError:
+            self.json_lines = False
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
-                handler.setFormatter(escaping(handler.formatter))
+                handler.setFormatter(JsonFormatter() if self.json_lines else escaping(handler.formatter))
+
+    def access(self, resp: Any, req: Any, environ: Mapping[str, Any], request_time: Any) -> None:
+        """gunicorn's access line; as JSON, its facts are fields: method, path (without the query string, which
+        may hold a generic source's token), status, bytes, duration_ms, remote_addr and the request id the app
+        answered with (`X-Request-Id`)."""
+        if not self.json_lines:
+            super().access(resp, req, environ, request_time)
+            return
+        if not self.access_log_enabled:
+            return
+        status = resp.status_code if isinstance(getattr(resp, "status_code", None), int) else None
+        if status is None:
+            status_text = str(getattr(resp, "status", "") or "").split(" ", 1)[0]
+            status = int(status_text) if status_text.isdigit() else None
+        request_id = next((str(v) for k, v in (getattr(resp, "headers", None) or [])
+                           if str(k).lower() == REQUEST_ID_HEADER.lower()), None)
+        path = str(environ.get("PATH_INFO") or getattr(req, "path", "") or "")
+        method = str(environ.get("REQUEST_METHOD") or getattr(req, "method", "") or "")
+        duration_ms = round(request_time.total_seconds() * 1000, 3)
+        try:
+            self.access_log.info("%s %s %s", method, path, status, extra={
+                "method": method, "path": path, "status": status, "duration_ms": duration_ms,
+                "bytes": getattr(resp, "sent", None), "remote_addr": str(environ.get("REMOTE_ADDR") or ""),
+                "request_id": request_id})
+        except Exception:
+            self.exception("cannot write an access line")

@@ -77,7 +77,8 @@ def receive(web: WebContext, receiver: Receiver) -> tuple[Response, int]:
             web.doorbell.ring()
 
     try:
-        results = web.store.journal(decided, parsed.notices, ctx.now, on_commit=committed)
+        results = web.store.journal(decided, parsed.notices, ctx.now, on_commit=committed,
+                                    request_id=g.get("request_id"))
     except JournalInterrupted as exc:
         log.error("%s webhook: %s; the sender is asked to retry the request", receiver.name, exc,
                   exc_info=exc.__cause__)
@@ -87,6 +88,7 @@ def receive(web: WebContext, receiver: Receiver) -> tuple[Response, int]:
                         "message": f"{len(exc.accepted)} of {exc.total} alerts were stored; the bridge failed to "
                                    "store the rest; retry the request: the stored ones count as duplicates"}), 500
     count_received(source, parsed.notices, results, started)
+    log_receipts(receiver.name, results)
     all_duplicates = bool(results) and all(r.duplicate for r in results)
     body_out: dict[str, Any] = {"alerts": [r.to_json() for r in results]}
     if parsed.notices:
@@ -103,6 +105,16 @@ def count_received(source: str, notices: Sequence[Notice], results: Sequence[Acc
     for r in results:
         metrics.ALERTS.labels(source=source, outcome="duplicate" if r.duplicate else r.outcome).inc()
     metrics.RECEIVE_SECONDS.labels(source=source).observe(time.perf_counter() - started)
+
+
+def log_receipts(receiver: str, results: Sequence[Accepted]) -> None:
+    """One line per journaled alert: the first line of its story, with its id and dedup key (and the request id,
+    bound for the whole request), which the pipeline's and the delivery worker's lines of the alert repeat."""
+    for r in results:
+        log.info("%s alert %d %s: %s %s (dedup key %s)", receiver, r.alert_id,
+                 "repeated" if r.duplicate else "journaled", r.action, r.severity or "-", r.dedup_key,
+                 extra={"alert_id": r.alert_id, "dedup_key": r.dedup_key, "source": receiver,
+                        "action": r.action, "outcome": "duplicate" if r.duplicate else r.outcome})
 
 
 def read_body(limit: int) -> bytes:

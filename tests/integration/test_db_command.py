@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from bridge.store.migrations import head
 from tests.support.postgres import fresh_database
 from tests.support.prejournal import load_prejournal
 from tests.support.server import bridge_env, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
+HEAD = head()
 SERVE = ["serve", "--host", "127.0.0.1", "--port", "{port}"]
 
 
@@ -70,14 +72,14 @@ def test_db_current_and_upgrade_on_a_database_from_before_migrations(tmp_path: P
                                                                      env: dict[str, str]) -> None:
     current = bridge(["db", "current"], env, tmp_path)
     assert (current.returncode, current.stdout) == (1, "0001 (recognised from its tables: made before migrations) "
-                                                       "(behind: head is 0003; run `incident-bridge db upgrade`)\n")
+                                                       f"(behind: head is {HEAD}; run `incident-bridge db upgrade`)\n")
     upgraded = bridge(["db", "upgrade"], env, tmp_path)
     assert (upgraded.returncode, upgraded.stdout, upgraded.stderr) == (
-        0, f"{old_db}: 0001 (recognised from its tables: made before migrations) -> 0003\n", "")
+        0, f"{old_db}: 0001 (recognised from its tables: made before migrations) -> {HEAD}\n", "")
     again = bridge(["db", "upgrade"], env, tmp_path)
-    assert (again.returncode, again.stdout) == (0, f"{old_db}: already at 0003 (head)\n")
+    assert (again.returncode, again.stdout) == (0, f"{old_db}: already at {HEAD} (head)\n")
     current = bridge(["db", "current"], env, tmp_path)
-    assert (current.returncode, current.stdout) == (0, "0003 (head)\n")
+    assert (current.returncode, current.stdout) == (0, f"{HEAD} (head)\n")
     listed = bridge(["incidents", "--json"], env, tmp_path)  # today's commands read the upgraded data
     assert listed.returncode == 0 and "datadog:cycle:0a6e2b9d4c1f48a3b7e5d2c9f8a1b6e4" in listed.stdout
 
@@ -88,8 +90,8 @@ def test_db_current_creates_nothing_and_db_upgrade_creates_at_head(tmp_path: Pat
     assert current.returncode == 1 and current.stdout.startswith(f"none (no database at {tmp_path / 'new.db'};")
     assert not (tmp_path / "new.db").exists()
     created = bridge(["db", "upgrade"], env, tmp_path)
-    assert (created.returncode, created.stdout) == (0, f"{tmp_path / 'new.db'}: none -> 0003 (created)\n")
-    assert revision_of(tmp_path / "new.db") == "0003"
+    assert (created.returncode, created.stdout) == (0, f"{tmp_path / 'new.db'}: none -> {HEAD} (created)\n")
+    assert revision_of(tmp_path / "new.db") == f"{HEAD}"
 
 
 @pytest.mark.parametrize("command", [SERVE, ["worker"]], ids=["serve", "worker"])
@@ -107,9 +109,10 @@ def test_a_schema_ahead_is_refused(tmp_path: Path, old_db: Path, env: dict[str, 
     with sqlite3.connect(old_db) as conn:  # as a newer bridge's upgrade leaves it
         conn.execute("UPDATE alembic_version SET version_num = '0042'")
     line = one_line_error(bridge(command, env, tmp_path))
-    assert "has schema revision 0042, newer than this incident-bridge knows (its newest is 0003)" in line
+    assert f"has schema revision 0042, newer than this incident-bridge knows (its newest is {HEAD})" in line
     current = bridge(["db", "current"], env, tmp_path)
-    assert current.returncode == 2 and current.stdout.startswith("0042 (ahead: this incident-bridge knows up to 0003")
+    assert current.returncode == 2
+    assert current.stdout.startswith(f"0042 (ahead: this incident-bridge knows up to {HEAD}")
 
 
 def test_the_embedded_default_upgrades_itself_at_start(tmp_path: Path, old_db: Path) -> None:
@@ -119,11 +122,11 @@ def test_the_embedded_default_upgrades_itself_at_start(tmp_path: Path, old_db: P
     worker = subprocess.Popen([sys.executable, "-m", "bridge", "worker"], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: revision_of(tmp_path / "incident-bridge.db") == "0003", timeout=30)
+        wait_for(lambda: revision_of(tmp_path / "incident-bridge.db") == f"{HEAD}", timeout=30)
     finally:
         worker.send_signal(signal.SIGTERM)
         _out, err = worker.communicate(timeout=30)
-    assert "database upgraded: schema revision 0001 -> 0003" in err
+    assert f"database upgraded: schema revision 0001 -> {HEAD}" in err
     assert "Traceback" not in err
 
 
@@ -140,6 +143,6 @@ def test_db_upgrade_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     one_line_error(bridge(["worker"], env, tmp_path))
     upgraded = bridge(["db", "upgrade"], env, tmp_path)
     assert upgraded.returncode == 0 and upgraded.stdout.endswith(
-        ": 0001 (recognised from its tables: made before migrations) -> 0003\n"), upgraded.stdout + upgraded.stderr
+        f": 0001 (recognised from its tables: made before migrations) -> {HEAD}\n"), upgraded.stdout + upgraded.stderr
     current = bridge(["db", "current"], env, tmp_path)
-    assert (current.returncode, current.stdout) == (0, "0003 (head)\n")
+    assert (current.returncode, current.stdout) == (0, f"{HEAD} (head)\n")

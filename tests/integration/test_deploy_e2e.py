@@ -8,7 +8,8 @@ each file's command is run as that tool would run it, as far as a test can:
 - systemd: `systemd-analyze verify` on the unit; and its ExecStart, with its Environment= and WorkingDirectory=,
   in a mount namespace where everything is read-only but the state directory and a private /tmp (what
   ProtectSystem=strict, StateDirectory= and PrivateTmp= give it; as root, with unshare);
-- Kubernetes: `kubectl kustomize deploy/kubernetes` puts every rule file in the pod at its path.
+- Kubernetes: `kubectl kustomize` of each shape (deploy/kubernetes/single-node, deploy/kubernetes/ha) puts every
+  rule file in every pod at its path.
 
 Each tool's test skips, with its reason, where the tool is missing (and fails under CI=true);
 tests/unit/test_deploy.py reads the same files without any tool.
@@ -30,7 +31,7 @@ import httpx2
 import pytest
 
 from tests.support.deploy import (
-    DEPLOY,
+    SHAPES,
     UNIT,
     dockerfile,
     exec_form,
@@ -204,20 +205,41 @@ def test_the_unit_serves_with_everything_read_only_but_its_state_directory(tmp_p
 # -- Kubernetes ---------------------------------------------------------------------------------------------------
 
 
-def test_kustomize_puts_every_rule_file_in_the_pod_at_its_path() -> None:
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda p: p.name)
+def test_kustomize_puts_every_rule_file_in_the_pod_at_its_path(shape: Path) -> None:
     if shutil.which("kubectl") is None:
         missing_tool("kubectl is not installed (it includes kustomize; Debian: apt-get install kubernetes-client)")
-    done = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "kubernetes")], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(["kubectl", "kustomize", str(shape)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     docs = manifests(done.stdout)
     data = {cm["metadata"]["name"]: cm["data"] for cm in of_kind(docs, "ConfigMap")}
-    [deployment] = of_kind(docs, "Deployment")
-    spec = deployment["spec"]["template"]["spec"]
-    [container] = spec["containers"]
-    rules_path = {e["name"]: e.get("value") for e in container["env"]}["BRIDGE_RULES"]
-    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == rules_path]
-    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
-    # The generated names carry a hash of the content (a change rolls out a new pod); the volume names them.
-    assert all(name.rsplit("-", 1)[0].startswith("incident-bridge-rule") for name in data)
-    assert projected(volume, data) == {path: file.read_text() for path, file in rule_files().items()}
+    deployments = of_kind(docs, "Deployment")
+    assert deployments
+    for deployment in deployments:  # single node: the bridge; HA: web and worker
+        spec = deployment["spec"]["template"]["spec"]
+        [container] = spec["containers"]
+        rules_path = {e["name"]: e.get("value") for e in container["env"]}["BRIDGE_RULES"]
+        [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == rules_path]
+        [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        # The generated names carry a hash of the content (a change rolls out a new pod); the volume names them.
+        assert all(name.rsplit("-", 1)[0].startswith("incident-bridge-rule") for name in data)
+        assert projected(volume, data) == {path: file.read_text() for path, file in rule_files().items()}
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda p: p.name)
+def test_what_kustomize_renders_is_valid_against_the_kubernetes_schemas(shape: Path) -> None:
+    # What `kubectl apply -k` would send, generated ConfigMaps included, checked offline against the bundled
+    # schemas (strict: unknown fields fail).
+    if shutil.which("kubectl") is None:
+        missing_tool("kubectl is not installed (it includes kustomize; Debian: apt-get install kubernetes-client)")
+    try:
+        import kubernetes_validate
+    except ImportError:
+        missing_tool("kubernetes-validate is not installed (pip install kubernetes-validate: the `test` extra)")
+    done = subprocess.run(["kubectl", "kustomize", str(shape)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    docs = manifests(done.stdout)
+    kinds = sorted({d["kind"] for d in docs})
+    assert "Deployment" in kinds and "ConfigMap" in kinds and "Service" in kinds, kinds
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)

@@ -20,8 +20,13 @@ from tests.support.server import REPO
 DEPLOY = REPO / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 UNIT = DEPLOY / "systemd" / "incident-bridge.service"
-MANIFEST = DEPLOY / "kubernetes" / "incident-bridge.yaml"
-KUSTOMIZATION = DEPLOY / "kubernetes" / "kustomization.yaml"
+# The two Kubernetes shapes (issue 14): one pod on SQLite, and web + worker on PostgreSQL.
+SINGLE_NODE = DEPLOY / "kubernetes" / "single-node"
+HA = DEPLOY / "kubernetes" / "ha"
+SHAPES = (SINGLE_NODE, HA)
+MANIFEST = SINGLE_NODE / "incident-bridge.yaml"
+KUSTOMIZATION = SINGLE_NODE / "kustomization.yaml"
+HA_MANIFEST = HA / "incident-bridge.yaml"
 RULES = REPO / "rules"
 RULES_KUSTOMIZATION = RULES / "Kustomization"
 # Where the deploy steps are documented: the README's and deploy/'s own.

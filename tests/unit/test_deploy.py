@@ -120,8 +120,8 @@ def test_the_pod_runs_as_the_image_user_and_its_volume_is_writable_for_it() -> N
 
 def test_kubectl_apply_k_takes_the_manifest_and_the_rules() -> None:
     spec = yaml.safe_load(KUSTOMIZATION.read_text())
-    assert spec["resources"] == ["incident-bridge.yaml", "../../rules"]
-    assert (KUSTOMIZATION.parent / "../../rules").resolve() == RULES
+    assert spec["resources"] == ["incident-bridge.yaml", "../../../rules"]
+    assert (KUSTOMIZATION.parent / "../../../rules").resolve() == RULES
     # The ConfigMaps come from the generator alone: a ConfigMap in the manifest would clash with it.
     assert of_kind(manifests(MANIFEST.read_text()), "ConfigMap") == []
 
