@@ -21,6 +21,7 @@ submodule is also an attribute of this package, and would shadow the table re-ex
 
 from __future__ import annotations
 
+from bridge.store.activity import ActivityStore
 from bridge.store.audit_records import AuditStore
 from bridge.store.engine import NoDatabase, redact_url
 from bridge.store.incident_records import RESOLUTION_NOTE_DELAY, IncidentStore
@@ -62,7 +63,8 @@ __all__ = [
 ]
 
 
-class Store(JournalStore, IncidentStore, OutboxStore, SilenceStore, AuditStore, RulesetStore, ViewStore):
+class Store(JournalStore, IncidentStore, OutboxStore, SilenceStore, AuditStore, RulesetStore, ViewStore,
+            ActivityStore):
     """All database access of the bridge. One instance per process; thread-safe through the engine's pool.
 
     Each part is a mixin of its own module, on `StoreBase` (engine, `open`, transactions); a part derives from the
