@@ -212,7 +212,7 @@ def test_retry_a_dead_lettered_job(bridge: BridgeProcess, browser: Any) -> None:
     assert "events per minute" in browser.find_element(By.ID, "queue-depth").text
     row.find_element(By.CSS_SELECTOR, f"button[aria-label='Retry job {dead['id']}']").click()
     wait_for(lambda: "sent again" in flash_text(browser))
-    wait_for(lambda: bridge.get(f"/api/v1/jobs?limit=1000").json()["jobs"] and next(
+    wait_for(lambda: bridge.get("/api/v1/jobs?limit=1000").json()["jobs"] and next(
         j for j in bridge.get("/api/v1/jobs?limit=1000").json()["jobs"] if j["id"] == dead["id"])["state"]
         == "delivered", timeout=60)
     [audit] = bridge.get("/api/v1/audit?action=job.retry").json()["audit"]
