@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = REPO / "webhooks" / "datadog" / "examples"
 # Every page the console has, with what it must show.
-PAGES = [("/ui/overview", "Alerts and pages per hour"), ("/ui/alerts", "Newest first"),
+PAGES = [("/ui/overview", "Alerts and pages per hour"), ("/ui/alerts", "newest first"),
          ("/ui/alerts/1", "Decision"), ("/ui/incidents", "Roles requested"), ("/ui/incidents/1", "Timeline"),
          ("/ui/delivery", "Dead-lettered"), ("/ui/silences", "New silence"), ("/ui/rules", "Playground")]
 
@@ -120,7 +120,7 @@ def test_sign_in_shows_nothing_else_before_and_every_page_after(bridge: BridgePr
     # The webhook token is refused, with a message beside the form.
     browser.find_element(By.NAME, "token").send_keys(TOKEN)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    assert "webhook token is not accepted" in browser.find_element(By.ID, "sign-in-error").text
+    assert "webhook token is not accepted" in wait_for(lambda: browser.find_elements(By.ID, "sign-in-error"))[0].text
     expected_only(browser, 401)
     sign_in(browser, bridge, "/ui/?next=/ui/alerts")
     assert browser.current_url.endswith("/ui/alerts")
@@ -134,17 +134,19 @@ def test_sign_in_shows_nothing_else_before_and_every_page_after(bridge: BridgePr
         shot(browser, path.strip("/").replace("/", "-"))
     # Signing out ends it.
     browser.find_element(By.CSS_SELECTOR, ".signout button").click()
+    wait_for(lambda: "Signed out." in flash_text(browser))
     browser.get(bridge.url + "/ui/alerts")
     assert "/ui/?next=" in browser.current_url
 
 
 def test_filter_alerts_and_open_one(bridge: BridgeProcess, browser: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     sign_in(browser, bridge, "/ui/?next=/ui/alerts")
     rows = browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr")
     assert len(rows) == 5
-    browser.find_element(By.ID, "filter-action").send_keys("page")
+    Select(browser.find_element(By.ID, "filter-action")).select_by_value("page")
     browser.find_element(By.CSS_SELECTOR, ".filters button[type=submit]").click()
     wait_for(lambda: "action=page" in browser.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr")
@@ -249,6 +251,6 @@ def test_docs_screenshots(bridge: BridgeProcess) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     with chromium(width=1280, height=820) as driver:
         sign_in(driver, bridge, "/ui/?next=/ui/overview")
-        for path, name in (("/ui/overview", "overview"), ("/ui/alerts/1", "alert"), ("/ui/delivery", "delivery")):
+        for path, name in (("/ui/overview", "overview"), ("/ui/alerts", "alerts"), ("/ui/incidents/1", "incident")):
             driver.get(bridge.url + path)
             driver.save_screenshot(str(docs / f"{name}.png"))

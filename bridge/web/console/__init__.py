@@ -173,14 +173,21 @@ ALERT_FILTERS = ("source", "service", "severity", "action", "outcome")
 
 
 @console.get("/ui/alerts")
-def alerts() -> str:
-    """The newest alerts first, filtered and paged."""
-    from bridge.web.console.listing import alert_page
+def alerts() -> tuple[str, int] | str:
+    """The newest alerts first, filtered (the API's filters, `bridge.store.views.alert_query`) and paged."""
+    from bridge.store.views import ACTIONS, OUTCOMES, SEVERITIES, Page, alert_page, alert_query, page_limit
 
     filters = {name: request.args.get(name, "").strip() for name in ALERT_FILTERS}
-    page = alert_page(web_context().store, {k: v for k, v in filters.items() if v},
-                      cursor=request.args.get("before", ""), limit=PAGE_SIZE)
-    return render_template("console/alerts.html", page=page, filters=filters)
+    choices = {"severity": SEVERITIES, "action": ACTIONS, "outcome": OUTCOMES}
+    try:
+        query = alert_query({k: [v] for k, v in filters.items() if v})
+        limit = page_limit(request.args.to_dict(flat=False), default=PAGE_SIZE)
+        page = alert_page(web_context().store, query, request.args.get("cursor") or None, limit)
+    except RequestError as exc:
+        return render_template("console/alerts.html", page=Page([], 0, None), filters=filters, choices=choices,
+                               error=exc.message), 400
+    return render_template("console/alerts.html", page=page, filters=filters, choices=choices,
+                           limit=limit if limit != PAGE_SIZE else None)
 
 
 @console.get("/ui/alerts/<int:alert_id>")
@@ -203,13 +210,13 @@ def alert_detail(alert_id: int) -> str:
 @console.get("/ui/incidents")
 def incidents() -> str:
     """Open incidents, then recent ones, with severity, priority, roles requested and who accepted."""
-    from bridge.web.console.listing import incident_page
+    from bridge.store.views import incident_page, incident_query
 
     status = request.args.get("status", "").strip()
     web = web_context()
-    page = incident_page(web.store, status=status, cursor=request.args.get("before", ""), limit=PAGE_SIZE)
-    priorities = web.holder.current.settings.priority_names
-    rows = [{**i, "priority": priorities.get(i["severity"] or ""), "roles": _roles(i, web.store)}
+    query = incident_query({"status": [status]} if status else {})
+    page = incident_page(web.store, query, request.args.get("cursor") or None, PAGE_SIZE)
+    rows = [{**i, "priority": _priority(i["severity"]), "roles": _roles(i, web.store)}
             for i in page.items]
     return render_template("console/incidents.html", page=page, rows=rows, status=status)
 
@@ -236,8 +243,25 @@ def incident_detail(incident_id: int) -> str:
     return render_template("console/incident.html", incident=found, timeline=timeline, alerts=its_alerts,
                            related=(found.get("details") or {}).get("related") or [],
                            roles=_roles(found, web.store), postmortem=render_markdown(markdown),
-                           priority=web.holder.current.settings.priority_names.get(found["severity"] or ""),
+                           priority=_priority(found["severity"]),
                            links=links)
+
+
+def _priority(severity: str | None) -> str | None:
+    """The PagerDuty priority the bridge sets for an incident of `severity` (declared incidents only, as
+    `bridge.followups.setup` does), by name; None when it sets none."""
+    from bridge.delivery.pagerduty_rest import priority_name
+    from bridge.followups.roles import declared
+    from bridge.model import Severity
+
+    if not severity:
+        return None
+    ruleset = web_context().holder.current
+    try:
+        level = Severity.parse(severity)
+    except ValueError:
+        return None
+    return priority_name(level.name, ruleset.settings.priority_names) if declared(ruleset, level) else None
 
 
 def _roles(incident: dict[str, Any], store: Any) -> list[dict[str, str]]:

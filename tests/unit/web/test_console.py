@@ -219,13 +219,15 @@ def test_alerts_filter_and_page(app: Flask) -> None:
     paged = text(client, "/ui/alerts?action=page")
     assert "/ui/alerts/1" in paged and "/ui/alerts/2" not in paged
     assert "No alerts match" in text(client, "/ui/alerts?source=azure")
-    assert "Older alerts" not in both
-    store = app.config["BRIDGE_STORE"]
-    from bridge.web.console.listing import alert_page
-    first = alert_page(store, {}, limit=1)
-    assert [a["id"] for a in first.items] == [2] and first.next_cursor == "2"
-    assert [a["id"] for a in alert_page(store, {}, cursor=first.next_cursor, limit=1).items] == [1]
-    assert "must be a whole number" in text(client, "/ui/alerts?before=abc", status=400)
+    assert "Older alerts" not in both and "2 alerts, newest first" in both
+    first = text(client, "/ui/alerts?limit=1&source=datadog")
+    older = re.search(r'<a rel="next" href="([^"]+)">Older alerts', first)
+    assert older and "/ui/alerts/2" in first and "/ui/alerts/1" not in first
+    second = text(client, older.group(1).replace("&amp;", "&"))
+    assert "/ui/alerts/1" in second and "/ui/alerts/2" not in second and "Older alerts" not in second
+    bad = text(client, "/ui/alerts?severity=P9&source=datadog", status=400)
+    assert "severity &#39;P9&#39; is not one of" in bad and 'value="datadog"' in bad  # the filters stay
+    assert "cursor is not one this API gave" in text(client, "/ui/alerts?cursor=abc", status=400)
 
 
 def test_alert_detail_shows_the_decision_the_alert_the_raw_payload_and_its_incident(app: Flask) -> None:
@@ -246,8 +248,9 @@ def test_incidents_and_an_incident(app: Flask) -> None:
     assert "/ui/incidents/1" in text(client, "/ui/incidents?status=open")
     assert "/ui/incidents/1" not in text(client, "/ui/incidents?status=resolved")
     page = text(client, "/ui/incidents/1")
+    assert "<dt>Priority</dt><dd>P1</dd>" in page  # P0 is declared: PagerDuty's default name P1
     assert "Timeline" in page and "Post-mortem draft" in page and "<h1>" in page.split("Post-mortem draft")[1]
-    assert "status must be open or resolved" in text(client, "/ui/incidents?status=bogus", status=400)
+    assert "status &#39;bogus&#39; is not one of" in text(client, "/ui/incidents?status=bogus", status=400)
 
 
 def test_silence_preview_create_bad_input_and_expire(app: Flask) -> None:
