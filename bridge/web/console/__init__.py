@@ -68,8 +68,14 @@ def init_console(app: Flask, settings: Settings) -> None:
 
 
 def signed_in() -> bool:
-    """Whether this request carries a live console session."""
-    return bool(session.get("signed_in_at"))
+    """Whether this request carries a live console session: signed in less than BRIDGE_CONSOLE_SESSION ago. The
+    cookie expires then too, and its signature carries its age (Flask refuses an older one); this check holds
+    on the server whatever a client does with the cookie's expiry."""
+    at = session.get("signed_in_at")
+    if not isinstance(at, int | float):
+        return False
+    web = web_context()
+    return 0 <= web.now().timestamp() - at <= web.settings.console_session_seconds
 
 
 def actor() -> str:
@@ -93,6 +99,26 @@ def guard() -> BaseResponse | tuple[str, int] | None:
             return redirect(url_for("console.sign_in_page", next=request.full_path.rstrip("?")))
         return _error_page(401, "You are not signed in (or your session expired): sign in and try again.")
     return None
+
+
+@console.after_request
+def page_headers(response: BaseResponse) -> BaseResponse:
+    """No script, frame or foreign resource on a console page; signed-in pages are never cached."""
+    response.headers.setdefault(
+        "Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@console.get("/ui/<path:unknown>")
+def not_a_page(unknown: str) -> tuple[str, int]:
+    """Any other path under /ui/: a page saying so (the app's JSON 404 is for the API)."""
+    return _error_page(404, f"There is no console page at /ui/{unknown[:100]}.")
 
 
 @console.context_processor

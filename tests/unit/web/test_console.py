@@ -146,6 +146,30 @@ def test_replicas_accept_each_others_cookies_and_a_rotated_token_signs_everyone_
     assert session_key(ADMIN) != session_key("a-new-admin-token")
 
 
+def test_a_session_ends_after_its_lifetime(tmp_path: Path) -> None:
+    clock = [datetime(2026, 12, 6, 9, 0, tzinfo=UTC)]
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'b.db'}", admin_token=Secret(ADMIN),
+                        rules_path=str(REPO / "rules"), console_session_seconds=3600.0)
+    client = create_app(settings, clock=lambda: clock[0]).test_client()
+    assert sign_in(client).status_code == 302
+    clock[0] = datetime(2026, 12, 6, 9, 59, tzinfo=UTC)
+    assert client.get("/ui/alerts", environ_base=LOOPBACK).status_code == 200
+    clock[0] = datetime(2026, 12, 6, 10, 1, tzinfo=UTC)
+    assert client.get("/ui/alerts", environ_base=LOOPBACK).status_code == 302
+
+
+def test_pages_forbid_scripts_frames_and_caching(app: Flask) -> None:
+    client = signed_in_client(app)
+    r = client.get("/ui/alerts", environ_base=LOOPBACK)
+    assert "default-src 'none'" in r.headers["Content-Security-Policy"] and "script-src" not in r.headers[
+        "Content-Security-Policy"]
+    assert r.headers["X-Frame-Options"] == "DENY" and r.headers["Cache-Control"] == "no-store"
+    unknown = client.get("/ui/no-such-page", environ_base=LOOPBACK)
+    assert unknown.status_code == 404 and "no console page" in unknown.get_data(as_text=True)
+    css = client.get("/ui/static/console/console.css", environ_base=LOOPBACK)
+    assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
+
+
 def test_sign_out_ends_the_session_and_is_audited(app: Flask) -> None:
     client = app.test_client()
     sign_in(client)
@@ -382,6 +406,9 @@ def test_stylesheet_contrast(foreground: str, background: str, what: str, least:
 @pytest.mark.parametrize("severity", list(COLOURS))
 def test_chart_colours_stand_out(severity: str) -> None:
     assert contrast_ratio(COLOURS[severity], "#ffffff") >= 3.0  # WCAG 1.4.11, graphical objects
+    css = (REPO / "bridge/web/console/static/console/console.css").read_text()
+    assert f".bar-{severity}, .swatch-{severity} {{ fill: {COLOURS[severity]}; background: {COLOURS[severity]}; }}" \
+        in css
 
 
 @pytest.mark.parametrize("markdown, present, absent", [
