@@ -48,6 +48,7 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
             yield proc
         finally:
             proc.kill()
+        pd.assert_no_invalid_requests()
 
 
 @pytest.fixture
