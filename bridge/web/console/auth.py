@@ -28,8 +28,9 @@ def session_key(admin_token: str) -> bytes:
 
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, with the Secure flag set when the request came over https (directly or as
-    the proxy's X-Forwarded-Proto says, once ProxyFix trusts it) or when the operator asks for it always."""
+    """Flask's signed-cookie session, with the Secure flag set when the request itself came over https, and always
+    when SESSION_COOKIE_SECURE is on (BRIDGE_PUBLIC_URL is https, or BRIDGE_CONSOLE_SECURE_COOKIE=1): behind a
+    TLS-terminating proxy the bridge sees plain http, and no forwarded header is trusted."""
 
     def get_cookie_secure(self, app: Flask) -> bool:  # noqa: D102 - Flask's hook
         return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
