@@ -90,6 +90,11 @@ class Settings:
     reconcile_interval_seconds: float = 600.0
     log_level: str = "INFO"  # BRIDGE_LOG_LEVEL as given; `bridge.preflight.log_level` checks and reads it
     log_format: str = "text"  # BRIDGE_LOG_FORMAT: text or json (`bridge.logformat.log_format` checks it)
+    # How long a console sign-in lasts (the cookie's expiry and the server's check of it).
+    console_session_seconds: float = 12 * 3600.0
+    # Mark the console's cookie Secure always (a TLS-terminating proxy that does not say X-Forwarded-Proto); it is
+    # Secure anyway on https requests and when BRIDGE_PUBLIC_URL is https.
+    console_secure_cookie: bool = False
 
     def tls_verify(self) -> Any:
         """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle (a PEM file,
@@ -241,6 +246,8 @@ class Settings:
             reconcile_interval_seconds=duration("BRIDGE_RECONCILE_INTERVAL", 600.0),
             log_level=get("BRIDGE_LOG_LEVEL", "INFO") or "INFO",
             log_format=log_format(environ),
+            console_session_seconds=duration("BRIDGE_CONSOLE_SESSION", 12 * 3600.0),
+            console_secure_cookie=flag("BRIDGE_CONSOLE_SECURE_COOKIE"),
         )
 
     def secrets(self) -> list[str]:

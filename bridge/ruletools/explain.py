@@ -27,9 +27,12 @@ def parse_raw(receiver: Receiver, source: str, body: bytes, settings: Settings, 
 
 
 def explain_payload(source: str, body: bytes, rules_path: Path, settings: Settings, *,
-                    now: datetime) -> list[dict[str, Any]]:
-    """Parse `body` as `source` sends it (no authentication) and explain the decision for each alert."""
-    ruleset = load_ruleset(rules_path).ruleset
+                    now: datetime, ruleset: Ruleset | None = None) -> list[dict[str, Any]]:
+    """Parse `body` as `source` sends it (no authentication) and explain the decision for each alert.
+
+    `ruleset`: the rules to explain with (the console passes the running ones); by default those at `rules_path`."""
+    if ruleset is None:
+        ruleset = load_ruleset(rules_path).ruleset
     parsed = parse_raw(receiver_for(source, settings, rules_path), source, body, settings, now)
     out: list[dict[str, Any]] = []
     for alert in parsed.alerts:

@@ -31,6 +31,7 @@ tests/unit/store/test_migrations.py fails until the revisions reach `schema.meta
 
 from __future__ import annotations
 
+from bridge.store.activity import ActivityStore
 from bridge.store.audit_records import AuditStore
 from bridge.store.engine import NoDatabase, redact_url
 from bridge.store.incident_records import RESOLUTION_NOTE_DELAY, IncidentStore
@@ -72,7 +73,8 @@ __all__ = [
 ]
 
 
-class Store(JournalStore, IncidentStore, OutboxStore, SilenceStore, AuditStore, RulesetStore, ViewStore):
+class Store(JournalStore, IncidentStore, OutboxStore, SilenceStore, AuditStore, RulesetStore, ViewStore,
+            ActivityStore):
     """All database access of the bridge. One instance per process; thread-safe through the engine's pool.
 
     Each part is a mixin of its own module, on `StoreBase` (engine, `open`, transactions); a part derives from the

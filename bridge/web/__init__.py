@@ -2,7 +2,8 @@
 
 - `webhooks`: the request path of every alert (authenticate, parse, evaluate, journal, 202);
 - `api`: the JSON API under /api/v1/, admin credential only;
-- `ops`: /healthz, /readyz, /metrics, /-/reload.
+- `ops`: /healthz, /readyz, /metrics, /-/reload;
+- `console`: the web console under /ui/ (signed in with the admin token; `bridge.web.console`).
 
 The guard runs before every request (`before_request`): no other site's browser page, and the admin credential
 for the API and reloads. Every error is a JSON answer: a RequestError with its status (a write that could not take
@@ -32,6 +33,7 @@ from bridge.store import Store
 from bridge.store.engine import BACKGROUND_LOCK_TIMEOUT
 from bridge.web.access import ADMIN_REALM, WEBHOOK_REALM, admin_credential, check_browser, check_host, is_loopback
 from bridge.web.api import api
+from bridge.web.console import init_console
 from bridge.web.context import EXTENSION, ReceiverRegistry, WebContext
 from bridge.web.ops import ops
 from bridge.web.requestid import REQUEST_ID_HEADER, request_id_for
@@ -76,6 +78,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
     app.register_blueprint(webhooks)
     app.register_blueprint(api)
     app.register_blueprint(ops)
+    init_console(app, settings)
 
     @app.before_request
     def identify() -> None:

@@ -11,6 +11,7 @@ from bridge.errors import NotFound, RequestError
 from bridge.followups.reconcile import pass_status
 from bridge.pipeline.silences.admin import create_silence, expire_silence, list_silences
 from bridge.receivers.jsonbody import load_json
+from bridge.store.views import alert_page, alert_query, incident_page, incident_query, page_limit
 from bridge.web.access import check_content_type
 from bridge.web.context import web_context
 
@@ -19,8 +20,13 @@ api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 @api.get("/alerts")
 def alerts() -> Response:
-    """Stored alerts, newest first, each with its decision and outcome."""
-    return jsonify({"alerts": web_context().store.list_alerts(limit=_limit())})
+    """Stored alerts, newest first, each with its decision and outcome: one page (`limit`, `cursor`) of those
+    matching the filters (source, service, severity, action, outcome, state, incident_id, since, until), with the
+    total of matches and the next page's cursor."""
+    params = request.args.to_dict(flat=False)
+    page = alert_page(web_context().store, alert_query(params), request.args.get("cursor") or None,
+                      page_limit(params))
+    return jsonify(page.to_json("alerts"))
 
 
 @api.get("/alerts/<int:alert_id>")
@@ -55,9 +61,13 @@ def pipeline() -> Response:
 
 @api.get("/incidents")
 def incidents() -> Response:
-    """Incidents, newest first (`?status=open|resolved`)."""
-    store = web_context().store
-    return jsonify({"incidents": store.list_incidents(status=request.args.get("status"), limit=_limit())})
+    """Incidents, newest first: one page (`limit`, `cursor`) of those matching the filters (status, source,
+    service, severity, action and outcome of their alerts, since/until on the opening time), with the total of
+    matches and the next page's cursor."""
+    params = request.args.to_dict(flat=False)
+    page = incident_page(web_context().store, incident_query(params), request.args.get("cursor") or None,
+                         page_limit(params))
+    return jsonify(page.to_json("incidents"))
 
 
 @api.get("/incidents/<path:key>")
@@ -180,7 +190,4 @@ def incident_or_404(key: str) -> dict[str, Any]:
 
 
 def _limit() -> int:
-    try:
-        return max(1, min(1000, int(request.args.get("limit", "100"))))
-    except ValueError:
-        raise RequestError("limit must be a whole number", code="bad_parameter") from None
+    return page_limit(request.args.to_dict(flat=False))
