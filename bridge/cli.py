@@ -148,7 +148,8 @@ def rules_lint(path: Path | None) -> None:
     for warning in result.warnings:
         click.echo(f"warning: {warning}")
     rs = result.ruleset
-    click.echo(f"ok: {len(rs.rules)} rules, {len(rs.dimensions)} dimensions, {len(rs.roles)} roles in "
+    beats = f"{len(rs.heartbeats)} heartbeat(s), " if rs.heartbeats else ""
+    click.echo(f"ok: {len(rs.rules)} rules, {beats}{len(rs.dimensions)} dimensions, {len(rs.roles)} roles in "
                f"{target} (hash {rs.hash})" + (f", {len(result.warnings)} warning(s)" if result.warnings else ""))
 
 

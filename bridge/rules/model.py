@@ -311,6 +311,42 @@ class RulesetSettings:
         )
 
 
+# The shortest heartbeat interval `rules lint` accepts. No sender repeats faster than this in practice (Datadog
+# evaluates monitors every minute at best; Alertmanager re-sends the Watchdog every `repeat_interval`), and the
+# worker looks every BRIDGE_HEARTBEAT_CHECK_INTERVAL (15 s by default): a shorter one would page about jitter.
+MIN_HEARTBEAT_SECONDS = 10
+# The PagerDuty dedup key (and group key) of a heartbeat's incident: stable, so a restart or a second replica that
+# sees the same silence adds to the same incident instead of opening another.
+HEARTBEAT_KEY_PREFIX = "incident-bridge:heartbeat:"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """An expected heartbeat: at least one alert matching `matchers` every `every_seconds`, or an incident."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+    every_seconds: int
+    severity: Severity = Severity.P1
+    service: str | None = None
+    description: str = ""
+    file: str = ""
+    line: int = 0
+
+    def matches(self, alert: Alert) -> bool:
+        """Whether the alert counts as a beat (any state: a resolve proves the source alive too)."""
+        return all(m.matches(alert) for m in self.matchers)
+
+    @property
+    def dedup_key(self) -> str:
+        """The group and PagerDuty dedup key of this heartbeat's incident."""
+        return HEARTBEAT_KEY_PREFIX + self.name
+
+    def describe_match(self) -> str:
+        """Human text of the conditions, e.g. `source == 'alertmanager' and alertname == 'Watchdog'`."""
+        return " and ".join(m.describe() for m in self.matchers)
+
+
 @dataclass(frozen=True)
 class Ruleset:
     """Everything in a rules directory, validated and compiled."""
@@ -325,6 +361,7 @@ class Ruleset:
     hash: str = ""
     files: tuple[str, ...] = ()
     index: RuleIndex | None = None
+    heartbeats: tuple[Heartbeat, ...] = ()
 
     def candidates(self, alert: Alert) -> list[Rule]:
         """Rules that may match `alert`, in evaluation order (all rules when there is no index)."""
