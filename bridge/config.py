@@ -88,6 +88,8 @@ class Settings:
     # often must not look every recent incident up again each time).
     reconcile_interval_seconds: float = 600.0
     log_level: str = "INFO"  # BRIDGE_LOG_LEVEL as given; `bridge.preflight.log_level` checks and reads it
+    # How often the worker looks for missed heartbeats (`heartbeats:` in the rules): how late a silence pages.
+    heartbeat_check_seconds: float = 15.0
 
     def tls_verify(self) -> Any:
         """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle (a PEM file,
@@ -238,6 +240,7 @@ class Settings:
             db_lock_timeout_seconds=positive("BRIDGE_DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
             reconcile_interval_seconds=duration("BRIDGE_RECONCILE_INTERVAL", 600.0),
             log_level=get("BRIDGE_LOG_LEVEL", "INFO") or "INFO",
+            heartbeat_check_seconds=positive("BRIDGE_HEARTBEAT_CHECK_INTERVAL", 15.0),
         )
 
     def secrets(self) -> list[str]:

@@ -25,8 +25,8 @@ from bridge.postmortem import template_path
 from bridge.receivers import SOURCES
 from bridge.rules.model import (
     MATCHER_OPS,
-    CategorySpec,
     MIN_HEARTBEAT_SECONDS,
+    CategorySpec,
     CostPolicy,
     Dimension,
     Heartbeat,
