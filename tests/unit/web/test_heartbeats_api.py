@@ -10,34 +10,12 @@ from pathlib import Path
 from bridge.config import Secret, Settings
 from bridge.pipeline.stage import PipelineStage
 from bridge.web import create_app
+from tests.support.heartbeats import heartbeats_yaml, watchdog_body
 
 ADMIN = "admin-token-for-operators"
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
-HEARTBEATS = """version: 1
-heartbeats:
-  - name: prometheus-watchdog
-    match: {source: alertmanager, alertname: Watchdog}
-    every: 5m
-    service: monitoring
-  - name: datadog-canary
-    match: {source: datadog, monitor_id: "1234567"}
-    every: 30m
-    severity: P2
-"""
-
-
-def watchdog_body() -> dict[str, object]:
-    labels = {"alertname": "Watchdog", "severity": "none"}
-    return {"version": "4", "groupKey": "{}:{alertname=\"Watchdog\"}", "truncatedAlerts": 0, "status": "firing",
-            "receiver": "incident-bridge", "groupLabels": labels, "commonLabels": labels, "commonAnnotations": {},
-            "externalURL": "https://alertmanager.example.com",
-            "alerts": [{"status": "firing", "labels": labels, "annotations": {},
-                        "startsAt": "2026-02-03T10:24:30Z", "endsAt": "0001-01-01T00:00:00Z",
-                        "generatorURL": "https://prometheus.example.com/graph", "fingerprint": "e0a1b2c3d4e5f607"}]}
-
-
 def test_heartbeats_show_their_state_and_need_the_admin_token(tmp_path: Path, rules_copy: Path) -> None:
-    (rules_copy / "heartbeats.yaml").write_text(HEARTBEATS)
+    (rules_copy / "heartbeats.yaml").write_text(heartbeats_yaml())
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'b.db'}", admin_token=Secret(ADMIN),
                         receivers={"alertmanager": {"token": ""}}, rules_path=str(rules_copy))
     app = create_app(settings)
