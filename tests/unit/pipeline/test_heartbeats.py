@@ -5,6 +5,7 @@ queues its trigger, a beat (silenced or not) resolves it, and neither a restart 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -189,7 +190,19 @@ WATCHDOG_ONLY = ruleset(RULES.split("  - name: datadog-canary")[0])
 KEY = "incident-bridge:heartbeat:watchdog"
 
 
-def test_silence_pages_once_across_restarts_and_a_silenced_beat_resolves_it(store: Store, tmp_path: Path) -> None:
+def test_silence_pages_once_across_restarts_and_a_silenced_beat_resolves_it(tmp_path: Path) -> None:
+    silence_pages_once(lambda: Store.open(f"sqlite:///{tmp_path / 'heartbeats.db'}"))
+
+
+def test_reloads_add_and_remove_heartbeats(store: Store) -> None:
+    reloads_add_and_remove(store)
+
+
+def silence_pages_once(open_store: Callable[[], Store]) -> None:
+    """The loop: a page after the first interval, none again on another look or a restart (a second `Store` on the
+    same database, as a restarted worker or another replica opens it), a resolve when a silenced beat arrives.
+    Run on SQLite here and on PostgreSQL by tests/integration/test_heartbeats_postgres.py."""
+    store = open_store()
     clock = Clock(T0)
     watch = HeartbeatWatch(store, lambda: WATCHDOG_ONLY, clock=clock)
     found = watch.check()
@@ -206,7 +219,7 @@ def test_silence_pages_once_across_restarts_and_a_silenced_beat_resolves_it(stor
     # Another look, and a restarted worker (a new store and watch on the same database), page nobody again.
     clock.now = T0 + 400
     assert watch.check() is not None
-    restarted = Store.open(f"sqlite:///{tmp_path / 'heartbeats.db'}")
+    restarted = open_store()
     again = HeartbeatWatch(restarted, lambda: WATCHDOG_ONLY, clock=clock).check()
     assert again is not None and again.alerts == () and again.statuses[0].incident_id is not None
     # Even a look that does not see the incident yet (its alert still undecided) journals only a duplicate.
@@ -240,7 +253,9 @@ def test_silence_pages_once_across_restarts_and_a_silenced_beat_resolves_it(stor
     assert found is not None and found.alerts == () and found.statuses[0].state is HeartbeatState.OK
 
 
-def test_reloads_add_and_remove_heartbeats(store: Store) -> None:
+def reloads_add_and_remove(store: Store) -> None:
+    """Reloads: a heartbeat added later starts its clock then; one removed while missed resolves its incident and
+    loses its record."""
     clock = Clock(T0)
     current = {"rules": ruleset(RULES.split("heartbeats:")[0])}
     watch = HeartbeatWatch(store, lambda: current["rules"], clock=clock)
