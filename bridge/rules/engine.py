@@ -177,7 +177,7 @@ def _decide(alert: Alert, ruleset: Ruleset, now: datetime | None, *, trace: bool
 
     # Heartbeats: any alert matching one is a beat (the pipeline stage records it). One that no rule matched is
     # only a beat, such as Alertmanager's always-firing Watchdog: consumed, never paged.
-    beats = [h.name for h in ruleset.heartbeats if h.matches(alert)]
+    beats = [h.name for h in ruleset.heartbeats_of(alert)] if ruleset.heartbeats else []
     if beats and not applied and action is not Action.RESOLVE:
         action = Action.RECORD
         reasons.append(f"heartbeat {', '.join(beats)}: counted as a beat, not paged (no rule matched)")

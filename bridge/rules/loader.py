@@ -412,7 +412,8 @@ class _Compiler:
         frozen = tuple(rules)
         return Ruleset(dimensions=dimensions, rules=frozen, categories=categories, roles=roles, paging=policy,
                        cost=cost, settings=RulesetSettings.of(settings), hash=digest, files=files,
-                       index=RuleIndex(frozen), heartbeats=heartbeats)
+                       index=RuleIndex(frozen), heartbeats=heartbeats,
+                       heartbeat_index=RuleIndex(tuple(h.as_rule(i) for i, h in enumerate(heartbeats))))
 
     # -- sections -----------------------------------------------------------------------------------------
 

@@ -342,6 +342,10 @@ class Heartbeat:
         """The group and PagerDuty dedup key of this heartbeat's incident."""
         return HEARTBEAT_KEY_PREFIX + self.name
 
+    def as_rule(self, index: int) -> Rule:
+        """The heartbeat's conditions as a rule at `index`, to file it in a `RuleIndex`."""
+        return Rule(name=self.name, matchers=self.matchers, index=index)
+
     def describe_match(self) -> str:
         """Human text of the conditions, e.g. `source == 'alertmanager' and alertname == 'Watchdog'`."""
         return " and ".join(m.describe() for m in self.matchers)
@@ -362,6 +366,14 @@ class Ruleset:
     files: tuple[str, ...] = ()
     index: RuleIndex | None = None
     heartbeats: tuple[Heartbeat, ...] = ()
+    heartbeat_index: RuleIndex | None = None
+
+    def heartbeats_of(self, alert: Alert) -> list[Heartbeat]:
+        """The heartbeats `alert` is a beat of, in file order. Through the rule index (each heartbeat filed as a
+        rule of its conditions): every alert is tried against the heartbeats, and most name a monitor or source."""
+        if self.heartbeat_index is None:
+            return [h for h in self.heartbeats if h.matches(alert)]
+        return [self.heartbeats[r.index] for r in self.heartbeat_index.candidates(alert) if r.matches(alert)]
 
     def candidates(self, alert: Alert) -> list[Rule]:
         """Rules that may match `alert`, in evaluation order (all rules when there is no index)."""
