@@ -15,16 +15,23 @@ The heartbeat's interval is 10 s (`rules lint`'s minimum) and the worker looks e
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from bridge.pipeline.heartbeats import HeartbeatWatch
+from bridge.pipeline.stage import PipelineStage
+from bridge.rules.holder import RulesetHolder
+from bridge.store import Store
 from tests.support.e2e import POLICIES, SERVICES, USERS, env_for, pd_incident, rules_dir
 from tests.support.fakes.pagerduty import FakePagerDuty
 from tests.support.heartbeats import heartbeats_yaml, watchdog_body
-from tests.support.server import BridgeProcess, wait_for
+from tests.support.server import BridgeProcess, bridge_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +94,37 @@ def test_a_silent_source_pages_once_survives_a_restart_and_resolves_when_it_spea
         assert len(pd.triggers_for(KEY)) == 1
     finally:
         bridge.kill()
+
+
+def test_the_heartbeats_command_shows_each_state(tmp_path: Path) -> None:
+    rules = rules_dir(tmp_path)
+    (rules / "heartbeats.yaml").write_text(heartbeats_yaml(every="5m"))
+    env = bridge_env(tmp_path, BRIDGE_RULES=str(rules))
+    cmd = [sys.executable, "-m", "bridge", "heartbeats"]
+
+    missing = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.startswith("incident-bridge: no database at "), missing.stderr
+
+    # A bridge that began watching ten minutes ago and never heard from either source; the watchdog's page decided.
+    store = Store.open(env["BRIDGE_DATABASE_URL"])
+    holder = RulesetHolder(rules, store)
+    holder.load()
+    started = time.time() - 600
+    store.watch_heartbeats([h.name for h in holder.current.heartbeats], started)
+    HeartbeatWatch(store, lambda: holder.current, clock=time.time).check()
+    PipelineStage(store, lambda: holder.current).drain()
+    store.engine.dispose()
+
+    text = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0, text.stderr
+    watchdog, canary = text.stdout.splitlines()
+    assert watchdog.split()[:6] == ["prometheus-watchdog", "missed", "every", "5m", "last", "never"]
+    assert watchdog.endswith("incident 1")
+    assert canary.split()[:6] == ["datadog-canary", "waiting", "every", "30m", "last", "never"]
+    assert canary.endswith("  -")
+
+    as_json = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    found = {h["name"]: h for h in json.loads(as_json.stdout)["heartbeats"]}
+    assert found["prometheus-watchdog"]["incident_key"] == KEY and found["prometheus-watchdog"]["incident_id"] == 1
+    assert abs(datetime.fromisoformat(found["datadog-canary"]["due_at"]).timestamp() - (started + 1800)) < 1
