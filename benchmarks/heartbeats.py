@@ -68,7 +68,7 @@ def checks(sizes: list[int]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = Store.open(f"sqlite:///{Path(tmp) / 'b.db'}")
             clock = [NOW.timestamp()]
-            watch = HeartbeatWatch(store, lambda rs=rs: rs, clock=lambda: clock[0])
+            watch = HeartbeatWatch(store, lambda rs=rs: rs, clock=lambda clock=clock: clock[0])
             watch.check()  # starts watching: one write
             ok = []
             for _ in range(20):
