@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -152,7 +153,8 @@ def rules_lint(path: Path | None) -> None:
     for warning in result.warnings:
         click.echo(f"warning: {warning}")
     rs = result.ruleset
-    click.echo(f"ok: {len(rs.rules)} rules, {len(rs.dimensions)} dimensions, {len(rs.roles)} roles in "
+    beats = f"{len(rs.heartbeats)} heartbeat(s), " if rs.heartbeats else ""
+    click.echo(f"ok: {len(rs.rules)} rules, {beats}{len(rs.dimensions)} dimensions, {len(rs.roles)} roles in "
                f"{target} (hash {rs.hash})" + (f", {len(result.warnings)} warning(s)" if result.warnings else ""))
 
 
@@ -466,6 +468,33 @@ def postmortem_cmd(key: str, output: Path | None) -> None:
         click.echo(f"wrote {output}")
     else:
         click.echo(markdown, nl=False)
+
+
+@main.command("heartbeats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's answer).")
+def heartbeats_cmd(as_json: bool) -> None:
+    """Each heartbeat of the active rules: state (ok, waiting, missed), last beat, next due, incident."""
+    from bridge.pipeline.heartbeats import heartbeat_statuses
+    from bridge.rules.holder import RulesetHolder
+
+    settings = _settings()
+    store = _existing_store()
+    holder = RulesetHolder(settings.checked_rules_path(), store)
+    try:
+        holder.ensure()
+    except ConfigErrors as exc:
+        raise click.ClickException(f"the rules are invalid:\n{exc}") from None
+    found = [s.to_json() for s in heartbeat_statuses(holder.current, store.heartbeat_records(),
+                                                     store.open_heartbeat_incidents(), time.time())]
+    if as_json:
+        click.echo(json.dumps({"heartbeats": found}, indent=2))
+        return
+    if not found:
+        click.echo("no heartbeats in the rules (see rules/heartbeats.yaml)")
+    for h in found:
+        incident = f"incident {h['incident_id']}" if h["incident_id"] else "-"
+        click.echo(f"{h['name']:<24} {h['state']:<8} every {h['every']:<6} last {h['last_seen'] or 'never':<27} "
+                   f"due {h['due_at']}  {incident}")
 
 
 @main.group()

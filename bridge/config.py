@@ -95,6 +95,8 @@ class Settings:
     # Mark the console's cookie Secure always (a TLS-terminating proxy that does not say X-Forwarded-Proto); it is
     # Secure anyway on https requests and when BRIDGE_PUBLIC_URL is https.
     console_secure_cookie: bool = False
+    # How often the worker looks for missed heartbeats (`heartbeats:` in the rules): how late a silence pages.
+    heartbeat_check_seconds: float = 15.0
 
     def tls_verify(self) -> Any:
         """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle (a PEM file,
@@ -248,6 +250,7 @@ class Settings:
             log_format=log_format(environ),
             console_session_seconds=duration("BRIDGE_CONSOLE_SESSION", 12 * 3600.0),
             console_secure_cookie=flag("BRIDGE_CONSOLE_SECURE_COOKIE"),
+            heartbeat_check_seconds=positive("BRIDGE_HEARTBEAT_CHECK_INTERVAL", 15.0),
         )
 
     def secrets(self) -> list[str]:

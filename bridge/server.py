@@ -350,7 +350,9 @@ def run_worker(settings: Settings) -> int:
 
     from bridge.delivery.worker import MAX_INTERNAL_FAILURES, DeliveryWorker
     from bridge.followups import DryRunRest, FollowUps
+    from bridge.pipeline.heartbeats import HeartbeatWatch
     from bridge.pipeline.stage import PipelineStage
+    from bridge.pipeline.wake import Doorbell
 
     preflight.check(settings)  # a worker started alone gets the same one-line answers as `serve`
     # The worker answers no sender: its writes wait longer than a request's, and a write that still cannot be made
@@ -374,6 +376,13 @@ def run_worker(settings: Settings) -> int:
                           on_decided=worker.notify)
     stage_thread = threading.Thread(target=stage.run, name="pipeline-stage", daemon=True)
     stage_thread.start()
+    # Missed heartbeats become alerts in the journal, which the stage decides like any sender's (see
+    # `bridge.pipeline.heartbeats`); on SQLite the doorbell wakes the stage at once, PostgreSQL notifies on commit.
+    doorbell = Doorbell(settings.database_url)
+    watch = HeartbeatWatch(store, lambda: holder.current, interval=settings.heartbeat_check_seconds,
+                           clock=time.time, on_journaled=doorbell.ring)
+    watch_thread = threading.Thread(target=watch.run, name="heartbeat-watch", daemon=True)
+    watch_thread.start()
     # Reconciliation is queued, never run here: its lookups take minutes at PagerDuty's rate limit, and run as
     # follow-ups behind the pages and the other follow-ups.
     try:
@@ -385,6 +394,7 @@ def run_worker(settings: Settings) -> int:
             log.info("reconciliation with PagerDuty: %s", queued)
 
     def stop(_signum: int, _frame: Any) -> None:
+        watch.stop()
         stage.stop()
         worker.stop()
 
@@ -393,8 +403,10 @@ def run_worker(settings: Settings) -> int:
     try:
         worker.run()
     finally:
+        watch.stop()
         stage.stop()
         stage_thread.join(timeout=30)
+        watch_thread.join(timeout=30)
         worker.close()
     return 0
 

@@ -12,6 +12,7 @@ the store and has the store carry the plan out, in the batch's transaction. This
   incident (one page, a digest note) instead of paging hundreds of times;
 - inhibition: while a more severe incident of an inhibiting rule is open, matching lower alerts attach to it;
 - auto-resolve: an incident resolves when every group attached to it has recovered;
+- heartbeats: an alert that matched only a heartbeat is consumed as a beat (outcome `heartbeat`);
 - reopening: a group that fires again within the ruleset's `reopen_within` of its incident's resolution reopens
   that incident (same id) instead of opening a new one: the resolution did not hold.
 """
@@ -108,6 +109,8 @@ def plan(alert: Alert, decision: Decision, ctx: PolicyContext, now: datetime) ->
 
     if decision.action in (Action.RECORD, Action.SUPPRESS):
         outcome = "suppressed" if decision.action is Action.SUPPRESS else "recorded"
+        if decision.rule is None and decision.details.get("heartbeats"):
+            outcome = "heartbeat"  # only a heartbeat's beat (a Watchdog): consumed, silenced or not
         if incident is not None:
             return Plan(outcome, incident=IncidentStep.ATTACH, target=incident.id,
                         timeline=(("alert", f"{alert.display_title} ({sev_name}, {outcome}: {_last(decision)})"),))

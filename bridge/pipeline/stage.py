@@ -8,7 +8,8 @@ This is the order of the steps for each journal entry, in one place (as Alertman
 4. reopening: its group's incident resolved within `reopen_within`;
 5. storms: past the threshold of new incidents of its rule and monitor (`storm.in_storm`);
 6. the policy (`policy.plan`, pure): create, attach, raise, re-page, resolve or reopen, and which event to send;
-7. the store carries the plan out and queues the Events API event.
+7. the store carries the plan out and queues the Events API event;
+8. heartbeats: the alert is recorded as a beat of each heartbeat it matched (`bridge.pipeline.heartbeats`).
 
 Each batch is one transaction: a crash mid-batch rolls it back and the next run decides the same entries again,
 as of the same receipt times, so the results are the same. The stage runs in the worker process (never in the web
@@ -39,6 +40,7 @@ from bridge.pipeline.policy import EventAction, PolicyContext, plan
 from bridge.pipeline.silences.apply import apply_silences, load_silence
 from bridge.pipeline.silences.model import Silence
 from bridge.pipeline.wake import Listener, listener_for
+from bridge.rules.engine import HEARTBEATS
 from bridge.rules.model import Ruleset, RulesetSettings
 from bridge.store import JOURNAL_CHANNEL, Accepted, JournalEntry, PipelineBatch, Store
 
@@ -87,6 +89,9 @@ def decide_entry(batch: PipelineBatch, entry: JournalEntry, settings: RulesetSet
     log.info("pipeline: alert %d decided: %s, incident %s, event %s", entry.id, decision.action.value,
              applied.incident_id, step.event.value if step.event is not None else "none",
              extra={"action": decision.action.value, "incident_id": applied.incident_id})
+    beats = entry.decision.details.get(HEARTBEATS)
+    if beats:  # whatever the silences and the plan: any matching alert proves its source alive
+        batch.record_beats(entry, [str(name) for name in beats])
     if step.event is None:
         return
     severity = step.severity or decision.severity

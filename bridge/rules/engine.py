@@ -34,6 +34,9 @@ from bridge.model import (
 )
 from bridge.rules.model import CostPolicy, Rule, Ruleset
 
+# The key of `Decision.details` naming the heartbeats an alert counts for (read by the pipeline stage and policy).
+HEARTBEATS = "heartbeats"
+
 
 @dataclass
 class RuleTrace:
@@ -172,6 +175,15 @@ def _decide(alert: Alert, ruleset: Ruleset, now: datetime | None, *, trace: bool
     else:
         action = Action.PAGE
 
+    # Heartbeats: any alert matching one is a beat (the pipeline stage records it). One that no rule matched is
+    # only a beat, such as Alertmanager's always-firing Watchdog: consumed, never paged.
+    beats = [h.name for h in ruleset.heartbeats_of(alert)] if ruleset.heartbeats else []
+    if beats and not applied and action is not Action.RESOLVE:
+        action = Action.RECORD
+        reasons.append(f"heartbeat {', '.join(beats)}: counted as a beat, not paged (no rule matched)")
+    elif beats:
+        reasons.append(f"also counted as a beat of heartbeat {', '.join(beats)}")
+
     roles = _roles(severity, categories, dims, ruleset) if severity is not None else ()
     first = applied[0] if applied else None
     decision = Decision(
@@ -187,7 +199,7 @@ def _decide(alert: Alert, ruleset: Ruleset, now: datetime | None, *, trace: bool
         pending_seconds=max((r.pending_seconds for r in applied), default=0),
         repage_seconds=max((r.repage_seconds for r in applied), default=0),
         ruleset_hash=ruleset.hash,
-        details=_details(alert, applied, ruleset),
+        details=_details(alert, applied, ruleset) | ({HEARTBEATS: beats} if beats else {}),
     )
     return Evaluation(decision=decision, considered=traces,
                       skipped_by_index=len(ruleset.rules) - len(candidates),
@@ -220,6 +232,12 @@ def _cost_amount(impact: Decimal | None, actual: Decimal | None, expected: Decim
     if actual is not None and expected is not None:
         return actual - expected
     return actual
+
+
+def roles_for(severity: Severity, ruleset: Ruleset) -> tuple[str, ...]:
+    """The roles the paging policy engages at `severity` alone (no categories, no impact): a page the bridge
+    raises itself, such as a missed heartbeat's."""
+    return _roles(severity, set(), {}, ruleset)
 
 
 def _roles(severity: Severity, categories: set[str], dims: dict[str, float], ruleset: Ruleset) -> tuple[str, ...]:

@@ -22,11 +22,14 @@ from bridge.durations import parse_duration
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.model import Action, Severity
 from bridge.postmortem import template_path
+from bridge.receivers import SOURCES
 from bridge.rules.model import (
     MATCHER_OPS,
+    MIN_HEARTBEAT_SECONDS,
     CategorySpec,
     CostPolicy,
     Dimension,
+    Heartbeat,
     Matcher,
     PagingLevel,
     PagingPolicy,
@@ -87,6 +90,11 @@ _SUBJECT_PREFIXES = ("label.", "annotation.", "security_", "tag:")
 
 def shipped_rules_dir() -> Path:
     """The rules packaged with the distribution (the repository's rules/ directory)."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "rules" / "schema.json").is_file():
+        # A source checkout: its own rules/, also when another checkout of the project is the one installed
+        # editable (a git worktree imported with PYTHONPATH would otherwise validate against the other's schema).
+        return checkout / "rules"
     try:
         return Path(str(resources.files("bridge.shipped_rules")))
     except ModuleNotFoundError:
@@ -324,6 +332,8 @@ class _Compiler:
         # would look broader than written, so the shadowing check ignores it on both sides.
         self.broken: set[int] = set()
         self.subjects = frozenset(_CORE_SUBJECTS) | frozenset(_RECEIVER_FIELDS) | _generic_source_fields(root)
+        # The `Alert.source` values alerts can have: a heartbeat's source must be one of them.
+        self.sources = frozenset(SOURCES) | _generic_source_names(root)
 
     def compile(self, docs: list[PositionedYaml], digest: str, files: tuple[str, ...]) -> Ruleset:
         dimensions: dict[str, Dimension] = {}
@@ -337,6 +347,7 @@ class _Compiler:
         settings: dict[str, Any] = {}
         origins: dict[str, tuple[PositionedYaml, tuple[str | int, ...]]] = {}
         rule_docs: list[tuple[PositionedYaml, int, dict[str, Any]]] = []
+        heartbeat_docs: list[tuple[PositionedYaml, int, dict[str, Any]]] = []
 
         for doc in docs:
             data = doc.data
@@ -381,6 +392,8 @@ class _Compiler:
                         origins[f"role-use:{key}"] = (doc, ("paging", key))
             for i, raw in enumerate(data.get("rules") or ()):
                 rule_docs.append((doc, i, raw))
+            for i, raw in enumerate(data.get("heartbeats") or ()):
+                heartbeat_docs.append((doc, i, raw))
 
         for doc, i, raw in rule_docs:
             rule = self._rule(doc, i, raw, len(rules))
@@ -388,6 +401,7 @@ class _Compiler:
                 rules.append(rule)
 
         self._check_rules(rules, rule_docs, dimensions, categories)
+        heartbeats = self._heartbeats(heartbeat_docs)
         self._check_roles(roles, levels, category_roles, origins, paging_extra)
         if "declare_severities" in settings:
             declared = {Severity.parse(s) for s in settings["declare_severities"]}
@@ -398,9 +412,90 @@ class _Compiler:
         frozen = tuple(rules)
         return Ruleset(dimensions=dimensions, rules=frozen, categories=categories, roles=roles, paging=policy,
                        cost=cost, settings=RulesetSettings.of(settings), hash=digest, files=files,
-                       index=RuleIndex(frozen))
+                       index=RuleIndex(frozen), heartbeats=heartbeats,
+                       heartbeat_index=RuleIndex(tuple(h.as_rule(i) for i, h in enumerate(heartbeats))))
 
     # -- sections -----------------------------------------------------------------------------------------
+
+    def _heartbeats(self, heartbeat_docs: list[tuple[PositionedYaml, int, dict[str, Any]]]) -> tuple[Heartbeat, ...]:
+        """Compile `heartbeats:`. Stricter than rules: a heartbeat that can never match pages about a silence that
+        is not there, every `every`, forever; so an unknown source or field is an error here, not a warning."""
+        out: list[Heartbeat] = []
+        seen: dict[str, Heartbeat] = {}
+        for doc, i, raw in heartbeat_docs:
+            where: tuple[str | int, ...] = ("heartbeats", i)
+            name = str(raw["name"])
+            ok = True
+            matchers: list[Matcher] = []
+            match = raw.get("match") or {}
+            if not match:
+                self.errors.append(doc.error((*where, "match"), f"heartbeat {name}: an empty match counts every "
+                                             "alert, so it can never notice one source falling silent",
+                                             "name the source, e.g. {source: alertmanager, alertname: Watchdog}"))
+                ok = False
+            for key, cond in match.items():
+                conds = [(f"tag:{tag}", (*where, "match", "tags", tag), tc) for tag, tc in cond.items()] \
+                    if key == "tags" else [(key, (*where, "match", key), cond)]
+                for subject, at, c in conds:
+                    m = self._matcher(doc, at, subject, c)
+                    if m is None or not self._heartbeat_condition(doc, at, name, m):
+                        ok = False
+                    elif m is not None:
+                        matchers.append(m)
+            try:
+                every = parse_duration(raw["every"])
+            except ValueError:  # the schema's pattern already refused it; keep the message in one place
+                every = MIN_HEARTBEAT_SECONDS
+            if every < MIN_HEARTBEAT_SECONDS:
+                self.errors.append(doc.error(
+                    (*where, "every"), f"heartbeat {name}: every {_short(raw['every'])} is shorter than the "
+                    f"minimum {MIN_HEARTBEAT_SECONDS}s", "use at least 10s, and at least twice the interval the "
+                    "source repeats at (Alertmanager's repeat_interval for the Watchdog), so one late beat does "
+                    "not page"))
+                ok = False
+            if name in seen:
+                first = seen[name]
+                self.errors.append(doc.error((*where, "name"), f"duplicate heartbeat name {name!r} (first defined "
+                                             f"at {first.file}:{first.line})",
+                                             "heartbeat names must be unique (they name the incident): rename one"))
+                continue
+            pos = doc.at(where)
+            beat = Heartbeat(name=name, matchers=tuple(matchers), every_seconds=every,
+                             severity=Severity.parse(raw["severity"]) if raw.get("severity") else Severity.P1,
+                             service=str(raw["service"]) if raw.get("service") else None,
+                             description=str(raw.get("description") or "").strip(), file=doc.path, line=pos.line)
+            seen[name] = beat
+            if ok:
+                out.append(beat)
+        return tuple(out)
+
+    def _heartbeat_condition(self, doc: PositionedYaml, where: tuple[str | int, ...], name: str,
+                             m: Matcher) -> bool:
+        """False (with an error) for a condition no alert can meet: a field no receiver writes, a source that does
+        not exist, or an absent source (every alert has one)."""
+        if m.subject not in self.subjects and not m.subject.startswith(_SUBJECT_PREFIXES):
+            self.errors.append(doc.error(
+                where, f"heartbeat {name}: no receiver writes the field {m.subject!r}, so this heartbeat can never "
+                "match and would page every interval", did_you_mean(m.subject, sorted(self.subjects))
+                + "use a field `rules explain --json` shows (source, monitor_id, alertname, label.<name>...)",
+                key=True))
+            return False
+        if m.subject != "source":
+            return True
+        if m.op == "exists" and not m.value:
+            self.errors.append(doc.error((*where, m.op), f"heartbeat {name}: every alert has a source, so "
+                                         "`source: {exists: false}` can never match",
+                                         "name the source the heartbeat comes from"))
+            return False
+        values = [m.value] if m.op == "equals" else list(m.value) if m.op == "one_of" else []
+        known = sorted(self.sources)
+        for value in values:
+            if value not in self.sources:
+                self.errors.append(doc.error(
+                    where, f"heartbeat {name}: unknown source {value!r}, so this heartbeat can never match",
+                    did_you_mean(str(value), known) + "use one of " + ", ".join(known)))
+                return False
+        return True
 
     def _check_paths(self, doc: PositionedYaml, settings: dict[str, Any]) -> None:
         """Every file a setting names must be a file inside the rules directory (symlinks followed).
@@ -701,6 +796,23 @@ def _generic_source_fields(root: Path) -> frozenset[str]:
         fields = extract.get("fields") if isinstance(extract, dict) else None
         if isinstance(fields, dict):
             names.update(str(k) for k in fields)
+    return frozenset(names)
+
+
+def _generic_source_names(root: Path) -> frozenset[str]:
+    """The `Alert.source` of each generic source in `<rules>/sources/*.yaml` (`generic:<name>`, the name defaulting
+    to the file's stem). Best effort, as `_generic_source_fields`."""
+    names: set[str] = set()
+    directory = root / "sources"
+    if not directory.is_dir():
+        return frozenset()
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        name = data.get("name") if isinstance(data, dict) else None
+        names.add(f"generic:{name if isinstance(name, str) and name else path.stem}")
     return frozenset(names)
 
 

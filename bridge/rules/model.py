@@ -311,6 +311,46 @@ class RulesetSettings:
         )
 
 
+# The shortest heartbeat interval `rules lint` accepts. No sender repeats faster than this in practice (Datadog
+# evaluates monitors every minute at best; Alertmanager re-sends the Watchdog every `repeat_interval`), and the
+# worker looks every BRIDGE_HEARTBEAT_CHECK_INTERVAL (15 s by default): a shorter one would page about jitter.
+MIN_HEARTBEAT_SECONDS = 10
+# The PagerDuty dedup key (and group key) of a heartbeat's incident: stable, so a restart or a second replica that
+# sees the same silence adds to the same incident instead of opening another.
+HEARTBEAT_KEY_PREFIX = "incident-bridge:heartbeat:"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """An expected heartbeat: at least one alert matching `matchers` every `every_seconds`, or an incident."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+    every_seconds: int
+    severity: Severity = Severity.P1
+    service: str | None = None
+    description: str = ""
+    file: str = ""
+    line: int = 0
+
+    def matches(self, alert: Alert) -> bool:
+        """Whether the alert counts as a beat (any state: a resolve proves the source alive too)."""
+        return all(m.matches(alert) for m in self.matchers)
+
+    @property
+    def dedup_key(self) -> str:
+        """The group and PagerDuty dedup key of this heartbeat's incident."""
+        return HEARTBEAT_KEY_PREFIX + self.name
+
+    def as_rule(self, index: int) -> Rule:
+        """The heartbeat's conditions as a rule at `index`, to file it in a `RuleIndex`."""
+        return Rule(name=self.name, matchers=self.matchers, index=index)
+
+    def describe_match(self) -> str:
+        """Human text of the conditions, e.g. `source == 'alertmanager' and alertname == 'Watchdog'`."""
+        return " and ".join(m.describe() for m in self.matchers)
+
+
 @dataclass(frozen=True)
 class Ruleset:
     """Everything in a rules directory, validated and compiled."""
@@ -325,6 +365,15 @@ class Ruleset:
     hash: str = ""
     files: tuple[str, ...] = ()
     index: RuleIndex | None = None
+    heartbeats: tuple[Heartbeat, ...] = ()
+    heartbeat_index: RuleIndex | None = None
+
+    def heartbeats_of(self, alert: Alert) -> list[Heartbeat]:
+        """The heartbeats `alert` is a beat of, in file order. Through the rule index (each heartbeat filed as a
+        rule of its conditions): every alert is tried against the heartbeats, and most name a monitor or source."""
+        if self.heartbeat_index is None:
+            return [h for h in self.heartbeats if h.matches(alert)]
+        return [self.heartbeats[r.index] for r in self.heartbeat_index.candidates(alert) if r.matches(alert)]
 
     def candidates(self, alert: Alert) -> list[Rule]:
         """Rules that may match `alert`, in evaluation order (all rules when there is no index)."""

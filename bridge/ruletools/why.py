@@ -205,6 +205,10 @@ def _verdict(outcome: str, decision: Decision, rule: Mapping[str, Any], record: 
     if outcome == "recorded":
         return False, "not paged: recorded only: " + ("; ".join(rule.get("why_not_paged") or []) or
                                                       (decision.reasons[-1] if decision.reasons else "no severity"))
+    if outcome == "heartbeat":
+        beats = ", ".join(str(b) for b in decision.details.get("heartbeats") or ()) or "-"
+        return False, (f"not paged: a beat of heartbeat {beats}, and no rule matched it: counted as a sign its "
+                       "source is alive (`incident-bridge heartbeats`), nothing else")
     if outcome == "inhibited":
         sev = (incident or {}).get("severity") or "-"
         return False, (f"not paged: inhibited by open {inc} ({sev}, rule {(incident or {}).get('rule') or '-'}), "

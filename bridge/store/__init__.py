@@ -15,6 +15,7 @@ The package mirrors those concerns; `Store` composes one part of each:
 - `outbox`: delivery jobs;
 - `incident_records`: incidents, their timeline and post-mortems, resolving;
 - `silence_records`, `audit_records` (and notices), `ruleset_records`: those tables;
+- `heartbeat_records`: the heartbeats table and the open incidents of missed heartbeats;
 - `views`: the stored alerts as the API reads them, and the JSON of each kind of row.
 
 The modules holding the parts are not named after tables (`incidents`, `silences`, `audit`, `rulesets`): a
@@ -34,6 +35,7 @@ from __future__ import annotations
 from bridge.store.activity import ActivityStore
 from bridge.store.audit_records import AuditStore
 from bridge.store.engine import NoDatabase, redact_url
+from bridge.store.heartbeat_records import HeartbeatStore
 from bridge.store.incident_records import RESOLUTION_NOTE_DELAY, IncidentStore
 from bridge.store.journal import (
     JOURNAL_CHUNK,
@@ -74,7 +76,7 @@ __all__ = [
 
 
 class Store(JournalStore, IncidentStore, OutboxStore, SilenceStore, AuditStore, RulesetStore, ViewStore,
-            ActivityStore):
+            ActivityStore, HeartbeatStore):
     """All database access of the bridge. One instance per process; thread-safe through the engine's pool.
 
     Each part is a mixin of its own module, on `StoreBase` (engine, `open`, transactions); a part derives from the

@@ -21,6 +21,7 @@ from bridge.errors import DatabaseBusy
 from bridge.model import Alert, Decision, Notice, Severity, dedup_key_for
 from bridge.pipeline.policy import IncidentState, IncidentStep, MemberStep, Plan
 from bridge.store.engine import busy_milliseconds, is_lock_timeout, set_busy_timeout
+from bridge.store.heartbeat_records import record_beats
 from bridge.store.incident_records import IncidentStore
 from bridge.store.schema import (
     _JOURNAL_EXCLUSIVE,
@@ -569,6 +570,10 @@ class PipelineBatch:
     def apply(self, entry: JournalEntry, step: Plan, decision: Decision, storm: str) -> Applied:
         """Carry out the plan of one entry (see `Store._apply`)."""
         return self.store._apply(self.conn, entry, step, decision, storm)
+
+    def record_beats(self, entry: JournalEntry, names: Sequence[str]) -> None:
+        """Record the entry as a beat of each named heartbeat, as of its receipt."""
+        record_beats(self.conn, names, entry.journaled_at, entry.id)
 
     def enqueue_event(self, entry: JournalEntry, applied: Applied, action: str, payload: dict[str, Any],
                       due: float, priority: int) -> None:

@@ -206,6 +206,18 @@ audit = sa.Table(
 )
 sa.Index("ix_audit_at", audit.c.at)
 
+# Heartbeats (`heartbeats:` in the rules): when the bridge started watching each one (the clock of a heartbeat
+# never seen, so a fresh install does not page at once) and its last beat. Kept here, not derived from the alerts
+# table: which alerts are beats depends on the heartbeat's conditions, not on any column, and the start of the
+# watch is known nowhere else. One row per heartbeat name; a heartbeat removed from the rules loses its row.
+heartbeats = sa.Table(
+    "heartbeats", metadata,
+    sa.Column("name", _text(255), primary_key=True),
+    sa.Column("watched_since", sa.Float, nullable=False),
+    sa.Column("last_seen_at", sa.Float),
+    sa.Column("last_alert_id", sa.Integer),
+)
+
 # PostgreSQL: the transactions that read, decide and then write (receipt, resolving an incident, queueing a job)
 # hold this transaction-level advisory lock, so they run one at a time, as every write transaction does on SQLite
 # (BEGIN IMMEDIATE). Without it two replicas receiving one group at once would both open an incident, and a job

@@ -59,6 +59,18 @@ def pipeline() -> Response:
     return jsonify({"journal": store.journal_status(), "reconcile": pass_status(store)})
 
 
+@api.get("/heartbeats")
+def heartbeats() -> Response:
+    """Each heartbeat of the active rules: its conditions and interval, last beat, when the next is due, its state
+    (ok, waiting: never seen and still within its first interval, or missed) and its incident's key and id."""
+    from bridge.pipeline.heartbeats import heartbeat_statuses
+
+    web = web_context()
+    found = heartbeat_statuses(web.holder.current, web.store.heartbeat_records(),
+                               web.store.open_heartbeat_incidents(), web.now().timestamp())
+    return jsonify({"heartbeats": [status.to_json() for status in found]})
+
+
 @api.get("/incidents")
 def incidents() -> Response:
     """Incidents, newest first: one page (`limit`, `cursor`) of those matching the filters (status, source,
