@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
+import yaml
 from flask import Blueprint, Response, g, jsonify, request
 
 from bridge.errors import NotFound, RequestError
@@ -16,6 +19,22 @@ from bridge.web.access import check_content_type
 from bridge.web.context import web_context
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# Public: the one path under /api/v1/ that takes no credential (`bridge.web.is_admin_path`).
+OPENAPI_PATH = "/api/v1/openapi.json"
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of every endpoint (shipped as bridge/web/openapi.yaml), without credentials."""
+    return jsonify(openapi_document())
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The shipped OpenAPI document, read once per process."""
+    loaded: dict[str, Any] = yaml.safe_load(files("bridge.web").joinpath("openapi.yaml").read_text("utf-8"))
+    return loaded
 
 
 @api.get("/alerts")
