@@ -63,3 +63,16 @@ def test_bad_parameters_are_a_json_400(client: Any, path: str, named: str) -> No
     r = client.get(path, headers=AUTH)
     assert r.status_code == 400
     assert r.get_json()["error"] == "bad_parameter" and named in r.get_json()["message"]
+
+
+@pytest.mark.parametrize(("transition", "severity", "action"), [("Triggered", "P0", "page"),
+                                                                 ("Recovered", None, "resolve")],
+                         ids=["trigger", "recovery"])
+def test_a_recovery_is_answered_without_a_severity(client: Any, transition: str, severity: str | None,
+                                                     action: str) -> None:
+    body = json.dumps({"id": f"t-{transition}", "alert_id": "77", "title": "checkout errors",
+                       "transition": transition, "text": "bridge.value: 30", "tags": "dimension:users_affected_pct"})
+    r = client.post("/webhooks/datadog", data=body, content_type="application/json",
+                    headers={"Authorization": f"Bearer {WEBHOOK}"})
+    answered = r.get_json()["alerts"][0]
+    assert (answered["severity"], answered["action"]) == (severity, action)

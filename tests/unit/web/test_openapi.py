@@ -39,7 +39,7 @@ def routed(app: Any) -> dict[str, set[str]]:
     """Each route as an OpenAPI path template (`<int:id>` -> `{id}`) with its methods."""
     out: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
-        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        path = re.sub(r"<(?:[a-z]+(?:\([^)]*\))?:)?([a-z_]+)>", r"{\1}", rule.rule)
         methods = {m.lower() for m in rule.methods or ()} - {"head", "options"}
         paths = webhook_paths(app.config["BRIDGE_HOLDER"].path) if rule.rule == "/webhooks/<path:name>" else {path}
         for p in paths:
