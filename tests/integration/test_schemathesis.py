@@ -15,29 +15,25 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bridge.web.api import openapi_document
-from tests.support.cost_signing import SnsSigner
-from tests.support.egress import EgressTrap
-from tests.support.server import ADMIN_TOKEN, TOKEN, BridgeProcess, bridge_env, credential_for
-
-schemathesis = pytest.importorskip("schemathesis") if os.environ.get("CI") != "true" else __import__("schemathesis")
-hypothesis = pytest.importorskip("hypothesis")
-
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import schemathesis  # the test extra: missing, this module fails to import (never a silent skip)
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+
+from bridge.web.api import openapi_document
+from tests.support.cost_signing import SnsSigner
+from tests.support.egress import EgressTrap
+from tests.support.server import ADMIN_TOKEN, TOKEN, BridgeProcess, bridge_env, credential_for
 
 pytestmark = pytest.mark.integration
 
