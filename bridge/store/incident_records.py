@@ -29,7 +29,7 @@ from bridge.store.schema import (
     postmortems,
     timeline,
 )
-from bridge.store.views import _alert_json, _incident_json, _timeline_json
+from bridge.store.views import MAX_ROW_ID, _alert_json, _incident_json, _timeline_json
 
 # The draft waits a little after the resolution so late acknowledgements and notes make it in.
 POSTMORTEM_DELAY = 30.0
@@ -79,7 +79,8 @@ class IncidentStore(OutboxStore):
         with self.engine.connect() as conn:
             q = sa.select(incidents).order_by(incidents.c.id.desc())
             row = None
-            if key.isdigit():
+            # ASCII digits within the id range only: int("²") fails, and a bigger number overflows the driver.
+            if key.isascii() and key.isdigit() and int(key) <= MAX_ROW_ID:
                 row = conn.execute(q.where(incidents.c.id == int(key))).first()
             if row is None:
                 row = conn.execute(q.where(incidents.c.dedup_key == key)).first()

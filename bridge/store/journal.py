@@ -72,7 +72,10 @@ class Accepted:
 
     def to_json(self) -> dict[str, Any]:
         """The per-alert part of the receiver's answer."""
-        out: dict[str, Any] = {"id": self.alert_id, "severity": self.severity, "action": self.action,
+        # A recovery resolves whatever incident its group has: it has no severity of its own, whatever the rules
+        # computed for its (resolved) labels, so the answer says null rather than a misleading "P3".
+        severity = None if self.action == "resolve" else self.severity
+        out: dict[str, Any] = {"id": self.alert_id, "severity": severity, "action": self.action,
                                "rule": self.rule, "dedup_key": self.dedup_key, "outcome": self.outcome,
                                "incident_id": self.incident_id}
         if self.duplicate:

@@ -127,6 +127,9 @@ OUTCOMES = ("pending", "failed", "recorded", "suppressed", "inhibited", "storm",
             "repaged", "reopened", "member_recovered", "resolved_before_page", "resolved", "nothing_to_resolve")
 INCIDENT_STATUSES = ("open", "resolved")
 ALERT_STATES = tuple(s.value for s in AlertState)
+# The largest row id either database holds (a signed 64-bit integer); a bigger number names no row, and would
+# overflow the driver's integer binding (SQLite raises OverflowError) if it reached a query.
+MAX_ROW_ID = 2**63 - 1
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # The cursor's version prefix: a later change of the keyset can refuse old cursors with a clear 400.
@@ -186,8 +189,9 @@ def alert_query(params: Params) -> AlertQuery:
     """The AlertQuery of request parameters (each name with its values, e.g. `request.args.to_dict(flat=False)`).
     A filter may repeat or hold comma-separated values. Raises RequestError (400) naming the parameter."""
     incident = _one(params, "incident_id")
-    if incident is not None and not (incident.isascii() and incident.isdigit()):
-        raise RequestError(f"incident_id must be a whole number, not {incident!r}", code="bad_parameter")
+    if incident is not None and not (incident.isascii() and incident.isdigit() and int(incident) <= MAX_ROW_ID):
+        raise RequestError(f"incident_id must be a whole number up to {MAX_ROW_ID}, not {incident[:64]!r}",
+                           code="bad_parameter")
     return AlertQuery(source=_values(params, "source"), service=_values(params, "service"),
                       severity=_closed(params, "severity", SEVERITIES), action=_closed(params, "action", ACTIONS),
                       outcome=_closed(params, "outcome", OUTCOMES), state=_closed(params, "state", ALERT_STATES),
@@ -243,7 +247,8 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, ValueError):
         raise bad from None
     number = text.removeprefix(_CURSOR_PREFIX)
-    if not text.startswith(_CURSOR_PREFIX) or not (number.isascii() and number.isdigit()) or len(number) > 18:
+    if not (text.startswith(_CURSOR_PREFIX) and number.isascii() and number.isdigit() and len(number) <= 19
+            and int(number) <= MAX_ROW_ID + 1):
         raise bad
     return int(number)
 

@@ -32,7 +32,7 @@ from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
 from bridge.store.engine import BACKGROUND_LOCK_TIMEOUT
 from bridge.web.access import ADMIN_REALM, WEBHOOK_REALM, admin_credential, check_browser, check_host, is_loopback
-from bridge.web.api import api
+from bridge.web.api import OPENAPI_PATH, api
 from bridge.web.console import init_console
 from bridge.web.context import EXTENSION, ReceiverRegistry, WebContext
 from bridge.web.ops import ops
@@ -66,7 +66,8 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
     def generic_sources_invalid(exc: ConfigErrors) -> None:
         log.error("generic sources are invalid; the previous ones stay active:\n%s", exc)
 
-    app = Flask("incident-bridge")
+    # No static folder: every route is one of ours and in the OpenAPI document (Flask would add /static/<path>).
+    app = Flask("incident-bridge", static_folder=None)
     app.config["BRIDGE_STORE"] = store
     app.config["BRIDGE_HOLDER"] = holder
     app.extensions[EXTENSION] = WebContext(
@@ -149,7 +150,7 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
 
 def is_admin_path(path: str) -> bool:
     """The paths that take the admin credential."""
-    return path.startswith("/api/v1/") or path == "/-/reload"
+    return (path.startswith("/api/v1/") and path != OPENAPI_PATH) or path == "/-/reload"
 
 
 def _fetch_url(timeout: float) -> Callable[[str], bytes]:

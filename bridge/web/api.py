@@ -3,19 +3,41 @@
 
 from __future__ import annotations
 
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
+import yaml
 from flask import Blueprint, Response, g, jsonify, request
 
 from bridge.errors import NotFound, RequestError
 from bridge.followups.reconcile import pass_status
 from bridge.pipeline.silences.admin import create_silence, expire_silence, list_silences
 from bridge.receivers.jsonbody import load_json
-from bridge.store.views import alert_page, alert_query, incident_page, incident_query, page_limit
+from bridge.store.views import MAX_ROW_ID, alert_page, alert_query, incident_page, incident_query, page_limit
 from bridge.web.access import check_content_type
 from bridge.web.context import web_context
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+# Numeric ids in paths stop at the largest id the databases hold: a longer one is a 404 from the routing, where
+# the database driver would fail on it (a 500; found by schemathesis).
+ROW_ID = f"int(max={MAX_ROW_ID})"
+
+# Public: the one path under /api/v1/ that takes no credential (`bridge.web.is_admin_path`).
+OPENAPI_PATH = "/api/v1/openapi.json"
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of every endpoint (shipped as bridge/web/openapi.yaml), without credentials."""
+    return jsonify(openapi_document())
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The shipped OpenAPI document, read once per process."""
+    loaded: dict[str, Any] = yaml.safe_load(files("bridge.web").joinpath("openapi.yaml").read_text("utf-8"))
+    return loaded
 
 
 @api.get("/alerts")
@@ -29,7 +51,7 @@ def alerts() -> Response:
     return jsonify(page.to_json("alerts"))
 
 
-@api.get("/alerts/<int:alert_id>")
+@api.get(f"/alerts/<{ROW_ID}:alert_id>")
 def alert(alert_id: int) -> Response:
     """One alert with its decision, outcome and raw payload."""
     found = web_context().store.get_alert(alert_id)
@@ -38,7 +60,7 @@ def alert(alert_id: int) -> Response:
     return jsonify(found)
 
 
-@api.get("/alerts/<int:alert_id>/why")
+@api.get(f"/alerts/<{ROW_ID}:alert_id>/why")
 def alert_why(alert_id: int) -> Response:
     """The story of one alert: the rule and thresholds, silence, inhibition, storm, flap window, the incident it
     joined and the delivery of its page, with the verdict: was it paged, and why not (`alerts --why` in the CLI)."""
@@ -134,7 +156,7 @@ def silences() -> Response:
     return jsonify({"silences": list_silences(web.store, web.now(), include_expired=include)})
 
 
-@api.delete("/silences/<int:silence_id>")
+@api.delete(f"/silences/<{ROW_ID}:silence_id>")
 def silence_expire(silence_id: int) -> Response:
     """Expire a silence now (audited)."""
     web = web_context()
@@ -149,7 +171,7 @@ def jobs() -> Response:
                     "counts": store.job_counts()})
 
 
-@api.post("/jobs/<int:job_id>/retry")
+@api.post(f"/jobs/<{ROW_ID}:job_id>/retry")
 def job_retry(job_id: int) -> Response:
     """Send a dead job again (audited)."""
     web = web_context()
@@ -160,7 +182,7 @@ def job_retry(job_id: int) -> Response:
     return jsonify(found)
 
 
-@api.post("/jobs/<int:job_id>/discard")
+@api.post(f"/jobs/<{ROW_ID}:job_id>/discard")
 def job_discard(job_id: int) -> Response:
     """Never send a pending or dead job (audited)."""
     web = web_context()

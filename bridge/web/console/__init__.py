@@ -448,8 +448,13 @@ def _rules_page(form: dict[str, str], *, error: str = "", explanation: str = "")
     web = web_context()
     rs = web.holder.current
     reload = web.store.reload_status()
+    from bridge.pipeline.heartbeats import heartbeat_statuses
+
+    beats = [status.to_json() for status in heartbeat_statuses(rs, web.store.heartbeat_records(),
+                                                               web.store.open_heartbeat_incidents(),
+                                                               web.now().timestamp())]
     return render_template("console/rules.html", ruleset=rs, reload=reload, sources=_sources(), form=form,
-                           error=error, explanation=explanation)
+                           error=error, explanation=explanation, heartbeats=beats)
 
 
 # Errors: pages, never a stack trace --------------------------------------------------------------------------

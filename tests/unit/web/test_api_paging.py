@@ -63,3 +63,32 @@ def test_bad_parameters_are_a_json_400(client: Any, path: str, named: str) -> No
     r = client.get(path, headers=AUTH)
     assert r.status_code == 400
     assert r.get_json()["error"] == "bad_parameter" and named in r.get_json()["message"]
+
+
+@pytest.mark.parametrize(("transition", "severity", "action"), [("Triggered", "P0", "page"),
+                                                                 ("Recovered", None, "resolve")],
+                         ids=["trigger", "recovery"])
+def test_a_recovery_is_answered_without_a_severity(client: Any, transition: str, severity: str | None,
+                                                     action: str) -> None:
+    body = json.dumps({"id": f"t-{transition}", "alert_id": "77", "title": "checkout errors",
+                       "transition": transition, "text": "bridge.value: 30", "tags": "dimension:users_affected_pct"})
+    r = client.post("/webhooks/datadog", data=body, content_type="application/json",
+                    headers={"Authorization": f"Bearer {WEBHOOK}"})
+    answered = r.get_json()["alerts"][0]
+    assert (answered["severity"], answered["action"]) == (severity, action)
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/alerts/43389809616618192682090496", "/api/v1/alerts/9223372036854775808/why",
+    "/api/v1/incidents/43389809616618192682090496", "/api/v1/incidents/%C2%B2",
+    "/api/v1/jobs/99999999999999999999/retry", "/api/v1/silences/99999999999999999999",
+], ids=["alert", "why", "incident", "superscript-digit", "job", "silence"])
+def test_ids_no_row_can_have_are_404s_not_500s(client: Any, path: str) -> None:
+    method = "POST" if path.endswith("/retry") else "DELETE" if "/silences/" in path else "GET"
+    r = client.open(path, method=method, headers=AUTH)
+    assert r.status_code == 404 and r.get_json()["error"] == "not_found"
+
+
+def test_an_incident_id_filter_beyond_any_row_is_a_400(client: Any) -> None:
+    r = client.get("/api/v1/alerts?incident_id=99999999999999999999", headers=AUTH)
+    assert r.status_code == 400 and "incident_id" in r.get_json()["message"]

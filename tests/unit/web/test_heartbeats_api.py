@@ -45,3 +45,26 @@ def test_heartbeats_show_their_state_and_need_the_admin_token(tmp_path: Path, ru
     assert datetime.fromisoformat(watchdog["due_at"]).timestamp() == seen + 300
     assert watchdog["incident_id"] is None and watchdog["where"].endswith("heartbeats.yaml:3")
     assert (canary["state"], canary["severity"], canary["last_seen"]) == ("waiting", "P2", None)
+
+
+def test_the_console_rules_page_lists_the_heartbeats_with_their_state(tmp_path: Path, rules_copy: Path) -> None:
+    import re
+
+    (rules_copy / "heartbeats.yaml").write_text(heartbeats_yaml())
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'b.db'}", admin_token=Secret(ADMIN),
+                        receivers={"alertmanager": {"token": ""}}, rules_path=str(rules_copy))
+    app = create_app(settings)
+    client = app.test_client()
+    r = client.post("/webhooks/alertmanager", data=json.dumps(watchdog_body()), environ_base=LOOPBACK,
+                    content_type="application/json")
+    assert r.status_code == 202, r.get_data(as_text=True)
+    PipelineStage(app.config["BRIDGE_STORE"], lambda: app.config["BRIDGE_HOLDER"].current).drain()
+
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/ui/", environ_base=LOOPBACK).get_data(
+        as_text=True))
+    assert csrf
+    signed = client.post("/ui/sign-in", data={"token": ADMIN, "csrf_token": csrf.group(1)}, environ_base=LOOPBACK)
+    assert signed.status_code in (302, 303)
+    page = client.get("/ui/rules", environ_base=LOOPBACK).get_data(as_text=True)
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>[^<]*</td><td>([^<]+)</td><td>([^<]+)</td>", page)
+    assert rows == [("prometheus-watchdog", "5m", "ok"), ("datadog-canary", "30m", "waiting")], page
