@@ -50,6 +50,7 @@ DEFAULT_API_URL = "https://api.pagerduty.com"
 # timeout (a sender that timed out has no answer to act on, and its retry would find the request still queued),
 # and far above a normal wait (a commit, a checkpoint: milliseconds). BRIDGE_DB_LOCK_TIMEOUT changes it.
 DEFAULT_LOCK_TIMEOUT = 5.0
+DEFAULT_STALL_THRESHOLD = 300.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,12 @@ class Settings:
     # The least time between the end of one reconciliation pass and the start of the next (a worker restarting
     # often must not look every recent incident up again each time).
     reconcile_interval_seconds: float = 600.0
+    # Self-monitoring (`bridge.health`): the oldest pending outbox job or undecided journal entry older than this
+    # makes /readyz fail and pages the fallback key. 5 minutes: far above a healthy wait (milliseconds; a retry
+    # of PagerDuty's blip: seconds), well inside the process's "P0: immediate" expectation.
+    stall_threshold_seconds: float = DEFAULT_STALL_THRESHOLD
+    # Where the page about the bridge itself goes (a PagerDuty Events API v2 integration key of another service).
+    fallback_routing_key: Secret = field(default_factory=lambda: Secret(""))
     log_level: str = "INFO"  # BRIDGE_LOG_LEVEL as given; `bridge.preflight.log_level` checks and reads it
 
     def tls_verify(self) -> Any:
@@ -189,6 +196,13 @@ class Settings:
         def csv(name: str) -> list[str]:
             return [x.strip() for x in get(name).split(",") if x.strip()]
 
+        def stall_threshold() -> float:
+            value = duration("BRIDGE_STALL_THRESHOLD", DEFAULT_STALL_THRESHOLD)
+            if value < 1:
+                raise ConfigError(f"BRIDGE_STALL_THRESHOLD={get('BRIDGE_STALL_THRESHOLD')!r} is below 1 second",
+                                  hint="set BRIDGE_STALL_THRESHOLD to a duration such as 5m")
+            return value
+
         webhook_token = secret("BRIDGE_WEBHOOK_TOKEN")
         admin_token = secret("BRIDGE_ADMIN_TOKEN")
         if webhook_token and admin_token and webhook_token.reveal() == admin_token.reveal():
@@ -238,12 +252,14 @@ class Settings:
             db_lock_timeout_seconds=positive("BRIDGE_DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
             reconcile_interval_seconds=duration("BRIDGE_RECONCILE_INTERVAL", 600.0),
             log_level=get("BRIDGE_LOG_LEVEL", "INFO") or "INFO",
+            stall_threshold_seconds=stall_threshold(),
+            fallback_routing_key=secret("BRIDGE_FALLBACK_ROUTING_KEY"),
         )
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction."""
         values = [self.webhook_token, self.admin_token, self.routing_key, self.api_token, self.dd_api_key,
-                  self.dd_app_key]
+                  self.dd_app_key, self.fallback_routing_key]
         out = [s.reveal() for s in values if s]
         for source in self.receivers.values():
             for value in source.values():

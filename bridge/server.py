@@ -155,6 +155,7 @@ class Supervisor:
         self.stopping = False
         self.failure: ConfigError | None = None
         self.holder: RulesetHolder | None = None
+        self.store: Store | None = None
         self.prepared = False
         # Bound in `prepare`, handed to gunicorn in `start_web`.
         self.listener: socket.socket | None = None
@@ -185,6 +186,7 @@ class Supervisor:
         self.listener = bind_port(self.host, self.port)
         self.address = self.listener.getsockname()
         store = Store.open(self.settings.database_url, lock_timeout=background_lock_timeout(self.settings))
+        self.store = store
         self.holder = RulesetHolder(rules_path, store)
         result = self.holder.load()
         log.info("rules: %s (%d rules, hash %s)", self.holder.path, len(result.ruleset.rules),
@@ -265,6 +267,12 @@ class Supervisor:
         signal.signal(signal.SIGHUP, self._on_hup)
         self.start_worker()
         self.start_web()
+        # The supervisor's own watchdog (the worker child runs one too): it pages even when the worker hangs.
+        from bridge.delivery.watchdog import Watchdog
+
+        assert self.store is not None
+        watchdog = Watchdog(self.store, self.settings)
+        watchdog.start()
         code = 0
         while not self.stopping:
             time.sleep(0.2)
@@ -277,7 +285,9 @@ class Supervisor:
                 log.error("delivery worker exited (%s); restarting it", self.worker.returncode)
                 time.sleep(1.0)
                 self.start_worker()
+        watchdog.stop()
         self._stop_children()
+        watchdog.close()
         if self.failure is not None:
             raise self.failure
         return code
@@ -320,6 +330,7 @@ def run_worker(settings: Settings) -> int:
     """
     import threading
 
+    from bridge.delivery.watchdog import Watchdog
     from bridge.delivery.worker import MAX_INTERNAL_FAILURES, DeliveryWorker
     from bridge.followups import DryRunRest, FollowUps
     from bridge.pipeline.stage import PipelineStage
@@ -343,6 +354,9 @@ def run_worker(settings: Settings) -> int:
                           on_decided=worker.notify)
     stage_thread = threading.Thread(target=stage.run, name="pipeline-stage", daemon=True)
     stage_thread.start()
+    # Self-monitoring: pages BRIDGE_FALLBACK_ROUTING_KEY directly (never through the outbox) on a stall.
+    watchdog = Watchdog(store, settings)
+    watchdog.start()
     # Reconciliation is queued, never run here: its lookups take minutes at PagerDuty's rate limit, and run as
     # follow-ups behind the pages and the other follow-ups.
     try:
@@ -356,6 +370,7 @@ def run_worker(settings: Settings) -> int:
     def stop(_signum: int, _frame: Any) -> None:
         stage.stop()
         worker.stop()
+        watchdog.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -365,6 +380,8 @@ def run_worker(settings: Settings) -> int:
         stage.stop()
         stage_thread.join(timeout=30)
         worker.close()
+        watchdog.stop()
+        watchdog.close()
     return 0
 
 

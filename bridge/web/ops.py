@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, jsonify
 
 from bridge import metrics
+from bridge.delivery.watchdog import check
 from bridge.errors import ConfigErrors
 from bridge.web.context import WebContext, web_context
 
@@ -27,8 +28,9 @@ def healthz() -> Response:
 
 @ops.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """The database answers and takes writes, and a ruleset is loaded; with this run's instance nonce, when
-    `serve` started the process."""
+    """The database answers and takes writes, a ruleset is loaded, and neither delivery nor the pipeline is
+    stalled (`bridge.health`: the stalls are listed under `stalled`, with their age); with this run's instance
+    nonce, when `serve` started the process."""
     web = web_context()
     answer, status = _readiness(web)
     if web.instance:
@@ -49,8 +51,17 @@ def _readiness(web: WebContext) -> tuple[Response, int]:
         _ = web.holder.current
     except Exception as exc:
         problems.append(f"rules: {type(exc).__name__}")
+    stalled: list[dict[str, object]] = []
+    if not problems:
+        try:
+            stalls = check(web.store, web.settings.stall_threshold_seconds, web.now().timestamp())
+        except Exception as exc:  # readiness reports, it does not crash
+            problems.append(f"database: {type(exc).__name__}")
+        else:
+            problems.extend(s.reason for s in stalls)
+            stalled = [s.as_json() for s in stalls]
     if problems:
-        return jsonify({"status": "not ready", "problems": problems}), 503
+        return jsonify({"status": "not ready", "problems": problems, "stalled": stalled}), 503
     return jsonify({"status": "ready", "ruleset": web.holder.current.hash}), 200
 
 
