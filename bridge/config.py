@@ -94,6 +94,9 @@ class Settings:
     stall_threshold_seconds: float = DEFAULT_STALL_THRESHOLD
     # Where the page about the bridge itself goes (a PagerDuty Events API v2 integration key of another service).
     fallback_routing_key: Secret = field(default_factory=lambda: Secret(""))
+    # Missed resolves (`bridge.followups.missed_resolve`): a Datadog incident open this long has its monitor groups'
+    # state asked from Datadog. An hour: most incidents resolve well before, and No Data windows are minutes long.
+    missed_resolve_after_seconds: float = 3600.0
     log_level: str = "INFO"  # BRIDGE_LOG_LEVEL as given; `bridge.preflight.log_level` checks and reads it
 
     def tls_verify(self) -> Any:
@@ -254,6 +257,7 @@ class Settings:
             log_level=get("BRIDGE_LOG_LEVEL", "INFO") or "INFO",
             stall_threshold_seconds=stall_threshold(),
             fallback_routing_key=secret("BRIDGE_FALLBACK_ROUTING_KEY"),
+            missed_resolve_after_seconds=duration("BRIDGE_MISSED_RESOLVE_AFTER", 3600.0),
         )
 
     def secrets(self) -> list[str]:

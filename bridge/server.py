@@ -366,6 +366,13 @@ def run_worker(settings: Settings) -> int:
     else:
         if queued:
             log.info("reconciliation with PagerDuty: %s", queued)
+    try:
+        rounds = followups.queue_missed_resolves()
+    except Exception:  # best effort, like reconciliation
+        log.exception("could not queue the missed-resolve checks with Datadog; continuing")
+    else:
+        if rounds:
+            log.info("missed resolves (Datadog monitor states): %s", rounds)
 
     def stop(_signum: int, _frame: Any) -> None:
         stage.stop()

@@ -241,6 +241,7 @@ class JobKind(StrEnum):
     REOPEN_NOTE = "reopen_note"
     POSTMORTEM = "postmortem"
     RECONCILE = "reconcile"
+    MISSED_RESOLVE = "missed_resolve"
 
 
 ORDERED_KINDS = (JobKind.EVENT, JobKind.INCIDENT_SETUP)
