@@ -107,8 +107,8 @@ def datadog_monitors(settings: Settings) -> MonitorLookup:
     monitor); raises DeliveryError (retryable) for every other failure."""
     from datadog_api_client import ApiClient, Configuration
     from datadog_api_client.exceptions import ApiException
+    from datadog_api_client.rest import ClientRetry
     from datadog_api_client.v1.api.monitors_api import MonitorsApi
-    from urllib3.util import Retry
 
     from bridge.related.sources import failure_reason
 
@@ -118,7 +118,7 @@ def datadog_monitors(settings: Settings) -> MonitorLookup:
     cfg.request_timeout = settings.http_timeout_seconds  # never a call without a timeout
     # One request per attempt: the worker's persisted backoff retries a failed round (urllib3 would otherwise retry
     # a timed-out read three more times inside one attempt, holding the follow-ups lane four timeouts long).
-    cfg.retry_policy = Retry(total=False)
+    cfg.retry_policy = ClientRetry(total=False)  # the client's own urllib3 Retry class
 
     def lookup(monitor_id: int) -> Mapping[str, Any] | None:
         try:

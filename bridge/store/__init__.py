@@ -36,8 +36,8 @@ from bridge.store.journal import (
 )
 from bridge.store.outbox import NewJob, OutboxStore
 from bridge.store.ruleset_records import RulesetStore
-from bridge.store.self_page_records import SelfPageStore
 from bridge.store.schema import FAILED, JOURNAL_CHANNEL, PENDING, JobKind, alerts, incidents, jobs, wall_clock
+from bridge.store.self_page_records import SelfPageStore
 from bridge.store.silence_records import SilenceStore
 from bridge.store.views import ViewStore
 

@@ -19,6 +19,17 @@ from bridge.store.schema import self_pages
 class SelfPageStore(StoreBase):
     """The self_pages table."""
 
+    @property
+    def _insert_once(self) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING what, in this database's dialect."""
+        if self.is_postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(self_pages).on_conflict_do_nothing().returning(self_pages.c.what)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(self_pages).on_conflict_do_nothing().returning(self_pages.c.what)
+
     def self_pages(self) -> dict[str, dict[str, Any]]:
         """Every page about the bridge ever sent, by what it is about: state (open, resolved) and times."""
         with self.engine.connect() as conn:
@@ -40,9 +51,11 @@ class SelfPageStore(StoreBase):
             if row is None:
                 if action != "trigger":
                     return False
-                conn.execute(self_pages.insert().values(what=what, state="resolved", claimed_until=now + lease_seconds,
-                                                        claimed_by=owner[:255], detail=""))
-                return True
+                # Two replicas inserting the first row at once: the primary key keeps one, the other claims nothing.
+                inserted = conn.execute(self._insert_once.values(
+                    what=what, state="resolved", claimed_until=now + lease_seconds, claimed_by=owner[:255],
+                    detail="")).first()
+                return inserted is not None
             if row.state != wanted_from or (row.claimed_until is not None and row.claimed_until > now):
                 return False
             conn.execute(self_pages.update().where(self_pages.c.what == what).values(

@@ -61,7 +61,10 @@ def _readiness(web: WebContext) -> tuple[Response, int]:
             problems.extend(s.reason for s in stalls)
             stalled = [s.as_json() for s in stalls]
     if problems:
-        return jsonify({"status": "not ready", "problems": problems, "stalled": stalled}), 503
+        answer: dict[str, object] = {"status": "not ready", "problems": problems}
+        if stalled:  # which part, how long, and the threshold, for a script to read
+            answer["stalled"] = stalled
+        return jsonify(answer), 503
     return jsonify({"status": "ready", "ruleset": web.holder.current.hash}), 200
 
 

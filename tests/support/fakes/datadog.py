@@ -54,11 +54,11 @@ APP_KEY = "fake-dd-app-key"
 SEVERITIES = ("SEV-0", "SEV-1", "SEV-2", "SEV-3", "SEV-4", "SEV-5", "UNKNOWN")
 STATES = ("active", "stable", "resolved")
 DEFAULT_PAGE_SIZE = 10  # the client's own default for search_incidents_with_pagination
-MAX_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 100  # `page[size]` <= 100 (datadog.md §7.2)
 # `MonitorOverallStates` (datadog.md: v1/model/monitor_overall_states.py), and the `group_states` parameter's values.
 GROUP_STATUSES = ("Alert", "Ignored", "No Data", "OK", "Skipped", "Unknown", "Warn")
 GROUP_STATES_PARAM = frozenset({"all", "alert", "warn", "no data"})
-_SEVERITY_ORDER = ("OK", "Ignored", "Skipped", "Unknown", "No Data", "Warn", "Alert")  # `page[size]` <= 100 (datadog.md §7.2)
+_SEVERITY_ORDER = ("OK", "Ignored", "Skipped", "Unknown", "No Data", "Warn", "Alert")
 
 _NAMESPACE = uuid.UUID("6f1c2a7e-43a5-4b9e-9a52-8d2a3c0e7b11")  # deterministic incident UUIDs
 _TERM = re.compile(r"^(?P<facet>[\w.-]+):(?:\((?P<many>[^()]*)\)|(?P<one>\"[^\"]*\"|\S+))$")
