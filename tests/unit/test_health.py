@@ -54,3 +54,43 @@ def test_reason(stall: Stall, text: str) -> None:
 def test_dedup_key_is_stable_per_part() -> None:
     assert self_dedup_key(DELIVERY) == "incident-bridge:self:delivery"
     assert self_dedup_key(PIPELINE) == "incident-bridge:self:pipeline"
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("", 300.0), ("90", 90.0), ("2s", 2.0), ("10m", 600.0),
+                                                ("1h30m", 5400.0)])
+def test_the_stall_threshold_setting(value: str, seconds: float) -> None:
+    from bridge.config import Settings
+
+    assert Settings.from_env({"BRIDGE_STALL_THRESHOLD": value}).stall_threshold_seconds == seconds
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("soon", r"BRIDGE_STALL_THRESHOLD='soon': 'soon' is not a duration"),
+    ("0", r"BRIDGE_STALL_THRESHOLD='0' is below 1 second"),
+])
+def test_a_bad_stall_threshold_is_one_line_naming_the_setting(value: str, message: str) -> None:
+    from bridge.config import Settings
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({"BRIDGE_STALL_THRESHOLD": value})
+
+
+def test_the_missed_resolve_setting() -> None:
+    from bridge.config import Settings
+
+    assert Settings.from_env({}).missed_resolve_after_seconds == 3600.0
+    assert Settings.from_env({"BRIDGE_MISSED_RESOLVE_AFTER": "2h"}).missed_resolve_after_seconds == 7200.0
+
+
+def test_the_fallback_key_comes_from_a_file_and_is_a_redacted_secret(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from bridge.config import Settings
+
+    key_file = Path(str(tmp_path)) / "fallback"
+    key_file.write_text("fa11bac0fa11bac0fa11bac0fa11bac0\n")
+    settings = Settings.from_env({"BRIDGE_FALLBACK_ROUTING_KEY_FILE": str(key_file)})
+    assert settings.fallback_routing_key.reveal() == "fa11bac0fa11bac0fa11bac0fa11bac0"
+    assert "fa11bac0" not in repr(settings)
+    assert "fa11bac0fa11bac0fa11bac0fa11bac0" in settings.secrets()  # redacted from job errors and tracebacks
