@@ -94,3 +94,12 @@ def test_the_fallback_key_comes_from_a_file_and_is_a_redacted_secret(tmp_path: o
     assert settings.fallback_routing_key.reveal() == "fa11bac0fa11bac0fa11bac0fa11bac0"
     assert "fa11bac0" not in repr(settings)
     assert "fa11bac0fa11bac0fa11bac0fa11bac0" in settings.secrets()  # redacted from job errors and tracebacks
+
+
+def test_a_malformed_fallback_key_is_named_before_start() -> None:
+    from bridge.config import Secret, Settings
+    from bridge.preflight import problems
+
+    found = problems(Settings(fallback_routing_key=Secret("short")))
+    assert [p.message for p in found] == ["BRIDGE_FALLBACK_ROUTING_KEY is 5 characters long; an Events API v2 "
+                                          "integration key has 32"]
