@@ -51,6 +51,7 @@ DEFAULT_API_URL = "https://api.pagerduty.com"
 # timeout (a sender that timed out has no answer to act on, and its retry would find the request still queued),
 # and far above a normal wait (a commit, a checkpoint: milliseconds). BRIDGE_DB_LOCK_TIMEOUT changes it.
 DEFAULT_LOCK_TIMEOUT = 5.0
+DEFAULT_STALL_THRESHOLD = 300.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,15 @@ class Settings:
     # The least time between the end of one reconciliation pass and the start of the next (a worker restarting
     # often must not look every recent incident up again each time).
     reconcile_interval_seconds: float = 600.0
+    # Self-monitoring (`bridge.health`): the oldest pending outbox job or undecided journal entry older than this
+    # makes /readyz fail and pages the fallback key. 5 minutes: far above a healthy wait (milliseconds; a retry
+    # of PagerDuty's blip: seconds), well inside the process's "P0: immediate" expectation.
+    stall_threshold_seconds: float = DEFAULT_STALL_THRESHOLD
+    # Where the page about the bridge itself goes (a PagerDuty Events API v2 integration key of another service).
+    fallback_routing_key: Secret = field(default_factory=lambda: Secret(""))
+    # Missed resolves (`bridge.followups.missed_resolve`): a Datadog incident open this long has its monitor groups'
+    # state asked from Datadog. An hour: most incidents resolve well before, and No Data windows are minutes long.
+    missed_resolve_after_seconds: float = 3600.0
     log_level: str = "INFO"  # BRIDGE_LOG_LEVEL as given; `bridge.preflight.log_level` checks and reads it
     log_format: str = "text"  # BRIDGE_LOG_FORMAT: text or json (`bridge.logformat.log_format` checks it)
     # How long a console sign-in lasts (the cookie's expiry and the server's check of it).
@@ -198,6 +208,13 @@ class Settings:
         def csv(name: str) -> list[str]:
             return [x.strip() for x in get(name).split(",") if x.strip()]
 
+        def stall_threshold() -> float:
+            value = duration("BRIDGE_STALL_THRESHOLD", DEFAULT_STALL_THRESHOLD)
+            if value < 1:
+                raise ConfigError(f"BRIDGE_STALL_THRESHOLD={get('BRIDGE_STALL_THRESHOLD')!r} is below 1 second",
+                                  hint="set BRIDGE_STALL_THRESHOLD to a duration such as 5m")
+            return value
+
         webhook_token = secret("BRIDGE_WEBHOOK_TOKEN")
         admin_token = secret("BRIDGE_ADMIN_TOKEN")
         if webhook_token and admin_token and webhook_token.reveal() == admin_token.reveal():
@@ -251,12 +268,15 @@ class Settings:
             console_session_seconds=duration("BRIDGE_CONSOLE_SESSION", 12 * 3600.0),
             console_secure_cookie=flag("BRIDGE_CONSOLE_SECURE_COOKIE"),
             heartbeat_check_seconds=positive("BRIDGE_HEARTBEAT_CHECK_INTERVAL", 15.0),
+            stall_threshold_seconds=stall_threshold(),
+            fallback_routing_key=secret("BRIDGE_FALLBACK_ROUTING_KEY"),
+            missed_resolve_after_seconds=duration("BRIDGE_MISSED_RESOLVE_AFTER", 3600.0),
         )
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction."""
         values = [self.webhook_token, self.admin_token, self.routing_key, self.api_token, self.dd_api_key,
-                  self.dd_app_key]
+                  self.dd_app_key, self.fallback_routing_key]
         out = [s.reveal() for s in values if s]
         for source in self.receivers.values():
             for value in source.values():

@@ -3,10 +3,13 @@ store at scrape time, so they are right whichever process (web or worker) a scra
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+
+from bridge.health import age
 
 if TYPE_CHECKING:
     from bridge.store import Store
@@ -53,6 +56,17 @@ class StoreCollector:
                                     "Alerts accepted (journaled) that the pipeline stage has not decided yet")
         backlog.add_metric([], journal["undecided"])
         yield backlog
+        # Self-monitoring (`bridge.health`): 0 when nothing waits. /readyz fails above BRIDGE_STALL_THRESHOLD.
+        now = time.time()
+        due = self.store.oldest_due_job(now)
+        job_age = GaugeMetricFamily("bridge_oldest_pending_job_age_seconds",
+                                    "How long the oldest pending (due, not done) outbox job has waited")
+        job_age.add_metric([], age(due[0] if due else None, now))
+        yield job_age
+        undecided_age = GaugeMetricFamily("bridge_journal_oldest_undecided_age_seconds",
+                                          "How long ago the oldest alert the pipeline has not decided was received")
+        undecided_age.add_metric([], age(self.store.oldest_undecided_at(), now))
+        yield undecided_age
         info = InfoMetricFamily("bridge_ruleset", "The active ruleset")
         info.add_metric([], {"hash": status["hash"] or ""})
         yield info

@@ -50,17 +50,18 @@ _CA_BUNDLE_HINT = ("point BRIDGE_PAGERDUTY_CA_BUNDLE at a PEM file of the CA cer
                    "system's store")
 
 
-def routing_key_problem(key: str) -> ConfigError | None:
-    """Why `key` cannot be an Events API v2 integration key, or None (an empty key is dry-run, not a problem)."""
+def routing_key_problem(key: str, name: str = "PAGERDUTY_ROUTING_KEY") -> ConfigError | None:
+    """Why `key` (the setting `name`) cannot be an Events API v2 integration key, or None (an empty key is dry-run,
+    or no fallback page, not a problem)."""
     if not key:
         return None
     if any(c in "\"'`" for c in key):
-        return ConfigError("PAGERDUTY_ROUTING_KEY contains quote characters", hint="set the key without quotes")
+        return ConfigError(f"{name} contains quote characters", hint="set the key without quotes")
     if any(c.isspace() for c in key):
-        return ConfigError("PAGERDUTY_ROUTING_KEY contains a space or a line break",
+        return ConfigError(f"{name} contains a space or a line break",
                            hint=f"set the key alone; {ROUTING_KEY_HINT}")
     if len(key) != ROUTING_KEY_LENGTH:
-        return ConfigError(f"PAGERDUTY_ROUTING_KEY is {len(key)} characters long; an Events API v2 integration key "
+        return ConfigError(f"{name} is {len(key)} characters long; an Events API v2 integration key "
                            f"has {ROUTING_KEY_LENGTH}", hint=ROUTING_KEY_HINT)
     return None
 
@@ -149,6 +150,7 @@ def problems(settings: Settings) -> list[ConfigError]:
     found = [
         log_level_problem(settings.log_level),
         routing_key_problem(settings.routing_key.reveal()),
+        routing_key_problem(settings.fallback_routing_key.reveal(), "BRIDGE_FALLBACK_ROUTING_KEY"),
         url_problem("PAGERDUTY_EVENTS_URL", settings.events_url),
         url_problem("PAGERDUTY_API_URL", settings.api_url),
         url_problem("DATADOG_API_URL", settings.datadog_api_url),

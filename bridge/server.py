@@ -171,6 +171,7 @@ class Supervisor:
         self.stopping = False
         self.failure: ConfigError | None = None
         self.holder: RulesetHolder | None = None
+        self.store: Store | None = None
         self.prepared = False
         # Bound in `prepare`, handed to gunicorn in `start_web`.
         self.listener: socket.socket | None = None
@@ -204,6 +205,7 @@ class Supervisor:
         # default, which upgrades itself (`upgrades_itself`); gunicorn's workers then find it at head.
         store = Store.open(self.settings.database_url, lock_timeout=background_lock_timeout(self.settings),
                            upgrade=upgrades_itself(self.settings))
+        self.store = store
         self.holder = RulesetHolder(rules_path, store)
         result = self.holder.load()
         log.info("rules: %s (%d rules, hash %s)", self.holder.path, len(result.ruleset.rules),
@@ -285,6 +287,12 @@ class Supervisor:
         if self.with_worker:
             self.start_worker()
         self.start_web()
+        # The supervisor's own watchdog (the worker child runs one too): it pages even when the worker hangs.
+        from bridge.delivery.watchdog import Watchdog
+
+        assert self.store is not None
+        watchdog = Watchdog(self.store, self.settings)
+        watchdog.start()
         code = 0
         while not self.stopping:
             time.sleep(0.2)
@@ -297,7 +305,9 @@ class Supervisor:
                 log.error("delivery worker exited (%s); restarting it", self.worker.returncode)
                 time.sleep(1.0)
                 self.start_worker()
+        watchdog.stop()
         self._stop_children()
+        watchdog.close()
         if self.failure is not None:
             raise self.failure
         return code
@@ -348,6 +358,7 @@ def run_worker(settings: Settings) -> int:
     """
     import threading
 
+    from bridge.delivery.watchdog import Watchdog
     from bridge.delivery.worker import MAX_INTERNAL_FAILURES, DeliveryWorker
     from bridge.followups import DryRunRest, FollowUps
     from bridge.pipeline.heartbeats import HeartbeatWatch
@@ -383,6 +394,9 @@ def run_worker(settings: Settings) -> int:
                            clock=time.time, on_journaled=doorbell.ring)
     watch_thread = threading.Thread(target=watch.run, name="heartbeat-watch", daemon=True)
     watch_thread.start()
+    # Self-monitoring: pages BRIDGE_FALLBACK_ROUTING_KEY directly (never through the outbox) on a stall.
+    watchdog = Watchdog(store, settings)
+    watchdog.start()
     # Reconciliation is queued, never run here: its lookups take minutes at PagerDuty's rate limit, and run as
     # follow-ups behind the pages and the other follow-ups.
     try:
@@ -392,11 +406,19 @@ def run_worker(settings: Settings) -> int:
     else:
         if queued:
             log.info("reconciliation with PagerDuty: %s", queued)
+    try:
+        rounds = followups.queue_missed_resolves()
+    except Exception:  # best effort, like reconciliation
+        log.exception("could not queue the missed-resolve checks with Datadog; continuing")
+    else:
+        if rounds:
+            log.info("missed resolves (Datadog monitor states): %s", rounds)
 
     def stop(_signum: int, _frame: Any) -> None:
         watch.stop()
         stage.stop()
         worker.stop()
+        watchdog.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -408,6 +430,8 @@ def run_worker(settings: Settings) -> int:
         stage_thread.join(timeout=30)
         watch_thread.join(timeout=30)
         worker.close()
+        watchdog.stop()
+        watchdog.close()
     return 0
 
 

@@ -14,6 +14,8 @@
 - `reopen_note` (after the trigger of a reopened incident): the resolution did not hold; links the previous
   PagerDuty incident when PagerDuty opened a new one.
 - `postmortem`: draft the post-mortem of a resolved P0/P1 incident and note where to find it.
+- `missed_resolve` (a periodic round, queued at the worker's start with DD_API_KEY/DD_APP_KEY): resolve the old
+  Datadog incidents whose monitor groups Datadog reports OK (no recovery is sent after Alert -> No Data -> OK).
 - `reconcile` (a chain of slices, queued at the worker's start): compare the incidents of the last 7 days with
   PagerDuty and repair drift, in the background at the lowest priority (see `reconcile`).
 
@@ -42,6 +44,7 @@ from bridge.followups.auto_resolve import auto_resolve
 from bridge.followups.context import FollowUpContext, Rest
 from bridge.followups.dry_run import DryRunRest
 from bridge.followups.escalation import escalation_check
+from bridge.followups.missed_resolve import missed_resolve, queue_round
 from bridge.followups.postmortem import postmortem
 from bridge.followups.reconcile import queue_pass, reconcile_slice
 from bridge.followups.related_note import related_note
@@ -71,6 +74,7 @@ HANDLERS: Mapping[str, Handler] = {
     JobKind.REOPEN_NOTE: reopen_note,
     JobKind.POSTMORTEM: postmortem,
     JobKind.RECONCILE: reconcile_slice,
+    JobKind.MISSED_RESOLVE: missed_resolve,
 }
 
 
@@ -105,3 +109,8 @@ class FollowUps:
         """At the worker's start: resume the unfinished reconciliation pass, or queue a new one unless the last
         ended recently (`reconcile.queue_pass`); returns what it did, None without the REST API."""
         return queue_pass(self.context)
+
+    def queue_missed_resolves(self) -> str | None:
+        """At the worker's start: queue the periodic missed-resolve round unless one is queued
+        (`missed_resolve.queue_round`); None without DD_API_KEY and DD_APP_KEY."""
+        return queue_round(self.context)

@@ -17,7 +17,8 @@ next slice as its successor in the transaction that records it done. Hence:
 
 Repairs: open here but no open incident in PagerDuty (a human resolved it there) -> resolved here too, with the
 follow-ups of a resolution; resolved here but open in PagerDuty (our resolve was lost: a crash, a dead-lettered
-event) -> the resolve is sent again. An incident with an event still queued or being sent, or paged after the pass
+event; or delivered and dropped by PagerDuty during a maintenance window) -> the resolve is sent again (a dropped one
+at most once per pass). An incident with an event still queued or being sent, or paged after the pass
 started (PagerDuty creates incidents from events asynchronously, so it may not show one yet), is left to the next
 pass.
 """
@@ -30,7 +31,7 @@ from typing import Any
 
 from bridge.errors import DeliveryError, Reschedule
 from bridge.followups.context import FollowUpContext, Rest
-from bridge.followups.schedule import reconcile_key
+from bridge.followups.schedule import reconcile_key, resend_resolve_key
 from bridge.store import JobKind, NewJob, Store
 
 log = logging.getLogger(__name__)
@@ -178,13 +179,20 @@ def _repair(ctx: FollowUpContext, incident: dict[str, Any], open_there: dict[str
     if incident["status"] == "open" and open_there is None:
         return ctx.store.resolve_incident(incident["id"], now, f"resolved in PagerDuty ({found})",
                                           send_resolve=False)
-    if incident["status"] == "resolved" and open_there is not None \
-            and ctx.store.last_event_action(incident["id"]) != "resolve":
-        ctx.store.enqueue(JobKind.EVENT, incident["dedup_key"], incident["id"],
-                          {"event_action": "resolve", "dedup_key": incident["dedup_key"]}, now,
-                          action="resolve", priority=0)
-        ctx.store.add_timeline(incident["id"], now, "resolution",
-                               f"resolve re-sent: PagerDuty still had the incident open ({found})", "incident-bridge")
+    if incident["status"] == "resolved" and open_there is not None:
+        # Our resolve reached PagerDuty and it still has the incident open: the Events API accepted it (202) and
+        # dropped it, as it does during a maintenance window of the service. Sent again once per pass, until a
+        # pass finds the incident resolved there too.
+        dropped = ctx.store.last_event_action(incident["id"]) == "resolve"
+        if not ctx.store.enqueue(JobKind.EVENT, incident["dedup_key"], incident["id"],
+                                 {"event_action": "resolve", "dedup_key": incident["dedup_key"]}, now,
+                                 action="resolve", priority=0,
+                                 dedupe=resend_resolve_key(incident["id"], number) if dropped else None):
+            return False
+        why = ("PagerDuty still had the incident open after our resolve was delivered (a maintenance window drops "
+               "resolves)" if dropped else "PagerDuty still had the incident open")
+        ctx.store.add_timeline(incident["id"], now, "resolution", f"resolve re-sent: {why} ({found})",
+                               "incident-bridge")
         return True
     return False
 

@@ -52,6 +52,16 @@ def reconcile_key(pass_number: int, cursor: int) -> str:
     return f"reconcile:{pass_number}:{cursor}"
 
 
+def resend_resolve_key(incident_id: int, pass_number: int) -> str:
+    """At most one resend per reconciliation pass of a resolve PagerDuty dropped (a maintenance window)."""
+    return f"resend_resolve:{incident_id}:{pass_number}"
+
+
+def missed_resolve_key(round_number: int) -> str:
+    """One missed-resolve check per round (`missed_resolve`): two workers starting at once queue one round."""
+    return f"missed_resolve:{round_number}"
+
+
 # -- after a trigger ----------------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ The package mirrors those concerns; `Store` composes one part of each:
 - `incident_records`: incidents, their timeline and post-mortems, resolving;
 - `silence_records`, `audit_records` (and notices), `ruleset_records`: those tables;
 - `heartbeat_records`: the heartbeats table and the open incidents of missed heartbeats;
+- `self_page_records`: the pages the bridge sends about itself (once across replicas);
 - `views`: the stored alerts as the API reads them, and the JSON of each kind of row.
 
 The modules holding the parts are not named after tables (`incidents`, `silences`, `audit`, `rulesets`): a
@@ -49,6 +50,7 @@ from bridge.store.journal import (
 from bridge.store.outbox import NewJob, OutboxStore
 from bridge.store.ruleset_records import RulesetStore
 from bridge.store.schema import FAILED, JOURNAL_CHANNEL, PENDING, JobKind, alerts, incidents, jobs, wall_clock
+from bridge.store.self_page_records import SelfPageStore
 from bridge.store.silence_records import SilenceStore
 from bridge.store.views import ViewStore
 
@@ -76,7 +78,7 @@ __all__ = [
 
 
 class Store(JournalStore, IncidentStore, OutboxStore, SilenceStore, AuditStore, RulesetStore, ViewStore,
-            ActivityStore, HeartbeatStore):
+            ActivityStore, HeartbeatStore, SelfPageStore):
     """All database access of the bridge. One instance per process; thread-safe through the engine's pool.
 
     Each part is a mixin of its own module, on `StoreBase` (engine, `open`, transactions); a part derives from the

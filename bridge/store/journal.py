@@ -237,6 +237,13 @@ class JournalStore(IncidentStore):
             last = conn.execute(sa.select(sa.func.max(alerts.c.id))).scalar()
         return {"undecided": int(row[0] or 0), "oldest_undecided_at": _iso(row[1]), "last_id": int(last or 0)}
 
+    def oldest_undecided_at(self) -> float | None:
+        """The receipt time of the oldest journal entry the pipeline stage has not decided; None when none waits."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.min(alerts.c.journaled_at)).where(
+                alerts.c.decided_at.is_(None))).scalar()
+        return None if value is None else float(value)
+
     @contextmanager
     def pipeline_batch(self, limit: int) -> Iterator[PipelineBatch]:
         """The next `limit` undecided journal entries, oldest first, in one transaction that the pipeline stage

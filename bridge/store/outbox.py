@@ -55,7 +55,7 @@ class OutboxStore(AuditStore):
         values = dict(kind=kind, dedup_key=dedup_key, incident_id=incident_id, alert_id=alert_id,
                       action=action or kind, priority=priority, payload_json=json.dumps(payload, default=str),
                       state="pending", attempts=0, next_attempt_at=due, created_at=now, updated_at=now,
-                      dedupe=dedupe[:255] if dedupe else None)
+                      dedupe=dedupe[:255] if dedupe else None, due_since=due)
         if dedupe is None:
             return int(_inserted_id(conn.execute(jobs.insert().values(**values))))
         row = conn.execute(self._job_insert_once.values(**values)).first()
@@ -195,8 +195,9 @@ class OutboxStore(AuditStore):
     def release_job(self, job_id: int, now: float, retry_at: float) -> None:
         """Give a leased job back without counting an attempt (rate limit reached, shutting down)."""
         with self.transaction() as conn:
+            # Put off on purpose (no budget, shutting down): not overdue until its new time.
             conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state == "sending").values(
-                state="pending", next_attempt_at=retry_at, lease_until=None, updated_at=now))
+                state="pending", next_attempt_at=retry_at, due_since=retry_at, lease_until=None, updated_at=now))
 
     def events_sent_since(self, since: float) -> int:
         """How many events were delivered after `since` (for the per-routing-key rate limit)."""
@@ -215,6 +216,22 @@ class OutboxStore(AuditStore):
             return None
         return {"id": row.id, "state": row.state, "payload": json.loads(row.payload_json),
                 "created_at": row.created_at, "updated_at": row.updated_at, "delivered_at": row.delivered_at}
+
+    def oldest_due_job(self, now: float) -> tuple[float, int] | None:
+        """Since when the longest-waiting unfinished job has been due, and its id; None when no job is due.
+
+        "Pending" for self-monitoring (`bridge.health`): pending or being sent, and due by `now`. A job counts
+        from its first due time (`due_since`), and a failed attempt's retry does not restart it: a page PagerDuty
+        has refused with 500s for ten minutes has waited ten minutes. Jobs put off on purpose (a timer not yet due,
+        a follow-up waiting for REST budget, events over the per-minute limit) count from their new time.
+        """
+        since = sa.func.coalesce(jobs.c.due_since, jobs.c.next_attempt_at)
+        query = (sa.select(since.label("since"), jobs.c.id)
+                 .where(jobs.c.state.in_(("pending", "sending")), since <= now)
+                 .order_by(since, jobs.c.id).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (float(row.since), int(row.id))
 
     def job_counts(self) -> dict[str, int]:
         """Number of jobs in each state."""
@@ -271,8 +288,8 @@ class OutboxStore(AuditStore):
                                    f"({row.dedup_key}) was created after it and is already {gone[0].state}; "
                                    f"sending this {row.action} now would put it out of order")
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(
-                state="pending", next_attempt_at=now, lease_until=None, leased_by=None, internal_failures=0,
-                updated_at=now))
+                state="pending", next_attempt_at=now, due_since=now, lease_until=None, leased_by=None,
+                internal_failures=0, updated_at=now))
             if actor:
                 self._audit(conn, now, actor, "job.retry", str(job_id), _job_audit(row))
             self._wake_workers(conn)

@@ -118,6 +118,10 @@ jobs = sa.Table(
     # What makes a follow-up job once-only ("incident_setup:12:P1:0"): a unique column, so a repeat insert does
     # nothing, instead of searching payloads. NULL for jobs that may repeat (events, timers).
     sa.Column("dedupe", _text(255)),
+    # When the job became due: set at queueing (its due time), kept through the retries of failed attempts, reset
+    # when it is deliberately put off (`release_job`) or retried by an operator. The stall watchdog's age of a job
+    # is `now - due_since` (`bridge.health`); NULL in rows from before the column (next_attempt_at stands in).
+    sa.Column("due_since", sa.Float),
 )
 sa.Index("ix_jobs_state_due", jobs.c.state, jobs.c.next_attempt_at)
 # The lease takes the most urgent due job: pending jobs in (priority, id) order, without sorting a backlog.
@@ -127,6 +131,20 @@ sa.Index("ix_jobs_incident_kind", jobs.c.incident_id, jobs.c.kind)
 # The newest job of a kind (`latest_job`: the reconciliation pass), however long ago it ran.
 sa.Index("ix_jobs_kind", jobs.c.kind, jobs.c.id)
 sa.Index("uq_jobs_dedupe", jobs.c.dedupe, unique=True)
+
+# The pages the bridge sends about itself to BRIDGE_FALLBACK_ROUTING_KEY (`bridge.delivery.watchdog`): one row per
+# stalled part (`what`: delivery, pipeline), shared by every process and replica so that each page is triggered
+# once and resolved once. `claimed_until`: a process is sending this row's event now (a crash mid-send frees it).
+self_pages = sa.Table(
+    "self_pages", metadata,
+    sa.Column("what", _text(32), primary_key=True),
+    sa.Column("state", _text(16), nullable=False),  # open | resolved
+    sa.Column("claimed_until", sa.Float),
+    sa.Column("claimed_by", _text(255)),
+    sa.Column("triggered_at", sa.Float),
+    sa.Column("resolved_at", sa.Float),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
 
 timeline = sa.Table(
     "timeline", metadata,
@@ -240,6 +258,7 @@ class JobKind(StrEnum):
     REOPEN_NOTE = "reopen_note"
     POSTMORTEM = "postmortem"
     RECONCILE = "reconcile"
+    MISSED_RESOLVE = "missed_resolve"
 
 
 ORDERED_KINDS = (JobKind.EVENT, JobKind.INCIDENT_SETUP)

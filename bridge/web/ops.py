@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify
+from flask import Blueprint, Response, g, jsonify, request
 
 from bridge import metrics
-from bridge.errors import ConfigErrors
+from bridge.delivery.watchdog import check
+from bridge.errors import ConfigErrors, RequestError
 from bridge.web.context import WebContext, web_context
 
 ops = Blueprint("ops", __name__)
@@ -27,16 +28,23 @@ def healthz() -> Response:
 
 @ops.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """The database answers and takes writes, and a ruleset is loaded; with this run's instance nonce, when
-    `serve` started the process."""
+    """The database answers and takes writes, a ruleset is loaded, and neither delivery nor the pipeline is
+    stalled (`bridge.health`: the stalls are listed under `stalled`, with their age); with this run's instance
+    nonce, when `serve` started the process.
+
+    `?scope=receive` leaves the stalls out: a load balancer's readiness probe asks whether this replica can take
+    alerts, and a stall every replica shares (PagerDuty down) must not take them all out of service."""
     web = web_context()
-    answer, status = _readiness(web)
+    scope = request.args.get("scope", "all")
+    if scope not in ("all", "receive"):
+        raise RequestError(f"scope must be all or receive, not {scope[:40]!r}", code="bad_parameter")
+    answer, status = _readiness(web, stalls=scope == "all")
     if web.instance:
         answer.headers[INSTANCE_HEADER] = web.instance
     return answer, status
 
 
-def _readiness(web: WebContext) -> tuple[Response, int]:
+def _readiness(web: WebContext, *, stalls: bool) -> tuple[Response, int]:
     problems = []
     try:
         web.store.ping()
@@ -49,8 +57,20 @@ def _readiness(web: WebContext) -> tuple[Response, int]:
         _ = web.holder.current
     except Exception as exc:
         problems.append(f"rules: {type(exc).__name__}")
+    stalled: list[dict[str, object]] = []
+    if stalls and not problems:
+        try:
+            found = check(web.store, web.settings.stall_threshold_seconds, web.now().timestamp())
+        except Exception as exc:  # readiness reports, it does not crash
+            problems.append(f"database: {type(exc).__name__}")
+        else:
+            problems.extend(s.reason for s in found)
+            stalled = [s.as_json() for s in found]
     if problems:
-        return jsonify({"status": "not ready", "problems": problems}), 503
+        answer: dict[str, object] = {"status": "not ready", "problems": problems}
+        if stalled:  # which part, how long, and the threshold, for a script to read
+            answer["stalled"] = stalled
+        return jsonify(answer), 503
     return jsonify({"status": "ready", "ruleset": web.holder.current.hash}), 200
 
 

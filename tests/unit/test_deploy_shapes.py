@@ -182,10 +182,12 @@ def test_the_probes_ask_paths_the_app_serves(tmp_path: Path) -> None:
                 for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                     if probe in c:
                         http = c[probe]["httpGet"]
-                        assert http["path"] in routes and http["port"] in ports, (where, probe, http)
+                        path = http["path"].partition("?")[0]
+                        assert path in routes and http["port"] in ports, (where, probe, http)
     [web] = [c for w, c in containers(ha()) if w.startswith("Deployment/incident-bridge-web/")]
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Receiving only: a stall every replica shares must not take them all out of the Service.
+    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz?scope=receive"
 
 
 # -- both shapes ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,12 @@ Endpoints (the shapes `datadog-api-client` 2.62.0 parses; `../shared/reference/d
 - `GET /api/v2/incidents/search?query=...&sort=-created&page[size]=&page[offset]=` -> `IncidentSearchResponse`
   (`data.type = "incidents_search_results"`, `data.attributes = {total, facets, incidents: [{data: ...}]}`,
   `meta.pagination = {offset, next_offset, size}`).
-- `GET /api/v1/monitor/{id}` -> a `Monitor`.
+- `GET /api/v1/monitor/{id}` -> a `Monitor`; with `group_states` (`all`, or a comma list of `alert`, `warn`,
+  `no data`, the values the published parameter documents; anything else answers 400) the monitor also carries
+  `state.groups`: `{<group>: MonitorStateGroup}` (`name`, `status` among `Alert, Ignored, No Data, OK, Skipped,
+  Unknown, Warn`, and the `last_*_ts` epoch seconds), as `datadog-api-client`'s `MonitorState` parses it. Script a
+  group's status with `set_group_state(monitor_id, group, status)`; the monitor's `overall_state` follows the worst
+  group.
 
 Both need the `DD-API-KEY` and `DD-APPLICATION-KEY` headers: a missing one answers 401, a wrong one 403
 (`{"errors": [...]}`, Datadog's error shape). Missing/malformed requests are recorded in `invalid_requests`.
@@ -50,6 +55,10 @@ SEVERITIES = ("SEV-0", "SEV-1", "SEV-2", "SEV-3", "SEV-4", "SEV-5", "UNKNOWN")
 STATES = ("active", "stable", "resolved")
 DEFAULT_PAGE_SIZE = 10  # the client's own default for search_incidents_with_pagination
 MAX_PAGE_SIZE = 100  # `page[size]` <= 100 (datadog.md §7.2)
+# `MonitorOverallStates` (datadog.md: v1/model/monitor_overall_states.py), and the `group_states` parameter's values.
+GROUP_STATUSES = ("Alert", "Ignored", "No Data", "OK", "Skipped", "Unknown", "Warn")
+GROUP_STATES_PARAM = frozenset({"all", "alert", "warn", "no data"})
+_SEVERITY_ORDER = ("OK", "Ignored", "Skipped", "Unknown", "No Data", "Warn", "Alert")
 
 _NAMESPACE = uuid.UUID("6f1c2a7e-43a5-4b9e-9a52-8d2a3c0e7b11")  # deterministic incident UUIDs
 _TERM = re.compile(r"^(?P<facet>[\w.-]+):(?:\((?P<many>[^()]*)\)|(?P<one>\"[^\"]*\"|\S+))$")
@@ -109,6 +118,7 @@ class FakeDatadog(LoopbackServer):
         self.app_key = app_key
         self.incidents: list[dict[str, Any]] = []  # IncidentResponseData objects, as served
         self.monitors: dict[int, dict[str, Any]] = {}
+        self.groups: dict[int, dict[str, dict[str, Any]]] = {}  # monitor id -> group name -> MonitorStateGroup
         self.search_queries: list[str] = []
         for incident in incidents:
             self.add_incident(**incident)
@@ -211,6 +221,23 @@ class FakeDatadog(LoopbackServer):
             self.monitors[int(full["id"])] = full
             return full
 
+    def set_group_state(self, monitor_id: int, group: str, status: str) -> None:
+        """Set one group's status (`Alert`, `Warn`, `No Data`, `OK`, ...) on a monitor added with `add_monitor`."""
+        if status not in GROUP_STATUSES:
+            raise ValueError(f"{status!r} is not a MonitorOverallStates value")
+        with self.lock:
+            monitor = self.monitors[int(monitor_id)]
+            now = int(self.clock())
+            groups = self.groups.setdefault(int(monitor_id), {})
+            previous = groups.get(group, {})
+            entry = {"name": group, "status": status,
+                     "last_triggered_ts": previous.get("last_triggered_ts", now if status == "Alert" else None),
+                     "last_resolved_ts": now if status == "OK" else previous.get("last_resolved_ts"),
+                     "last_nodata_ts": now if status == "No Data" else previous.get("last_nodata_ts"),
+                     "last_notified_ts": previous.get("last_notified_ts", now)}
+            groups[group] = {k: v for k, v in entry.items() if v is not None}
+            monitor["overall_state"] = max((g["status"] for g in groups.values()), key=_SEVERITY_ORDER.index)
+
     def client_configuration(self, **kwargs: Any) -> Any:
         """A `datadog_api_client.Configuration` for this fake, with `v2.search_incidents` enabled.
 
@@ -266,7 +293,17 @@ class FakeDatadog(LoopbackServer):
             if found is None:
                 request.outcome = "not_found"
                 return _errors(404, "Monitor not found")
-            return Reply(200, found)
+            wanted = (request.query.get("group_states") or [None])[0]
+            if wanted is None:
+                return Reply(200, found)
+            asked = {w.strip() for w in wanted.split(",")}
+            if not asked or not asked <= GROUP_STATES_PARAM:
+                return self._reject(request, _errors(400, "Invalid group_states"),
+                                    [f"group_states={wanted!r}: use all, or alert, warn, no data"])
+            groups = self.groups.get(int(monitor[1]), {})
+            if "all" not in asked:
+                groups = {k: g for k, g in groups.items() if g["status"].lower() in asked}
+            return Reply(200, {**found, "state": {"groups": groups}})
         return self._reject(request, _errors(404, "Not found"), [f"the fake has no {request.method} {request.path}"])
 
     def _search(self, request: RecordedRequest) -> Reply:

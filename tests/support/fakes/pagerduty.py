@@ -249,12 +249,24 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     api: str | None = None
     path: str | None = None
+    routing_key: str | None = None  # Events API only: the event's routing_key
 
     def matches(self, request: RecordedRequest) -> bool:
-        """Whether this fault applies to `request` (its api and path-prefix filters)."""
+        """Whether this fault applies to `request` (its api, path-prefix and routing-key filters)."""
         if self.api is not None and request.api != self.api:
             return False
+        if self.routing_key is not None and _routing_key_of(request) != self.routing_key:
+            return False
         return self.path is None or request.path.startswith(self.path)
+
+
+def _routing_key_of(request: RecordedRequest) -> str | None:
+    """The routing_key of an Events API request's JSON body (None for another body)."""
+    try:
+        body = request.json()
+    except ValueError:
+        return None
+    return body.get("routing_key") if isinstance(body, dict) else None
 
 
 class SlidingWindowLimiter:
@@ -407,13 +419,16 @@ class LoopbackServer:
         headers: Mapping[str, str] | None = None,
         api: str | None = None,
         path: str | None = None,
+        routing_key: str | None = None,
     ) -> None:
         """Answer the next `times` matching requests with `status` (5xx, 429, ...) without ingesting them.
 
         The body defaults to the API's own error shape for that status (a 429 on the Events API has none);
-        pass `body`/`headers` to override. `api`/`path` limit the fault to one API or a path prefix.
+        pass `body`/`headers` to override. `api`/`path` limit the fault to one API or a path prefix,
+        `routing_key` to the events sent with that integration key (one service down, another up).
         """
-        self._add(Fault("fail", times, status=status, body=body, headers=dict(headers or {}), api=api, path=path))
+        self._add(Fault("fail", times, status=status, body=body, headers=dict(headers or {}), api=api, path=path,
+                        routing_key=routing_key))
 
     def delay(
         self,

@@ -316,3 +316,31 @@ def test_the_interval_setting(value: str, seconds: float) -> None:
 def test_a_bad_interval_is_one_line_naming_the_setting() -> None:
     with pytest.raises(ConfigError, match=r"BRIDGE_RECONCILE_INTERVAL='soon': 'soon' is not a duration"):
         Settings.from_env({"BRIDGE_RECONCILE_INTERVAL": "soon"})
+
+
+def test_a_resolve_pagerduty_dropped_is_sent_again_once(store: Store, holder: RulesetHolder,
+                                                        pd: FakePagerDuty) -> None:
+    """A maintenance window: the Events API took our resolve (202) and dropped it, so PagerDuty still has the
+    incident open. The pass sends the resolve again, once, and the next pass finds nothing left to repair."""
+    clock = Clock()
+    [key] = seed_paged_incidents(store, 1, paged_at=HOUR_AGO, status="resolved")
+    resolve = store.enqueue(JobKind.EVENT, key, 1, {"event_action": "resolve", "dedup_key": key}, HOUR_AGO + 60,
+                            action="resolve", priority=0)
+    assert store.lease_job(clock.now, 30.0, "test:1") is not None
+    store.job_delivered(resolve, HOUR_AGO + 61, dry_run=False, response={"status": "success"})
+    pd.seed_open_incidents([key])  # the resolve never reached the incident
+    worker = Worker(store, holder, pd, clock, interval=60.0)
+    worker.followups.queue_reconciliation()
+    worker.follow_ups()
+    queued = [j for j in store.list_jobs() if j["action"] == "resolve" and j["state"] == "pending"]
+    assert len(queued) == 1
+    notes = [e["description"] for e in store.incident_timeline(1) if "reconciliation" in e["description"]]
+    assert notes == ["resolve re-sent: PagerDuty still had the incident open after our resolve was delivered (a "
+                     "maintenance window drops resolves) (found by reconciliation pass 1)"]
+    assert worker.worker.run_once(Lane.EVENTS)
+    assert pd.incidents_for(key)[0].status == "resolved"
+    clock.now += 120  # the next pass: in step, nothing more is sent
+    worker.followups.queue_reconciliation()
+    worker.follow_ups()
+    assert [e.event_action for e in pd.events if e.dedup_key == key] == ["resolve"]
+    worker.close()
