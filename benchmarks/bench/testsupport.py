@@ -19,6 +19,7 @@ from tests.support.bodies import alertmanager_batch  # noqa: E402
 from tests.support.dblock import DatabaseHolder  # noqa: E402
 from tests.support.e2e import POLICIES, SERVICES, USERS  # noqa: E402
 from tests.support.fakes.pagerduty import API_KEY, FROM_EMAIL, FakePagerDuty, Reply  # noqa: E402
+from tests.support import faults  # noqa: E402
 from tests.support.procstat import sample  # noqa: E402
 from tests.support.seeding import seed_paged_incidents  # noqa: E402
 from tests.support.server import (  # noqa: E402
@@ -34,4 +35,4 @@ from tests.support.server import (  # noqa: E402
 
 __all__ = ["ADMIN_TOKEN", "API_KEY", "FROM_EMAIL", "POLICIES", "REPO", "ROUTING_KEY", "SERVICES", "TOKEN", "USERS",
            "BridgeProcess", "DatabaseHolder", "FakePagerDuty", "Reply", "WorkerProcess", "alertmanager_batch",
-           "bridge_env", "sample", "seed_paged_incidents"]
+           "bridge_env", "faults", "sample", "seed_paged_incidents"]

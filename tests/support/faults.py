@@ -16,7 +16,10 @@ most 1,000 alerts and a storm is bigger.
 from __future__ import annotations
 
 import json
+import os
 import queue
+import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -370,4 +373,153 @@ def run_outage(tmp: Path, pd: FakePagerDuty, *, alerts: int, rate: float, baseli
             not_accepted=sum(1 for a in before + during if not a.accepted), drain_seconds=drain,
             faults=dict(faults), audit=audit(environment["BRIDGE_DATABASE_URL"], ids, pd))
     finally:
+        bridge.kill()
+
+
+# -- SIGKILL at random moments of a storm --------------------------------------------------------------------------
+
+KILL_TARGETS = ("serve", "gunicorn master", "web worker", "worker")
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found.extend(int(p) for p in f.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def command_line(pid: int) -> str:
+    """The process's command line, arguments joined by spaces ("" once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def bridge_processes(bridge: BridgeProcess) -> dict[str, list[int]]:
+    """`serve`'s processes by role: the supervisor, gunicorn's master, its web workers, the worker process."""
+    assert bridge.proc is not None
+    roles: dict[str, list[int]] = {"serve": [bridge.proc.pid], "gunicorn master": [], "web worker": [],
+                                   "worker": []}
+    for child in children(bridge.proc.pid):
+        line = command_line(child)
+        if "gunicorn" in line:
+            roles["gunicorn master"].append(child)
+            roles["web worker"].extend(children(child))
+        elif "bridge worker" in line:
+            roles["worker"].append(child)
+    return roles
+
+
+@dataclass
+class KillRecord:
+    """One kill: its round, target, pid, seconds into the storm, and seconds until the bridge answered again."""
+
+    round: int
+    target: str
+    pid: int
+    at: float
+    back_after: float
+
+
+@dataclass
+class KillFigures:
+    """What a kill run measured."""
+
+    seed: int
+    kills: list[KillRecord]
+    posts: int                 # POSTs made (retries included)
+    not_accepted: int          # POSTs without a 2xx (a retry followed each)
+    drain_seconds: float       # last kill's recovery -> everything decided and paged
+    audit: Audit
+
+    def lines(self) -> list[str]:
+        """The figures, one per line."""
+        out = [f"seed {self.seed}; kills: " + ", ".join(
+            f"#{k.round} {k.target} (pid {k.pid}) at {k.at:.1f} s, answering again after {k.back_after:.1f} s"
+            for k in self.kills)]
+        out.append(f"POSTs {self.posts}, not answered 2xx (then retried, as senders do) {self.not_accepted}")
+        out.append(f"drain after the last recovery: {self.drain_seconds:.1f} s")
+        out.append(self.audit.summary())
+        return out
+
+
+def _answering(url: str) -> bool:
+    try:
+        return httpx2.get(f"{url}/readyz", timeout=1.0).status_code == 200
+    except httpx2.TransportError:
+        return False
+
+
+def restart(bridge: BridgeProcess, timeout: float = 60.0) -> BridgeProcess:
+    """Start `serve` again on the same port and database, as systemd's Restart= would (after the old process
+    group is gone: a port still held by a dying gunicorn worker is retried)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        again = BridgeProcess(bridge.tmp, bridge.env, port=bridge.port, args=bridge.args)
+        try:
+            return again.start()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def run_kills(tmp: Path, pd: FakePagerDuty, *, rounds: int, seed: int, rate: float, alerts: int,
+              gap: tuple[float, float] = (0.5, 3.0), drain_timeout: float = 120.0,
+              env: Mapping[str, str] | None = None, log: Callable[[str], None] = lambda _line: None) -> KillFigures:
+    """`alerts` Datadog alerts at `rate`/s (each re-posted until it gets a 2xx, as senders retry) while `rounds`
+    SIGKILLs hit a role chosen at random (KILL_TARGETS, `random.Random(seed)`) after a random gap; `serve` is
+    restarted when it died (its worker process and gunicorn's web workers are restarted by their parents)."""
+    rng = random.Random(seed)
+    environment = dict(env or bridge_for(tmp, pd))
+    bridge = BridgeProcess(tmp, environment).start()
+    run = f"k{seed}-{time.monotonic_ns() % 10**6}"
+    sender = Sender(bridge.url, clients=4, rate=rate, retry=True)
+    kills: list[KillRecord] = []
+    began = time.monotonic()
+    try:
+        sender.send(storm_body(run, i) for i in range(alerts))
+        for n in range(1, rounds + 1):
+            time.sleep(rng.uniform(*gap))
+            target = rng.choice(KILL_TARGETS)
+            pids = bridge_processes(bridge)[target]
+            if not pids:  # e.g. the worker process is between its death and its restart
+                target, pids = "serve", bridge_processes(bridge)["serve"]
+            pid = rng.choice(pids)
+            at = time.monotonic() - began
+            killed = time.monotonic()
+            if target == "serve":
+                bridge.kill()  # the supervisor's whole process group, as a crash of the unit
+                bridge = restart(bridge)
+            else:
+                old = set(bridge_processes(bridge)[target])
+                os.kill(pid, signal.SIGKILL)
+                assert bridge.proc is not None
+                if target == "gunicorn master":
+                    # The supervisor stops when gunicorn dies; what is left of the group goes with it.
+                    wait_until(lambda: bridge.proc is not None and bridge.proc.poll() is not None, timeout=45)
+                    bridge.kill()
+                    bridge = restart(bridge)
+                else:
+                    wait_until(lambda: bool(set(bridge_processes(bridge)[target]) - old), timeout=30)
+                    wait_until(lambda: _answering(bridge.url), timeout=30)
+            kills.append(KillRecord(n, target, pid, at, time.monotonic() - killed))
+            log(f"kill #{n}: {target} pid {pid} at {at:.1f} s, back after {kills[-1].back_after:.1f} s")
+        wait_until(lambda: len({a.index for a in sender.accepted()}) >= alerts, timeout=alerts / rate + 120)
+        recovered = time.monotonic()
+        ids = accepted_ids(sender.accepted())
+        done = wait_until(lambda: drained(environment["BRIDGE_DATABASE_URL"], ids, pd), timeout=drain_timeout,
+                          interval=0.25)
+        drain = time.monotonic() - recovered if done else float("inf")
+        return KillFigures(seed=seed, kills=kills, posts=len(sender.answers), not_accepted=len(sender.failed()),
+                           drain_seconds=drain, audit=audit(environment["BRIDGE_DATABASE_URL"], ids, pd))
+    finally:
+        sender.close()
         bridge.kill()
