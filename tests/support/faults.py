@@ -20,6 +20,7 @@ import os
 import queue
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -122,7 +123,7 @@ class Sender:
                         answer.alert_ids = [int(a["id"]) for a in alerts]
                         answer.dedup_keys = [str(a.get("dedup_key") or "") for a in alerts]
                     else:
-                        answer.error = response.text[:200]
+                        answer.error = response.text[:2000]
                 with self.lock:
                     self.answers.append(answer)
                 if not answer.accepted and self.retry and not self._stop.is_set():
@@ -247,6 +248,18 @@ def audit(database_url: str, accepted_ids: Iterable[int], pd: FakePagerDuty | No
     )
 
 
+def job_attempts(database_url: str) -> dict[int, int]:
+    """Attempts -> how many event jobs took that many (the retries an outage cost)."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT attempts, count(*) FROM jobs WHERE kind = 'event' "
+                                        "GROUP BY attempts")).all()
+    finally:
+        engine.dispose()
+    return {int(a): int(n) for a, n in rows}
+
+
 def accepted_ids(answers: Iterable[Answer]) -> list[int]:
     """Every alert id named by a 2xx."""
     return [alert_id for a in answers if a.accepted for alert_id in a.alert_ids]
@@ -320,6 +333,8 @@ class OutageFigures:
     outage_p99: float
     not_accepted: int
     drain_seconds: float        # recovery -> every incident paged and the outbox empty (inf: not within the wait)
+    last_trigger_after: float   # recovery -> the last trigger's arrival at PagerDuty
+    retried_jobs: dict[int, int]  # attempts -> event jobs delivered after that many attempts
     faults: dict[str, int]      # Events API requests answered by each fault during the outage
     audit: Audit
 
@@ -334,7 +349,9 @@ class OutageFigures:
             f"webhook latency during the outage: p50 {self.outage_p50 * 1000:.1f} ms, "
             f"p99 {self.outage_p99 * 1000:.1f} ms (p99 ratio {ratio:.2f})",
             f"faults injected (Events API answers): {dict(sorted(self.faults.items()))}",
-            f"drain after recovery: {self.drain_seconds:.1f} s",
+            f"drain after recovery: {self.drain_seconds:.1f} s (the last trigger arrived "
+            f"{self.last_trigger_after:.1f} s after recovery)",
+            f"event jobs by attempts: {dict(sorted(self.retried_jobs.items()))}",
             self.audit.summary(),
         ]
 
@@ -360,6 +377,7 @@ def run_outage(tmp: Path, pd: FakePagerDuty, *, alerts: int, rate: float, baseli
                          if r.api == "events")
         pd.clear_faults()
         recovered = time.monotonic()
+        recovered_at = time.time()
         ids = accepted_ids(before) + accepted_ids(during)
         done = wait_until(lambda: drained(environment["BRIDGE_DATABASE_URL"], ids, pd), timeout=drain_timeout,
                           interval=0.25)
@@ -371,6 +389,8 @@ def run_outage(tmp: Path, pd: FakePagerDuty, *, alerts: int, rate: float, baseli
             baseline_p50=percentile(base, 50), baseline_p99=percentile(base, 99),
             outage_p50=percentile(out, 50), outage_p99=percentile(out, 99),
             not_accepted=sum(1 for a in before + during if not a.accepted), drain_seconds=drain,
+            last_trigger_after=max((e.received_at for e in pd.events), default=recovered_at) - recovered_at,
+            retried_jobs=job_attempts(environment["BRIDGE_DATABASE_URL"]),
             faults=dict(faults), audit=audit(environment["BRIDGE_DATABASE_URL"], ids, pd))
     finally:
         bridge.kill()
@@ -523,3 +543,122 @@ def run_kills(tmp: Path, pd: FakePagerDuty, *, rounds: int, seed: int, rate: flo
     finally:
         sender.close()
         bridge.kill()
+
+
+# -- the database misbehaves ---------------------------------------------------------------------------------------
+
+
+def refusal_problems(answers: Iterable[Answer]) -> list[str]:
+    """Answers that break the rule while the database misbehaves: a 2xx, or a 503 with a JSON body saying what is
+    wrong; never another status, a non-JSON body or no answer at all."""
+    problems = []
+    for a in answers:
+        if a.accepted:
+            continue
+        if a.status != 503:
+            problems.append(f"#{a.index}: {a.status or 'no answer'} {a.error[:120]}")
+            continue
+        try:
+            body = json.loads(a.error) if a.error.startswith("{") else None
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not body.get("error"):
+            problems.append(f"#{a.index}: 503 without a JSON error: {a.error[:120]}")
+    return problems
+
+
+def worker_alive(bridge: BridgeProcess, timeout: float = 15.0) -> bool:
+    """`serve` still runs and has a worker process (the one it started, or its restart after a crash)."""
+    return wait_until(lambda: bridge.proc is not None and bridge.proc.poll() is None
+                      and bool(bridge_processes(bridge)["worker"]), timeout=timeout)
+
+
+@dataclass
+class DatabaseFaultFigures:
+    """One database fault: the answers while it lasted, and what became of everything accepted."""
+
+    fault: str
+    during: dict[str, int]          # status -> answers while the fault lasted
+    after: dict[str, int]           # status -> answers once the database was back
+    problems: list[str]             # answers breaking the 2xx-or-503 rule
+    first_2xx_after: float          # seconds from the repair to the first 2xx
+    worker_alive: bool
+    audit: Audit
+
+    def lines(self) -> list[str]:
+        """The figures, one per line."""
+        return [f"{self.fault}: during {dict(sorted(self.during.items()))}, after {dict(sorted(self.after.items()))}, "
+                f"first 2xx {self.first_2xx_after:.1f} s after the repair, worker alive {self.worker_alive}, "
+                f"rule broken {len(self.problems)}", "  " + self.audit.summary()]
+
+
+def database_fault(bridge: BridgeProcess, pd: FakePagerDuty | None, database_url: str, fault: str, *,
+                   break_it: Callable[[], None], repair: Callable[[], None], alerts: int,
+                   accepted_before: Sequence[int] = (), drain_timeout: float = 120.0) -> DatabaseFaultFigures:
+    """Break the database (`break_it`), post `alerts` alerts (2 senders, no retry), repair it, post `alerts`
+    more (retried until accepted: the bridge must recover by itself), then audit every alert answered 2xx."""
+    run = f"d{time.monotonic_ns() % 10**8}"
+    break_it()
+    try:
+        during = post_all(bridge.url, [storm_body(run, i) for i in range(alerts)], clients=2, timeout=300)
+    finally:
+        repair()
+    repaired = time.time()
+    after = post_all(bridge.url, [storm_body(run, alerts + i) for i in range(alerts)], clients=2, retry=True,
+                     timeout=300)
+    first = min((a.sent_at + a.seconds for a in after if a.accepted), default=float("inf"))
+    ids = list(accepted_before) + accepted_ids(during) + accepted_ids(after)
+    wait_until(lambda: drained(database_url, ids, pd), timeout=drain_timeout, interval=0.25)
+    return DatabaseFaultFigures(
+        fault=fault,
+        during=dict(Counter(str(a.status or "no answer") for a in during)),
+        after=dict(Counter(str(a.status or "no answer") for a in after)),
+        problems=refusal_problems(during + after),
+        first_2xx_after=max(0.0, first - repaired),
+        worker_alive=worker_alive(bridge),
+        audit=audit(database_url, ids, pd))
+
+
+class Tmpfs:
+    """A small tmpfs mounted at `path` (root only): full (`fill`), read-only (`remount(ro=True)`), unmounted at
+    exit. `available()` says why it cannot be mounted ("" when it can)."""
+
+    def __init__(self, path: Path, size: str = "8m") -> None:
+        self.path = path
+        self.size = size
+        self.mounted = False
+
+    def mount(self) -> str:
+        """Mount it; returns "" or the reason it could not be mounted."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size}", "tmpfs", str(self.path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            return f"mount -t tmpfs failed ({done.returncode}): {done.stderr.strip()}"
+        self.mounted = True
+        return ""
+
+    def fill(self) -> Path:
+        """Write a file until the disk is full (ENOSPC); returns it (delete it to free the space)."""
+        filler = self.path / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for size in (1 << 20, 4096, 64, 1):  # big writes first, then the last bytes smaller ones still fit
+                try:
+                    while True:
+                        os.write(fd, b"\0" * size)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
+        return filler
+
+    def remount(self, *, ro: bool) -> None:
+        """Make it read-only, or writable again."""
+        subprocess.run(["mount", "-o", f"remount,{'ro' if ro else 'rw'}", str(self.path)], check=True)
+
+    def unmount(self) -> None:
+        """Lazily unmount (the bridge may still hold files there)."""
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+            self.mounted = False
