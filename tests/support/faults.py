@@ -229,10 +229,15 @@ def audit(database_url: str, accepted_ids: Iterable[int], pd: FakePagerDuty | No
     triggers: Counter[str] = Counter()
     pd_incidents: dict[str, int] = {}
     if pd is not None:
-        for event in pd.events:
+        # One pass over copies taken under the fake's lock: a check polled several times a second must not hold
+        # the fake (and so the deliveries it measures) for long.
+        with pd.lock:
+            events = list(pd.events)
+            pd_keys = Counter(i.incident_key for i in pd.incidents)
+        for event in events:
             if event.event_action == "trigger" and event.dedup_key in keys:
                 triggers[event.dedup_key] += 1
-        pd_incidents = {k: n for k in keys if (n := len(pd.incidents_for(k))) > 1}
+        pd_incidents = {k: n for k in keys if (n := pd_keys[k]) > 1}
     return Audit(
         accepted=len(ids),
         lost=sorted(ids - set(stored)),
