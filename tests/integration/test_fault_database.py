@@ -16,6 +16,7 @@ test; without PostgreSQL's binaries they skip, and fail under CI=true.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -121,6 +122,25 @@ class OwnPostgres:
     def stop(self) -> None:
         self.run("stop")
 
+    def _pg_ctl(self, *args: str) -> None:
+        """pg_ctl as the cluster's owner, with the server's own command line (postmaster.opts): a server started
+        again listens on the same port (scripts/postgres would take another when the old one is in TIME_WAIT)."""
+        data = Path(self.env["BRIDGE_TEST_PG_DIR"]) / "data"
+        postgres, *options = shlex.split((data / "postmaster.opts").read_text())
+        pg_ctl = str(Path(postgres).parent / "pg_ctl")
+        owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*owner, pg_ctl, "-D", str(data), "-w", "-t", "60", "-m", "fast", *args,
+                        *(["-o", shlex.join(options[2:])] if args[0] == "start" else [])],
+                       check=True, capture_output=True, timeout=120)
+
+    def stop_server(self) -> None:
+        """Stop the server (fast: every session is cut, as a crash of the primary would)."""
+        self._pg_ctl("stop")
+
+    def start_server(self) -> None:
+        """Start it again on the same port."""
+        self._pg_ctl("start", "-l", str(Path(self.env["BRIDGE_TEST_PG_DIR"]) / "restart.log"))
+
     def sql(self, statement: str) -> None:
         engine = sa.create_engine(self.url, isolation_level="AUTOCOMMIT")
         try:
@@ -155,9 +175,9 @@ def postgres() -> Iterator[OwnPostgres]:
 def test_postgres(tmp_path: Path, pd: FakePagerDuty, postgres: OwnPostgres, fault: str) -> None:
     bridge, warm = started(tmp_path, pd, postgres.url)
     actions = {
-        "unavailable": (postgres.stop, postgres.start),
+        "unavailable": (postgres.stop_server, postgres.start_server),
         # Stopped and started at once: every pooled connection of the bridge is dead when the next request comes.
-        "restarted primary": (lambda: (postgres.stop(), postgres.start()), lambda: None),
+        "restarted primary": (lambda: (postgres.stop_server(), postgres.start_server()), lambda: None),
         "read-only": (lambda: postgres.sql("ALTER SYSTEM SET default_transaction_read_only = on")
                       or postgres.sql("SELECT pg_reload_conf()"),
                       lambda: postgres.sql("ALTER SYSTEM RESET default_transaction_read_only")
