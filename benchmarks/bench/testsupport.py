@@ -15,11 +15,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 # ---- BEGIN imports from tests/ (the only ones in benchmarks/; fix these lines when tests/support moves) --------
+from tests.support import faults  # noqa: E402
 from tests.support.bodies import alertmanager_batch  # noqa: E402
 from tests.support.dblock import DatabaseHolder  # noqa: E402
 from tests.support.e2e import POLICIES, SERVICES, USERS  # noqa: E402
 from tests.support.fakes.pagerduty import API_KEY, FROM_EMAIL, FakePagerDuty, Reply  # noqa: E402
-from tests.support import faults  # noqa: E402
 from tests.support.procstat import sample  # noqa: E402
 from tests.support.seeding import seed_paged_incidents  # noqa: E402
 from tests.support.server import (  # noqa: E402

@@ -6,6 +6,7 @@ when the database cannot be used, with the password never shown.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sqlite3
@@ -102,9 +103,11 @@ _SQLITE_UNAVAILABLE = {
 }
 # PostgreSQL SQLSTATE classes (or codes) with the same meaning: connection exceptions, read-only transactions,
 # insufficient resources (disk full), an operator intervention (shutdown, restart), a system error.
-_POSTGRES_UNAVAILABLE = (("08", "is unreachable"), ("25006", "is read-only"), ("53", "is out of resources (disk full?)"),
-                         ("57P", "is shutting down or restarting"), ("58", "cannot be written (a system error)"))
-_ERRNO_UNAVAILABLE = {28: "is full (no space left on its disk)", 30: "is read-only", 5: "cannot be written (an I/O error)"}
+_POSTGRES_UNAVAILABLE = (("08", "is unreachable"), ("25006", "is read-only"),
+                         ("53", "is out of resources (disk full?)"), ("57P", "is shutting down or restarting"),
+                         ("58", "cannot be written (a system error)"))
+_ERRNO_UNAVAILABLE = {errno.ENOSPC: "is full (no space left on its disk)", errno.EROFS: "is read-only",
+                      errno.EIO: "cannot be written (an I/O error)"}
 
 
 def unavailable_problem(exc: BaseException) -> str | None:

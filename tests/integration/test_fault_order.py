@@ -1,7 +1,8 @@
 """Out of order and repeated (RELIABILITY.md, "Out of order and repeated"): a recovery before its trigger, a
 Datadog retry of the same message (also 8 copies at once, racing), and senders whose clocks are minutes off.
-SNS redelivery of one MessageId: tests/integration/test_cost_e2e.py::test_sns_redelivery_of_the_same_message_id_is_a_duplicate
-(Pub/Sub: ...::test_gcp_threshold_crossed_pages_and_repeats_are_duplicates)."""
+SNS redelivery of one MessageId: tests/integration/test_cost_e2e.py,
+test_sns_redelivery_of_the_same_message_id_is_a_duplicate (Pub/Sub: test_gcp_threshold_crossed_pages_and_repeats_are_
+duplicates, same file)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ from tests.support.server import BridgeProcess, bridge_env
 pytestmark = pytest.mark.integration
 
 SHIPPED = "      P0: {gt: 20}\n      P1: {gte: 10, lte: 20}\n"
-REPAIRED = "      P0: {gt: 30}\n      P1: {gte: 10, lte: 30}\n"  # the storm's 27.4 % becomes P1: the repaired ruleset is told apart by severity
+# The storm's 27.4 % becomes P1: an alert decided by the repaired ruleset is told apart by its severity.
+REPAIRED = "      P0: {gt: 30}\n      P1: {gte: 10, lte: 30}\n"
 
 
 def test_broken_reloads_under_traffic_keep_the_old_ruleset(tmp_path: Path, rules_copy: Path) -> None:
@@ -98,6 +99,8 @@ def test_broken_reloads_under_traffic_keep_the_old_ruleset(tmp_path: Path, rules
         assert by_hash.get(second, {"P1"}) == {"P1"}
         out = bridge.output()
         assert out.count("rules reload failed; the previous ruleset stays active") >= 4
-        print(f"\nalerts {len(ids)}: {[(h[:12], sorted(s), sum(1 for i in ids if stored[i]['decision']['ruleset_hash'] == h)) for h, s in by_hash.items()]}")
+        counts = {h[:12]: (sorted(s), sum(1 for i in ids if stored[i]["decision"]["ruleset_hash"] == h))
+                  for h, s in by_hash.items()}
+        print(f"\nalerts {len(ids)}, by ruleset: {counts}")
     finally:
         bridge.kill()

@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -482,6 +483,15 @@ def _answering(url: str) -> bool:
         return False
 
 
+def _exited(bridge: BridgeProcess) -> bool:
+    return bridge.proc is not None and bridge.proc.poll() is not None
+
+
+def _replaced(bridge: BridgeProcess, role: str, old: set[int]) -> bool:
+    """A process of `role` runs that is not one of `old` (its parent restarted it)."""
+    return bool(set(bridge_processes(bridge)[role]) - old)
+
+
 def restart(bridge: BridgeProcess, timeout: float = 60.0) -> BridgeProcess:
     """Start `serve` again on the same port and database, as systemd's Restart= would (after the old process
     group is gone: a port still held by a dying gunicorn worker is retried)."""
@@ -529,12 +539,12 @@ def run_kills(tmp: Path, pd: FakePagerDuty, *, rounds: int, seed: int, rate: flo
                 assert bridge.proc is not None
                 if target == "gunicorn master":
                     # The supervisor stops when gunicorn dies; what is left of the group goes with it.
-                    wait_until(lambda: bridge.proc is not None and bridge.proc.poll() is not None, timeout=45)
+                    wait_until(partial(_exited, bridge), timeout=45)
                     bridge.kill()
                     bridge = restart(bridge)
                 else:
-                    wait_until(lambda: bool(set(bridge_processes(bridge)[target]) - old), timeout=30)
-                    wait_until(lambda: _answering(bridge.url), timeout=30)
+                    wait_until(partial(_replaced, bridge, target, old), timeout=30)
+                    wait_until(partial(_answering, bridge.url), timeout=30)
             kills.append(KillRecord(n, target, pid, at, time.monotonic() - killed))
             log(f"kill #{n}: {target} pid {pid} at {at:.1f} s, back after {kills[-1].back_after:.1f} s")
         wait_until(lambda: len({a.index for a in sender.accepted()}) >= alerts, timeout=alerts / rate + 120)
