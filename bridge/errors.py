@@ -169,12 +169,15 @@ class ConfigErrors(BridgeError):
 class DeliveryError(BridgeError):
     """A page could not be delivered. `reason` is bounded (rate_limited, server_error, network, rejected...)."""
 
-    def __init__(self, message: str, *, retryable: bool, reason: str, status: int | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool, reason: str, status: int | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.reason = reason
         self.status = status
+        # Seconds the server asked us to wait (Retry-After, ratelimit-reset), when it said.
+        self.retry_after = retry_after
 
 
 class Reschedule(Exception):
