@@ -483,6 +483,16 @@ def _answering(url: str) -> bool:
         return False
 
 
+def _kill_group(bridge: BridgeProcess) -> None:
+    assert bridge.proc is not None
+    try:
+        os.killpg(bridge.proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    bridge.proc.wait(timeout=10)
+    wait_until(lambda: not _answering(bridge.url), timeout=15)
+
+
 def _exited(bridge: BridgeProcess) -> bool:
     return bridge.proc is not None and bridge.proc.poll() is not None
 
@@ -540,7 +550,10 @@ def run_kills(tmp: Path, pd: FakePagerDuty, *, rounds: int, seed: int, rate: flo
                 if target == "gunicorn master":
                     # The supervisor stops when gunicorn dies; what is left of the group goes with it.
                     wait_until(partial(_exited, bridge), timeout=45)
-                    bridge.kill()
+                    # What is left of the group (gunicorn's orphaned web workers, still serving the port until they
+                    # notice) goes too, as systemd's KillMode=control-group does when the main process exits.
+                    # (`BridgeProcess.kill` skips a group whose leader has exited.)
+                    _kill_group(bridge)
                     bridge = restart(bridge)
                 else:
                     wait_until(partial(_replaced, bridge, target, old), timeout=30)
