@@ -58,6 +58,20 @@ class ServiceUnavailable(RequestError):
     retry_after_seconds = 30
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot take a write right now for a reason of its own, not ours: it is full, read-only,
+    stopped or restarting. Nothing was written. Answered 503 with `Retry-After`, so the sender retries and the
+    alert is not lost (a 500 says the same to a sender, but tells the operator "bug" and logs a traceback).
+    `problem` is one of a few fixed phrases (never the driver's message, which may name hosts or paths)."""
+
+    code = "database_unavailable"
+    retry_after_seconds = 5
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"the database {problem}; nothing was stored, retry later")
+
+
 class DatabaseBusy(ServiceUnavailable):
     """A write could not take the database's write lock within its budget (`BRIDGE_DB_LOCK_TIMEOUT` for a
     request): another writer holds it (another process mid-write, a backup, an operator's `sqlite3`). Nothing was
@@ -155,12 +169,15 @@ class ConfigErrors(BridgeError):
 class DeliveryError(BridgeError):
     """A page could not be delivered. `reason` is bounded (rate_limited, server_error, network, rejected...)."""
 
-    def __init__(self, message: str, *, retryable: bool, reason: str, status: int | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool, reason: str, status: int | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.reason = reason
         self.status = status
+        # Seconds the server asked us to wait (Retry-After, ratelimit-reset), when it said.
+        self.retry_after = retry_after
 
 
 class Reschedule(Exception):

@@ -15,6 +15,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 # ---- BEGIN imports from tests/ (the only ones in benchmarks/; fix these lines when tests/support moves) --------
+from tests.support import faults  # noqa: E402
 from tests.support.bodies import alertmanager_batch  # noqa: E402
 from tests.support.dblock import DatabaseHolder  # noqa: E402
 from tests.support.e2e import POLICIES, SERVICES, USERS  # noqa: E402
@@ -34,4 +35,4 @@ from tests.support.server import (  # noqa: E402
 
 __all__ = ["ADMIN_TOKEN", "API_KEY", "FROM_EMAIL", "POLICIES", "REPO", "ROUTING_KEY", "SERVICES", "TOKEN", "USERS",
            "BridgeProcess", "DatabaseHolder", "FakePagerDuty", "Reply", "WorkerProcess", "alertmanager_batch",
-           "bridge_env", "sample", "seed_paged_incidents"]
+           "bridge_env", "faults", "sample", "seed_paged_incidents"]

@@ -7,8 +7,10 @@ retry owner: our persisted outbox. The `pagerduty` client retries 429 forever an
 
 from __future__ import annotations
 
+import email.utils
 import json
 import ssl
+import time
 from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
@@ -126,6 +128,41 @@ def route_test_event(dedup_key: str, sent_by: str) -> dict[str, Any]:
     }
 
 
+# A server's wait hint longer than this is taken as this: a wrong header must not park a page for a day.
+MAX_SERVER_WAIT = 3600.0
+
+
+def server_wait(headers: Any, now: float | None = None) -> float | None:
+    """The seconds a server asked to wait before the next request: `Retry-After` (seconds or an HTTP date) or
+    PagerDuty's REST `ratelimit-reset` (seconds), the longer when both; None when neither is there or readable.
+
+    PagerDuty's Events API sends neither on a 429 (../shared/reference/pagerduty.md); a proxy in front of it, or
+    the REST API, may: retrying before the hint only earns another 429.
+    """
+    waits = []
+    for name in ("retry-after", "ratelimit-reset"):
+        value = str(headers.get(name) or "").strip()
+        if not value:
+            continue
+        try:
+            waits.append(float(value))
+            continue
+        except ValueError:
+            pass
+        if name == "retry-after":
+            try:
+                moment = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            waits.append(moment.timestamp() - (time.time() if now is None else now))
+    waits = [w for w in waits if w == w]  # NaN is not a wait
+    if not waits:
+        return None
+    return min(MAX_SERVER_WAIT, max(0.0, max(waits)))
+
+
 def classify(status: int) -> tuple[bool, str]:
     """Whether a PagerDuty answer should be retried, and a bounded reason (a metric label).
 
@@ -184,7 +221,8 @@ class EventsClient:
                 return {"status": "success"}
         retryable, reason = classify(response.status_code)
         raise DeliveryError(f"PagerDuty answered {response.status_code}: {_error_text(response)}",
-                            retryable=retryable, reason=reason, status=response.status_code)
+                            retryable=retryable, reason=reason, status=response.status_code,
+                            retry_after=server_wait(response.headers))
 
 
 def _error_text(response: httpx2.Response) -> str:

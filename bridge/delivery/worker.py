@@ -185,6 +185,9 @@ class DeliveryWorker:
         DELIVERIES.labels(action=job["action"], result=exc.reason).inc()
         if exc.retryable:
             delay = retry_delay(attempt, multiplier=self.retry_multiplier, maximum=self.retry_max)
+            if exc.retry_after is not None:
+                # The server said when: our jittered backoff may be shorter, and a retry before then is refused.
+                delay = max(delay, exc.retry_after)
             log.warning("job %s (%s %s) failed, attempt %d, retry in %.1fs: %s [%s]", job["id"], job["kind"],
                         job["dedup_key"], attempt, delay, exc.message, exc.reason)
             self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=now + delay)

@@ -6,6 +6,7 @@ when the database cannot be used, with the password never shown.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sqlite3
@@ -94,6 +95,50 @@ def set_busy_timeout(driver_conn: Any, info: dict[str, Any], wanted_ms: int) -> 
     if current is None or abs(current - wanted_ms) > BUSY_SLACK_MS:
         driver_conn.execute(f"PRAGMA busy_timeout={int(wanted_ms)}")
         info[BUSY_KEY] = wanted_ms
+
+
+# SQLite's primary result codes that mean the database (its disk, its file) cannot take a write now.
+_SQLITE_UNAVAILABLE = {
+    sqlite3.SQLITE_FULL: "is full (no space left on its disk)",
+    sqlite3.SQLITE_READONLY: "is read-only",
+    sqlite3.SQLITE_IOERR: "cannot be written (an I/O error on its disk)",
+    sqlite3.SQLITE_CANTOPEN: "cannot be opened",
+}
+# PostgreSQL SQLSTATE classes (or codes) with the same meaning: connection exceptions, read-only transactions,
+# insufficient resources (disk full), an operator intervention (shutdown, restart), a system error.
+_POSTGRES_UNAVAILABLE = (("08", "is unreachable"), ("25006", "is read-only"),
+                         ("53", "is out of resources (disk full?)"), ("57P", "is shutting down or restarting"),
+                         ("58", "cannot be written (a system error)"))
+_ERRNO_UNAVAILABLE = {errno.ENOSPC: "is full (no space left on its disk)", errno.EROFS: "is read-only",
+                      errno.EIO: "cannot be written (an I/O error)"}
+
+
+def unavailable_problem(exc: BaseException) -> str | None:
+    """What is wrong with the database when `exc` says it cannot take a write for a reason of its own (full,
+    read-only, unreachable, restarting), else None (a bug of ours, or a lock timeout: `is_lock_timeout`).
+
+    Looks at the driver's error (wrapped by SQLAlchemy or raw: the journal's hot path uses the driver) and at an
+    OSError (the writer lock file next to a SQLite database on a full or read-only disk)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return "is unreachable"
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code is None:
+            text = str(orig)
+            return next((p for word, p in (("disk is full", _SQLITE_UNAVAILABLE[sqlite3.SQLITE_FULL]),
+                                           ("readonly", _SQLITE_UNAVAILABLE[sqlite3.SQLITE_READONLY]),
+                                           ("disk I/O", _SQLITE_UNAVAILABLE[sqlite3.SQLITE_IOERR]))
+                         if word in text), None)
+        return _SQLITE_UNAVAILABLE.get(code & 0xFF)
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str):
+        return next((problem for prefix, problem in _POSTGRES_UNAVAILABLE if state.startswith(prefix)), None)
+    if isinstance(exc, sa.exc.OperationalError):
+        return "is unreachable"  # PostgreSQL's driver could not connect (no SQLSTATE without a server)
+    if isinstance(orig, OSError) and orig.errno in _ERRNO_UNAVAILABLE:
+        return _ERRNO_UNAVAILABLE[orig.errno]
+    return None
 
 
 def is_lock_timeout(exc: BaseException) -> bool:

@@ -23,14 +23,14 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import metrics
 from bridge.config import Settings
-from bridge.errors import ConfigErrors, DatabaseBusy, RequestError, ServiceUnavailable
+from bridge.errors import ConfigErrors, DatabaseBusy, DatabaseUnavailable, RequestError, ServiceUnavailable
 from bridge.logformat import bind_fields, unbind_fields
 from bridge.pipeline.wake import Doorbell
 from bridge.receivers import build_receivers
 from bridge.receivers.base import Headers, presented_token
 from bridge.rules.holder import RulesetHolder
 from bridge.store import Store
-from bridge.store.engine import BACKGROUND_LOCK_TIMEOUT
+from bridge.store.engine import BACKGROUND_LOCK_TIMEOUT, unavailable_problem
 from bridge.web.access import ADMIN_REALM, WEBHOOK_REALM, admin_credential, check_browser, check_host, is_loopback
 from bridge.web.api import OPENAPI_PATH, api
 from bridge.web.console import init_console
@@ -140,6 +140,13 @@ def create_app(settings: Settings, *, store: Store | None = None, holder: Rulese
 
     @app.errorhandler(Exception)
     def on_bug(exc: Exception) -> tuple[Response, int]:
+        problem = unavailable_problem(exc)
+        if problem is not None:
+            # The database is full, read-only or down: not a bug, and nothing was stored. 503 with Retry-After
+            # (the sender retries); one line for the operator, without the driver's message (it may name hosts).
+            log.error("%s %s answered 503: the database %s (%s)", request.method, request.path, problem,
+                      type(getattr(exc, "orig", None) or exc).__name__)
+            return on_request_error(DatabaseUnavailable(problem))
         # Our own failure: 5xx so the sender retries (a 4xx would make it drop the alert).
         log.exception("internal error handling %s %s", request.method, request.path)
         return jsonify({"error": "internal", "message": "the bridge failed to process this request; "

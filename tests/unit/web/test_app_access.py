@@ -54,7 +54,7 @@ def test_unknown_receiver_is_404_with_the_known_ones(tmp_path: Path) -> None:
     assert r.status_code == 404 and "datadog" in r.get_json()["message"]
 
 
-def test_our_own_failure_is_a_500_json_not_a_400(tmp_path: Path) -> None:
+def test_a_database_that_cannot_be_opened_is_a_503_json_not_a_400(tmp_path: Path) -> None:
     app = app_with(tmp_path)
     store = app.config["BRIDGE_STORE"]  # type: ignore[attr-defined]
     store.engine.dispose()
@@ -63,8 +63,11 @@ def test_our_own_failure_is_a_500_json_not_a_400(tmp_path: Path) -> None:
     (tmp_path / "b.db").mkdir()
     r = app.test_client().post("/webhooks/datadog", data=BODY, environ_base=LOOPBACK,  # type: ignore[attr-defined]
                                content_type=JSON)
-    assert r.status_code == 500
-    assert r.get_json()["error"] == "internal"
+    # Not our bug but the database's state (issue 16): 503 with Retry-After, and no traceback for the operator.
+    assert r.status_code == 503
+    assert r.get_json()["error"] == "database_unavailable"
+    assert r.get_json()["message"] == "the database cannot be opened; nothing was stored, retry later"
+    assert r.headers["Retry-After"] == "5"
 
 
 WEBHOOK = "webhook-token-for-senders"
