@@ -13,7 +13,10 @@ next slice as its successor in the transaction that records it done. Hence:
   `RESERVE_SHARE` of its budget to them: a pass never spends the budget a new incident's set-up needs;
 - a worker that stops (or dies) mid-pass resumes at the cursor when it starts again, and `queue_pass` starts a new
   pass only when the last one ended at least `Settings.reconcile_interval_seconds` ago (BRIDGE_RECONCILE_INTERVAL):
-  a worker restarting in a loop does not look 1,300 incidents up at every start.
+  a worker restarting in a loop does not look 1,300 incidents up at every start;
+- a finished pass queues the next one, due `reconcile_interval_seconds` later, with its last slice: a worker that
+  runs for weeks keeps finding the drift (a resolve PagerDuty dropped in a maintenance window) without a restart.
+  The scheduled pass takes its window and its last incident when its first slice runs.
 
 Repairs: open here but no open incident in PagerDuty (a human resolved it there) -> resolved here too, with the
 follow-ups of a resolution; resolved here but open in PagerDuty (our resolve was lost: a crash, a dead-lettered
@@ -73,6 +76,9 @@ def queue_pass(ctx: FollowUpContext) -> str | None:
     if last is not None:
         payload = last["payload"]
         number = int(payload["pass"]) + 1
+        if last["state"] in ("pending", "sending") and payload.get("scheduled"):
+            due = datetime.fromtimestamp(last["next_attempt_at"], tz=UTC).isoformat(timespec="seconds")
+            return f"pass {payload['pass']} is scheduled for {due} (every {interval:.0f} s, BRIDGE_RECONCILE_INTERVAL)"
         if last["state"] in ("pending", "sending"):
             left = ctx.store.count_incidents_after(payload["cursor"], since=payload["since"],
                                                    upto_id=payload["upto_id"])
@@ -109,12 +115,21 @@ def reconcile_slice(ctx: FollowUpContext, job: dict[str, Any]) -> list[NewJob]:
         log.warning("reconciliation pass %d ends: PagerDuty's REST API is no longer configured", number)
         return []
     now = ctx.clock()
+    if state.pop("scheduled", False):  # a pass queued by the previous one: its window starts now
+        state.pop("previous", None)
+        state.update(started_at=now, since=now - WINDOW_DAYS * 86400, upto_id=ctx.store.last_incident_id())
+        log.info("reconciliation pass %d starts (every %.0f s, BRIDGE_RECONCILE_INTERVAL)", number,
+                 ctx.settings.reconcile_interval_seconds)
     start = int(state["cursor"])
     batch = ctx.store.incidents_after(start, since=state["since"], upto_id=state["upto_id"], limit=SLICE)
     if not batch:
         log.info("reconciliation pass %d finished in %.0f s: %d incident(s) looked up in PagerDuty, %d repaired",
                  number, now - state["started_at"], state["looked_up"], state["repaired"])
-        return []
+        finished = {"pass": number, "started_at": state["started_at"], "looked_up": state["looked_up"],
+                    "repaired": state["repaired"], "finished_at": now}
+        interval = ctx.settings.reconcile_interval_seconds
+        # 0 means a pass at every start and none in between (passes back to back would spend the REST budget).
+        return [_scheduled_pass(finished, now, interval)] if interval > 0 else []
     repaired = 0
     for incident in batch:
         if not _worth_a_lookup(ctx, incident, state["started_at"]):
@@ -151,6 +166,11 @@ def pass_status(store: Store) -> dict[str, Any] | None:
     if last is None:
         return None
     payload = last["payload"]
+    if payload.get("scheduled") and last["state"] == "pending":  # the finished pass, and when the next starts
+        done = payload["previous"]
+        return {"pass": done["pass"], "state": "finished", "started_at": _iso(done["started_at"]), "cursor": None,
+                "remaining": 0, "looked_up": done["looked_up"], "repaired": done["repaired"],
+                "finished_at": _iso(done["finished_at"]), "next_pass_at": _iso(last["next_attempt_at"])}
     state = PASS_STATES.get(last["state"], "stopped")
     finished = state == "finished"
     remaining = 0 if finished else store.count_incidents_after(payload["cursor"], since=payload["since"],
@@ -205,6 +225,18 @@ def _budget_wait(rest: Rest) -> float | None:
     if free > reserve:
         return None
     return max(MIN_BUDGET_WAIT, rest.seconds_until_free(min(limit, reserve + SLICE)))
+
+
+def _scheduled_pass(finished: dict[str, Any], now: float, interval: float) -> NewJob:
+    """The first slice of the pass after `finished`, due `interval` later; its window and last incident are taken
+    when it runs (`scheduled`), so incidents opened meanwhile are in it. It keeps the finished pass's totals for
+    `pass_status` until it starts."""
+    number = int(finished["pass"]) + 1
+    due = now + interval
+    state = {"pass": number, "started_at": due, "since": due - WINDOW_DAYS * 86400, "upto_id": 0, "cursor": 0,
+             "looked_up": 0, "repaired": 0, "scheduled": True, "previous": finished}
+    return NewJob(JobKind.RECONCILE, DEDUP_KEY, None, state, priority=RECONCILE_PRIORITY, delay=interval,
+                  dedupe=reconcile_key(number, 0))
 
 
 def _next_slice(state: dict[str, Any], *, delay: float = 0.0) -> NewJob:

@@ -207,15 +207,16 @@ class OutboxStore(AuditStore):
 
     def latest_job(self, kind: str) -> dict[str, Any] | None:
         """The newest job of `kind` (None when there is none): its id, state, parsed payload and times as seconds
-        since the epoch (`created_at`, `updated_at`, `delivered_at`)."""
+        since the epoch (`created_at`, `updated_at`, `delivered_at`, `next_attempt_at`)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(jobs.c.id, jobs.c.state, jobs.c.payload_json, jobs.c.created_at,
-                                         jobs.c.updated_at, jobs.c.delivered_at)
+                                         jobs.c.updated_at, jobs.c.delivered_at, jobs.c.next_attempt_at)
                                .where(jobs.c.kind == kind).order_by(jobs.c.id.desc()).limit(1)).first()
         if row is None:
             return None
         return {"id": row.id, "state": row.state, "payload": json.loads(row.payload_json),
-                "created_at": row.created_at, "updated_at": row.updated_at, "delivered_at": row.delivered_at}
+                "created_at": row.created_at, "updated_at": row.updated_at, "delivered_at": row.delivered_at,
+                "next_attempt_at": row.next_attempt_at}
 
     def oldest_due_job(self, now: float) -> tuple[float, int] | None:
         """Since when the longest-waiting unfinished job has been due, and its id; None when no job is due.

@@ -113,11 +113,12 @@ def test_a_pass_stopped_mid_way_resumes_at_its_cursor_and_a_finished_one_is_not_
     finally:
         second.stop()
 
-    # Started again right after the pass finished: no new pass (BRIDGE_RECONCILE_INTERVAL, 10 minutes).
+    # Started again right after the pass finished: no new pass; the next is scheduled (BRIDGE_RECONCILE_INTERVAL).
     third = BridgeProcess(tmp_path, env).start()
     try:
-        wait_for(lambda: "reconciliation with PagerDuty: no new pass: pass 1 finished" in third.output())
-        assert reconcile_status(third)["pass"] == 1
+        wait_for(lambda: "reconciliation with PagerDuty: pass 2 is scheduled for" in third.output())
+        status = reconcile_status(third)
+        assert (status["pass"], status["state"]) == (1, "finished") and status["next_pass_at"]
         assert lookups(pd, keys) == Counter(keys)
     finally:
         third.kill()

@@ -133,13 +133,24 @@ def test_a_pass_goes_slice_by_slice_and_a_restart_resumes_at_the_cursor(store: S
     # Nothing drifted: every incident is still open here.
     assert {i["status"] for i in store.list_incidents(limit=1000)} == {"open"}
 
-    # A restart right after the pass starts none; one after the interval starts the next pass.
+    # The finished pass queued the next, due an interval later: a restart meanwhile starts none.
+    finished_at = clock.now
     clock.now += 60
+    due = datetime.fromtimestamp(finished_at + 600, tz=UTC).isoformat(timespec="seconds")
     assert second.followups.queue_reconciliation() == (
-        "no new pass: pass 1 finished 60 s ago, and passes are at least 600 s apart (BRIDGE_RECONCILE_INTERVAL)")
+        f"pass 2 is scheduled for {due} (every 600 s, BRIDGE_RECONCILE_INTERVAL)")
     assert second.follow_ups() == 0 and sum(lookups(pd).values()) == len(keys)
+    status = pass_status(store)
+    assert status is not None and (status["pass"], status["state"], status["looked_up"]) == (1, "finished", 50)
+    assert status["next_pass_at"] == due
+    # A worker that keeps running reconciles again, without a restart: an incident opened meanwhile is in the pass.
+    [late] = seed_paged_incidents(store, 1, paged_at=clock.now, prefix="late")
+    pd.seed_open_incidents([late])
     clock.now += 600
-    assert second.followups.queue_reconciliation() == "new pass 2 over 50 incident(s) opened in the last 7 days"
+    second.follow_ups()
+    assert lookups(pd) == Counter(keys * 2 + [late])
+    status = pass_status(store)
+    assert status is not None and (status["pass"], status["state"], status["looked_up"]) == (2, "finished", 51)
     second.close()
 
 
