@@ -323,6 +323,7 @@ def run_worker(settings: Settings) -> int:
     from bridge.delivery.worker import MAX_INTERNAL_FAILURES, DeliveryWorker
     from bridge.followups import DryRunRest, FollowUps
     from bridge.pipeline.stage import PipelineStage
+    from bridge.store.retention import FIRST_PASS_AFTER_SECONDS, PASS_INTERVAL_SECONDS, Pruner
 
     preflight.check(settings)  # a worker started alone gets the same one-line answers as `serve`
     # The worker answers no sender: its writes wait longer than a request's, and a write that still cannot be made
@@ -343,6 +344,12 @@ def run_worker(settings: Settings) -> int:
                           on_decided=worker.notify)
     stage_thread = threading.Thread(target=stage.run, name="pipeline-stage", daemon=True)
     stage_thread.start()
+    # Retention (BRIDGE_RETENTION): old decided alerts, finished jobs and notices, pruned in small batches.
+    pruner = Pruner(store, settings.retention_seconds,
+                    first_after=float(os.environ.get("BRIDGE_RETENTION_FIRST_PASS", FIRST_PASS_AFTER_SECONDS)),
+                    interval=float(os.environ.get("BRIDGE_RETENTION_INTERVAL", PASS_INTERVAL_SECONDS)))
+    pruner_thread = threading.Thread(target=pruner.run, name="retention", daemon=True)
+    pruner_thread.start()
     # Reconciliation is queued, never run here: its lookups take minutes at PagerDuty's rate limit, and run as
     # follow-ups behind the pages and the other follow-ups.
     try:
@@ -356,6 +363,7 @@ def run_worker(settings: Settings) -> int:
     def stop(_signum: int, _frame: Any) -> None:
         stage.stop()
         worker.stop()
+        pruner.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -363,7 +371,9 @@ def run_worker(settings: Settings) -> int:
         worker.run()
     finally:
         stage.stop()
+        pruner.stop()
         stage_thread.join(timeout=30)
+        pruner_thread.join(timeout=30)
         worker.close()
     return 0
 
