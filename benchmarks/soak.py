@@ -3,7 +3,8 @@
     python benchmarks/soak.py                          # 30 minutes, 20 alerts/s, SQLite
     python benchmarks/soak.py --minutes 1 --rate 5     # a smoke run
     python benchmarks/soak.py --postgres postgresql+psycopg://postgres@127.0.0.1:54329/postgres
-    python benchmarks/soak.py --env BRIDGE_RETENTION=1h --csv /tmp/soak.csv
+    python benchmarks/soak.py --groups 200 --resolve-share 0.02    # pages below PagerDuty's 120 events/min
+    python benchmarks/soak.py --csv /tmp/soak.csv --env BRIDGE_LOG_LEVEL=INFO
 
 What it does: starts `python -m bridge serve` with its default flags (bench.servers.bridge: gunicorn, the pipeline
 stage and the delivery worker) against the PagerDuty fake in its own process, and sends `--rate` alerts a second
@@ -14,8 +15,9 @@ file descriptors; and the database size (with SQLite's -wal file, reported apart
 entries (`GET /api/v1/pipeline`), unfinished jobs and the row counts of alerts, incidents and jobs.
 
 Prints: per measure, the mean of the first and the last 10 % of the samples, the growth between them, and the
-least-squares slope per hour; the requests sent, answered 2xx, and refused or failed. Figures are printed, never
-asserted (a soak is not a CI test). `--csv` writes every sample.
+least-squares slope per hour over the whole run and over its second half (without the warm-up); the requests
+sent, answered 2xx, and refused or failed. Figures are printed, never asserted (a soak is not a CI test). `--csv`
+writes every sample.
 """
 
 from __future__ import annotations
@@ -252,13 +254,17 @@ def slope_per_hour(ts: list[float], ys: list[float]) -> float:
     return sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / var * 3600
 
 
-def growth(rows: list[dict[str, float]], key: str) -> tuple[float, float, float, float]:
-    """(mean of the first 10 %, mean of the last 10 %, their difference, slope per hour) of column `key`."""
+def growth(rows: list[dict[str, float]], key: str) -> tuple[float, float, float, float, float]:
+    """(mean of the first 10 %, mean of the last 10 %, their difference, slope per hour over the whole run, and
+    over its second half) of column `key`. The second half leaves the warm-up out (caches filling, pools opening):
+    growth that goes on there is what would go on for days."""
     tenth = max(1, len(rows) // 10)
     first = [r[key] for r in rows[:tenth]]
     last = [r[key] for r in rows[-tenth:]]
     a, b = sum(first) / len(first), sum(last) / len(last)
-    return a, b, b - a, slope_per_hour([r["t"] for r in rows], [r[key] for r in rows])
+    half = rows[len(rows) // 2:]
+    return (a, b, b - a, slope_per_hour([r["t"] for r in rows], [r[key] for r in rows]),
+            slope_per_hour([r["t"] for r in half], [r[key] for r in half]))
 
 
 MEASURES = ("rss_total_mb", "rss_max_mb", "fds_total", "processes", "db_mb", "wal_mb", "undecided",
@@ -271,10 +277,10 @@ def report(rows: list[dict[str, float]], traffic: Traffic, args: argparse.Namesp
           f"{args.resolve_share:.0%} recoveries; {len(rows)} samples every {args.sample:g} s over {seconds:.0f} s")
     print(f"requests: {traffic.sent} sent, {traffic.ok} answered 2xx, refused or failed: "
           f"{traffic.refused or 'none'}; left >1 s late: {traffic.late}")
-    print(f"{'measure':<17}{'first 10%':>12}{'last 10%':>12}{'growth':>12}{'slope/hour':>13}")
+    print(f"{'measure':<17}{'first 10%':>12}{'last 10%':>12}{'growth':>12}{'slope/hour':>13}{'2nd half/h':>13}")
     for key in MEASURES:
-        a, b, d, s = growth(rows, key)
-        print(f"{key:<17}{a:>12.2f}{b:>12.2f}{d:>+12.2f}{s:>+13.2f}")
+        a, b, d, s, s2 = growth(rows, key)
+        print(f"{key:<17}{a:>12.2f}{b:>12.2f}{d:>+12.2f}{s:>+13.2f}{s2:>+13.2f}")
 
 
 def run(args: argparse.Namespace, database_url: str | None) -> int:
@@ -332,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolve-share", type=float, default=0.2, help="share of recoveries (default 0.2)")
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server URL: a fresh database on it")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="a setting for the bridge (repeatable), e.g. BRIDGE_RETENTION=1h")
+                        help="a setting for the bridge (repeatable), e.g. BRIDGE_EVENTS_PER_MINUTE=600")
     parser.add_argument("--csv", help="write every sample to this file")
     args = parser.parse_args(argv)
     if any("=" not in item for item in args.env):
