@@ -1,6 +1,6 @@
 """The real `incident-bridge worker` prunes by itself: a database with rows of forty days ago, a worker started with
 BRIDGE_RETENTION=30d and its first pass moved to the start (BRIDGE_RETENTION_FIRST_PASS), and the old rows go while
-today's stay. With BRIDGE_RETENTION=off the same worker prunes nothing."""
+today's stay. With BRIDGE_RETENTION=off the same worker prunes nothing. The 30d case runs on PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.store import Store, alerts, jobs
+from tests.support.postgres import fresh_database
 from tests.support.server import WorkerProcess, bridge_env, wait_for
 
 DAY = 86400.0
@@ -55,7 +56,19 @@ def present(url: str) -> set[str]:
     ("off", {"alert-old", "alert-new", "job-old", "job-new", "job-newest"}),
 ], ids=["30d", "off"])
 def test_the_worker_prunes_by_itself(tmp_path: Path, retention: str, left: set[str]) -> None:
+    run(tmp_path, retention, left, None)
+
+
+def test_the_worker_prunes_by_itself_on_postgresql(tmp_path: Path) -> None:
+    with fresh_database() as url:
+        run(tmp_path, "30d", {"alert-new", "job-new", "job-newest"}, url)
+
+
+def run(tmp_path: Path, retention: str, left: set[str], database_url: str | None) -> None:
+    """Seed, start a worker with `retention`, wait for its pass (or its word that it is off), compare."""
     env = bridge_env(tmp_path, BRIDGE_RETENTION=retention, BRIDGE_RETENTION_FIRST_PASS="0.2")
+    if database_url:
+        env["BRIDGE_DATABASE_URL"] = database_url
     url = env["BRIDGE_DATABASE_URL"]
     seed(url)
     worker = WorkerProcess(tmp_path, env).start()
