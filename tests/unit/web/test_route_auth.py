@@ -181,20 +181,36 @@ def test_the_app_has_the_routes_this_module_knows_of() -> None:
     assert {"datadog", "alertmanager", "aws-sns", "gcp-pubsub", "azure", "generic/grafana"} <= set(RECEIVERS)
 
 
+def open_to_strangers(client: Any, method: str, rule: str, url: str) -> str | None:
+    """Why `rule` fails the guard check (a stranger got in), or None: a stranger (remote, no credential) is
+    refused on every route not in PUBLIC_ROUTES; a console page may send a browser to its sign-in page instead."""
+    r = client.open(url, method=method, data="{}", content_type="application/json", environ_base=REMOTE)
+    if rule in PUBLIC_ROUTES:
+        return None if r.status_code != 500 else f"public {method} {rule} answered 500"
+    if r.status_code in (302, 303) and rule.startswith("/ui/"):
+        target = r.headers.get("Location", "").split("?")[0].rstrip("/")
+        return None if target.endswith(("/ui/sign-in", "/ui/login")) else f"{rule} redirects to {target!r}"
+    if r.status_code in (401, 403):
+        return None
+    return (f"{method} {rule} answered {r.status_code} to a caller without credentials: guard it, or add it to "
+            "PUBLIC_ROUTES if it is public by design")
+
+
 @pytest.mark.parametrize(("method", "rule", "url"), ROUTES, ids=[f"{m} {r}" for m, r, _ in ROUTES])
 def test_every_route_is_guarded_or_allow_listed(bridge: Bridge, method: str, rule: str, url: str) -> None:
-    """A stranger (remote, no credential) is refused on every route not in PUBLIC_ROUTES; a console page may
-    send a browser to its sign-in page instead."""
-    r = bridge.client.open(url, method=method, data="{}", content_type="application/json", environ_base=REMOTE)
-    if rule in PUBLIC_ROUTES:
-        assert r.status_code != 500
-        return
-    if r.status_code in (302, 303) and rule.startswith("/ui/"):
-        assert r.headers["Location"].split("?")[0].rstrip("/").endswith(("/ui/sign-in", "/ui/login"))
-        return
-    assert r.status_code in (401, 403), (
-        f"{method} {rule} answered {r.status_code} to a caller without credentials: guard it, or add it to "
-        "PUBLIC_ROUTES if it is public by design")
+    assert open_to_strangers(bridge.client, method, rule, url) is None
+
+
+def test_a_new_route_that_nobody_guarded_is_caught(tmp_path: Path) -> None:
+    """The check itself: a route added without a guard (here under /debug/) fails it; under /api/v1/ the
+    app's guard covers it already."""
+    app = create_app(_settings(tmp_path))
+    app.add_url_rule("/debug/state", "debug_state", lambda: {"secret": "state"})
+    app.add_url_rule("/api/v1/heartbeats-new", "heartbeats_new", lambda: {"beats": []})
+    client = app.test_client()
+    assert "answered 200" in (open_to_strangers(client, "GET", "/debug/state", "/debug/state") or "")
+    assert open_to_strangers(client, "GET", "/api/v1/heartbeats-new", "/api/v1/heartbeats-new") is None
+    app.config["BRIDGE_STORE"].engine.dispose()
 
 
 # -- admin routes: only the admin token -------------------------------------------------------------------------
