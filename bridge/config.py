@@ -52,6 +52,10 @@ DEFAULT_API_URL = "https://api.pagerduty.com"
 # and far above a normal wait (a commit, a checkpoint: milliseconds). BRIDGE_DB_LOCK_TIMEOUT changes it.
 DEFAULT_LOCK_TIMEOUT = 5.0
 DEFAULT_STALL_THRESHOLD = 300.0
+# BRIDGE_RETENTION: decided alerts, finished jobs and notices older than this are pruned by the worker. A day at
+# least: within it a sender's retry of a forgotten alert would be taken for a new one.
+DEFAULT_RETENTION_SECONDS = 30 * 86400.0
+MIN_RETENTION_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ class Settings:
     console_secure_cookie: bool = False
     # How often the worker looks for missed heartbeats (`heartbeats:` in the rules): how late a silence pages.
     heartbeat_check_seconds: float = 15.0
+    # How long decided alerts, finished jobs and notices are kept (`bridge.store.retention`); 0 keeps them forever.
+    retention_seconds: float = DEFAULT_RETENTION_SECONDS
 
     def tls_verify(self) -> Any:
         """What httpx2 should verify PagerDuty's certificates with: the system store, or the CA bundle (a PEM file,
@@ -193,6 +199,18 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"{name}={raw!r}: {exc}", hint=f"set {name} to a duration such as 10m") from None
 
+        def retention(name: str) -> float:
+            raw = get(name).lower()
+            if raw in ("0", "off", "forever", "never"):
+                return 0.0
+            value = duration(name, DEFAULT_RETENTION_SECONDS)
+            if value < MIN_RETENTION_SECONDS:
+                # Shorter would forget an alert while its sender may still retry it (a repeat is then new).
+                raise ConfigError(f"{name}={get(name)!r} is shorter than a day",
+                                  hint=f"set {name} to a duration of at least 1d (e.g. 30d), or to off to keep "
+                                       "everything")
+            return value
+
         def count(name: str, default: int) -> int:
             raw = get(name)
             if not raw:
@@ -271,6 +289,7 @@ class Settings:
             stall_threshold_seconds=stall_threshold(),
             fallback_routing_key=secret("BRIDGE_FALLBACK_ROUTING_KEY"),
             missed_resolve_after_seconds=duration("BRIDGE_MISSED_RESOLVE_AFTER", 3600.0),
+            retention_seconds=retention("BRIDGE_RETENTION"),
         )
 
     def secrets(self) -> list[str]:

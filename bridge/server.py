@@ -364,6 +364,7 @@ def run_worker(settings: Settings) -> int:
     from bridge.pipeline.heartbeats import HeartbeatWatch
     from bridge.pipeline.stage import PipelineStage
     from bridge.pipeline.wake import Doorbell
+    from bridge.store.retention import FIRST_PASS_AFTER_SECONDS, PASS_INTERVAL_SECONDS, Pruner
 
     preflight.check(settings)  # a worker started alone gets the same one-line answers as `serve`
     # The worker answers no sender: its writes wait longer than a request's, and a write that still cannot be made
@@ -397,6 +398,12 @@ def run_worker(settings: Settings) -> int:
     # Self-monitoring: pages BRIDGE_FALLBACK_ROUTING_KEY directly (never through the outbox) on a stall.
     watchdog = Watchdog(store, settings)
     watchdog.start()
+    # Retention (BRIDGE_RETENTION): old decided alerts, finished jobs and notices, pruned in small batches.
+    pruner = Pruner(store, settings.retention_seconds,
+                    first_after=float(os.environ.get("BRIDGE_RETENTION_FIRST_PASS", FIRST_PASS_AFTER_SECONDS)),
+                    interval=float(os.environ.get("BRIDGE_RETENTION_INTERVAL", PASS_INTERVAL_SECONDS)))
+    pruner_thread = threading.Thread(target=pruner.run, name="retention", daemon=True)
+    pruner_thread.start()
     # Reconciliation is queued, never run here: its lookups take minutes at PagerDuty's rate limit, and run as
     # follow-ups behind the pages and the other follow-ups.
     try:
@@ -419,6 +426,7 @@ def run_worker(settings: Settings) -> int:
         stage.stop()
         worker.stop()
         watchdog.stop()
+        pruner.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -427,8 +435,10 @@ def run_worker(settings: Settings) -> int:
     finally:
         watch.stop()
         stage.stop()
+        pruner.stop()
         stage_thread.join(timeout=30)
         watch_thread.join(timeout=30)
+        pruner_thread.join(timeout=30)
         worker.close()
         watchdog.stop()
         watchdog.close()

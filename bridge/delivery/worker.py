@@ -182,6 +182,9 @@ class DeliveryWorker:
     def _failed(self, job: dict[str, Any], exc: DeliveryError) -> None:
         now = self.clock()
         attempt = int(job["attempts"]) + 1
+        # PagerDuty's answer is quoted in the message, and an answer (or a proxy's) may echo the key it was sent:
+        # the message goes to the log, the job row and the API, so every configured secret is taken out first.
+        message = _redact(exc.message, self.settings.secrets())
         DELIVERIES.labels(action=job["action"], result=exc.reason).inc()
         if exc.retryable:
             delay = retry_delay(attempt, multiplier=self.retry_multiplier, maximum=self.retry_max)
@@ -189,12 +192,12 @@ class DeliveryWorker:
                 # The server said when: our jittered backoff may be shorter, and a retry before then is refused.
                 delay = max(delay, exc.retry_after)
             log.warning("job %s (%s %s) failed, attempt %d, retry in %.1fs: %s [%s]", job["id"], job["kind"],
-                        job["dedup_key"], attempt, delay, exc.message, exc.reason)
-            self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=now + delay)
+                        job["dedup_key"], attempt, delay, message, exc.reason)
+            self.store.job_failed(job["id"], now, error=message, reason=exc.reason, retry_at=now + delay)
         else:
             log.error("job %s (%s %s) dead-lettered: %s [%s]", job["id"], job["kind"], job["dedup_key"],
-                      exc.message, exc.reason)
-            self.store.job_failed(job["id"], now, error=exc.message, reason=exc.reason, retry_at=None)
+                      message, exc.reason)
+            self.store.job_failed(job["id"], now, error=message, reason=exc.reason, retry_at=None)
 
     def _internal_failure(self, job: dict[str, Any], exc: Exception) -> None:
         """Our own exception ended this attempt: retry with backoff, dead-letter at `max_internal_failures`.

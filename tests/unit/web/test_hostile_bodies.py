@@ -38,6 +38,7 @@ from bridge.store import alerts
 from bridge.web import create_app
 from tests.support.bodies import DATADOG, alertmanager_body
 from tests.support.cost_signing import GoogleSigner, SnsSigner, pubsub_push
+from tests.support.hostile import NASTY_TEXT, body_bytes, examples
 from tests.support.shared import REPO, shared_json, shared_path, shared_text
 
 NOW = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)
@@ -47,104 +48,6 @@ SERVICE_ACCOUNT = "budget-push@example-project.iam.gserviceaccount.com"
 AZURE_TOKEN = "azure-token-for-hostile-tests"
 GRAFANA_TOKEN = "grafana-token-for-hostile-tests"
 WEBHOOK_TOKEN = "webhook-token-for-hostile-tests"
-
-# Strings a sender should never send, and some it might: lone surrogates, control characters, non-numbers
-# that float() accepts, numbers that overflow, markup, empty and huge.
-NASTY_TEXT = ["\udcff", "\ud83d", "a\ud800b", "\x00", "\r\nCRITICAL forged", "nan", "NaN", "inf", "-Infinity",
-              "1e999", "1e-999", "9" * 5000, "$1e400", "1,234,567,890,123,456,789.00", "", " ", "{", "[]",
-              "<script>alert(1)</script>", "bridge.value: nan", "bridge.value: 1e999", "\u2028", "%%%", "${ID}",
-              "12.5%", "-0", "0x1F", "١٢٣"]
-
-scalars = st.one_of(
-    st.none(), st.booleans(),
-    st.integers(min_value=-(10**40), max_value=10**40),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(NASTY_TEXT),
-    st.text(st.characters(codec=None, categories=["L", "N", "P", "S", "Z", "Cc", "Cs"]), max_size=40),
-)
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                      max_leaves=12)
-
-
-def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield prefix
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            yield from _paths(value, (*prefix, key))
-    elif isinstance(doc, list):
-        for index, value in enumerate(doc):
-            yield from _paths(value, (*prefix, index))
-
-
-def _set(doc: Any, path: tuple[Any, ...], value: Any, delete: bool = False) -> Any:
-    if not path:
-        return value
-    parent = doc
-    for step in path[:-1]:
-        parent = parent[step]
-    if delete and isinstance(parent, dict):
-        del parent[path[-1]]
-    elif delete:
-        parent.pop(path[-1])
-    else:
-        parent[path[-1]] = value
-    return doc
-
-
-@st.composite
-def mutated(draw: st.DrawFn, original: Any) -> Any:
-    """The document with 1-3 of its parts replaced by hostile values, deleted, or wrapped in a list."""
-    doc = copy.deepcopy(original)
-    for _ in range(draw(st.integers(1, 3))):
-        paths = list(_paths(doc))
-        path = draw(st.sampled_from(paths))
-        op = draw(st.sampled_from(["replace", "replace", "replace", "delete", "wrap"]))
-        if op == "delete" and path:
-            doc = _set(doc, path, None, delete=True)
-        elif op == "wrap":
-            current = doc
-            for step in path:
-                current = current[step]
-            doc = _set(doc, path, [current])
-        else:
-            doc = _set(doc, path, draw(values))
-    return doc
-
-
-RAW_EDITS = ["none", "none", "none", "nan-literal", "infinity-literal", "overflow", "long-int", "dup-key",
-             "deep", "truncate", "bad-utf8", "bom"]
-
-
-@st.composite
-def body_bytes(draw: st.DrawFn, original: Any) -> bytes:
-    """A mutated document as JSON text (surrogates as `\\u` escapes), sometimes edited as text as well."""
-    text = json.dumps(draw(mutated(original)))
-    edit = draw(st.sampled_from(RAW_EDITS))
-    if edit == "nan-literal":
-        text = text.replace("0", "NaN", 1) if "0" in text else "NaN"
-    elif edit == "infinity-literal":
-        text = text.replace("1", "-Infinity", 1) if "1" in text else "Infinity"
-    elif edit == "overflow":
-        text = text.replace("1", "1e999", 1)
-    elif edit == "long-int":
-        text = text.replace("1", "1" * 5000, 1)
-    elif edit == "dup-key" and text.startswith("{") and len(text) > 2:
-        text = '{"dup": 1, "dup": 2, ' + text[1:]
-    elif edit == "deep":
-        depth = draw(st.sampled_from([MAX_DEPTH + 1, 5000, 200_000]))
-        text = "[" * depth + text + "]" * depth
-    elif edit == "truncate":
-        text = text[: draw(st.integers(0, max(0, len(text) - 1)))]
-    data = text.encode("utf-8")
-    if edit == "bad-utf8":
-        at = draw(st.integers(0, len(data)))
-        invalid = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"]))
-        data = data[:at] + invalid + data[at:]
-    elif edit == "bom":
-        data = b"\xef\xbb\xbf" + data
-    return data
-
 
 # -- the loader, as a table ---------------------------------------------------------------------------------------
 
@@ -212,7 +115,7 @@ def _receiver_settings(tmp: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-PARSE = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PARSE = settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _parse_never_crashes(receiver_name: str, body: bytes, headers: dict[str, str] | None = None,
@@ -339,19 +242,42 @@ class Bridge:
         with self.store.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(alerts)).scalar_one())
 
+    def last_id(self) -> int:
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(alerts.c.id))).scalar() or 0)
+
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> None:
-        before = self.stored()
+        """Post one body; assert no 5xx, and that the rows are whole: a refusal added none, an acceptance added
+        exactly the new alerts it names, each complete (its JSON readable, its keys set)."""
+        before, last = self.stored(), self.last_id()
         r = self.client.post(path, data=body, headers=headers, environ_base={"REMOTE_ADDR": "203.0.113.9"})
+        receiver = path.split("?")[0].removeprefix("/webhooks/")
+        TALLY.setdefault(receiver, {"inputs": 0})
+        TALLY[receiver]["inputs"] += 1
+        TALLY[receiver][str(r.status_code)] = TALLY[receiver].get(str(r.status_code), 0) + 1
         assert r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:500])
         answer = r.get_json()
         if r.status_code >= 400:
             assert set(answer) == {"error", "message"}, answer
             assert self.stored() == before, "a refused body left an alert behind"
             return
+        new = [item for item in answer.get("alerts", []) if item["id"] > last]
+        assert self.stored() == before + len(new), "the rows added are not the alerts the answer names"
         for item in answer.get("alerts", []):
             stored = self.store.get_alert(item["id"])
             assert stored is not None
             json.dumps(stored, allow_nan=False).encode("utf-8")
+            assert stored["dedup_key"] == item["dedup_key"] and stored["dedup_key"]
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(alerts.c.alert_json, alerts.c.decision_json, alerts.c.source,
+                                          alerts.c.source_event_id).where(alerts.c.id > last)).all()
+        for alert_json, decision_json, source, event_id in rows:
+            assert isinstance(json.loads(alert_json), dict) and isinstance(json.loads(decision_json), dict)
+            assert source and event_id
+
+
+# Inputs and answers per receiver (the figures of RELIABILITY.md): written to BRIDGE_FUZZ_REPORT when it is set.
+TALLY: dict[str, dict[str, int]] = {}
 
 
 @pytest.fixture(scope="module")
@@ -359,13 +285,16 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
     shared_path("fixtures")
     saved = os.environ.get("BRIDGE_GRAFANA_TOKEN")
     yield Bridge(tmp_path_factory.mktemp("hostile"))
+    report = os.environ.get("BRIDGE_FUZZ_REPORT")
+    if report:
+        Path(report).write_text(json.dumps(TALLY, indent=1, sort_keys=True), encoding="utf-8")
     if saved is None:
         os.environ.pop("BRIDGE_GRAFANA_TOKEN", None)
     else:
         os.environ["BRIDGE_GRAFANA_TOKEN"] = saved
 
 
-HTTP = settings(max_examples=60, deadline=None,
+HTTP = settings(max_examples=examples(60), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 JSON_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 
@@ -420,6 +349,58 @@ def test_sns_http_never_5xx(bridge: Bridge, data: st.DataObject) -> None:
     envelope = bridge.sns.notification(without_surrogates(data.draw(sns_messages())), topic=TOPIC)
     bridge.post("/webhooks/aws-sns", json.dumps(envelope).encode(),
                 {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "Notification"})
+
+
+CONTENT_TYPES = ["", "text/plain", "text/html", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded",
+                 "application/json; charset=latin-1", "application/jsonx", "APPLICATION/JSON", "application/xml",
+                 "application/problem+json", "application/json; charset=utf-8; boundary=\x00", "*/*", "json",
+                 "application/json, text/plain", "text/plain; charset=UTF-8"]
+
+
+@st.composite
+def signed_request(draw: st.DrawFn, bridge: Bridge) -> tuple[str, bytes, dict[str, str]]:
+    """A receiver's valid request (real fixture, right credential), for the hostile content type to spoil."""
+    receiver = draw(st.sampled_from(["datadog", "alertmanager", "azure", "generic/grafana", "gcp-pubsub",
+                                     "aws-sns"]))
+    auth = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    if receiver == "datadog":
+        return "/webhooks/datadog", json.dumps(_datadog_fixture()).encode(), auth
+    if receiver == "alertmanager":
+        body = shared_json("fixtures/alertmanager/webhook-v4-example.assembled.json")
+        return "/webhooks/alertmanager", json.dumps(body).encode(), auth
+    if receiver == "azure":
+        body = shared_json(f"fixtures/azure-budget/{draw(st.sampled_from(AZURE_FIXTURES))}")
+        return f"/webhooks/azure?token={AZURE_TOKEN}", json.dumps(body).encode(), {}
+    if receiver == "generic/grafana":
+        example = (REPO / "webhooks/generic/examples/grafana-firing.json").read_bytes()
+        return "/webhooks/generic/grafana", example, {"Authorization": f"Bearer {GRAFANA_TOKEN}"}
+    if receiver == "gcp-pubsub":
+        budget = shared_json(f"fixtures/gcp-budget/{draw(st.sampled_from(GCP_FIXTURES))}")
+        envelope = pubsub_push(budget, message_id=str(draw(st.integers(0, 10**9))), budget_id="b-ct")
+        token = bridge.google.token(audience=AUDIENCE, email=SERVICE_ACCOUNT)
+        return "/webhooks/gcp-pubsub", json.dumps(envelope).encode(), {"Authorization": f"Bearer {token}"}
+    envelope = bridge.sns.notification(shared_text("fixtures/aws-budgets/budgets-actual-daily-2023-03-05.txt"),
+                                       topic=TOPIC)
+    return "/webhooks/aws-sns", json.dumps(envelope).encode(), {"x-amz-sns-message-type": "Notification"}
+
+
+@given(data=st.data())
+@HTTP
+def test_every_receiver_with_a_hostile_content_type_or_a_spoiled_body_never_5xx(bridge: Bridge,
+                                                                                data: st.DataObject) -> None:
+    path, body, headers = data.draw(signed_request(bridge))
+    content_type = data.draw(st.one_of(st.sampled_from(CONTENT_TYPES), st.text(max_size=30).map(
+        lambda t: t.encode("latin-1", "replace").decode("latin-1").replace("\r", "").replace("\n", ""))))
+    spoil = data.draw(st.sampled_from(["none", "none", "truncate", "empty", "bytes", "twice"]))
+    if spoil == "truncate":
+        body = body[: data.draw(st.integers(0, max(0, len(body) - 1)))]
+    elif spoil == "empty":
+        body = b""
+    elif spoil == "bytes":
+        body = data.draw(st.binary(max_size=200))
+    elif spoil == "twice":
+        body = body + body
+    bridge.post(path, body, {**headers, "Content-Type": content_type})
 
 
 # -- the review's cases, exactly ---------------------------------------------------------------------------
