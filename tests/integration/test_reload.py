@@ -95,6 +95,7 @@ def test_reload_under_concurrent_traffic(tmp_path: Path, rules_copy: Path) -> No
         assert bridge.get("/api/v1/rules").json()["hash"] == active
         metrics = bridge.get("/metrics").text
         assert "bridge_rules_last_reload_successful 0.0" in metrics
+        bridge.wait_decided()  # incidents are opened by the pipeline stage, after the 202s
         alerts = bridge.get("/api/v1/alerts?limit=1000").json()["alerts"]
         total = len(posted)
         assert total > 50

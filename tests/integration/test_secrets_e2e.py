@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,17 +179,30 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             admin = _bearer(ADMIN)
             alert_ids = [a["id"] for a in httpx2.get(f"{base}/api/v1/alerts", headers=admin).json()["alerts"]]
             job_ids = [j["id"] for j in httpx2.get(f"{base}/api/v1/jobs", headers=admin).json()["jobs"]]
+            incident_ids = [i["id"] for i in httpx2.get(f"{base}/api/v1/incidents", headers=admin).json()["incidents"]]
+            # The console's pages as a signed-in operator sees them (a session cookie, not a header token).
+            console = httpx2.Client(base_url=base, timeout=30)
+            form = re.search(r'name="csrf_token" value="([^"]+)"', console.get("/ui/").text)
+            assert form, "the console's sign-in page has a CSRF token"
+            signed = console.post("/ui/sign-in", data={"token": ADMIN, "csrf_token": form.group(1)})
+            assert signed.status_code in (302, 303), signed.text[:300]
+            result.answers["POST /ui/sign-in"] = signed.text + json.dumps(dict(signed.headers))
             for rule in get_rules():
                 urls = [rule]
                 if "<" in rule:
                     urls = []
                     values = {"int:alert_id": alert_ids[:3], "path:key": keys, "int:job_id": job_ids[:3],
-                              "int:silence_id": [1], "path:filename": ["app.css"]}
+                              "int:incident_id": incident_ids[:3], "int:silence_id": [1],
+                              "path:filename": ["console/console.css"], "path:unknown": ["no-such-page"]}
                     for arg, options in values.items():
                         if f"<{arg}>" in rule:
                             urls = [rule.replace(f"<{arg}>", str(v)) for v in options]
                     urls = urls or [rule.split("<", 1)[0]]
                 for url in urls:
+                    if url.startswith("/ui/"):
+                        page = console.get(url)
+                        assert page.status_code < 500, (url, page.status_code, page.text[:300])
+                        result.answers[f"GET {url} (console)"] = page.text + json.dumps(dict(page.headers))
                     r = httpx2.get(f"{base}{url}", headers=admin, timeout=30)
                     assert r.status_code < 500, (url, r.status_code, r.text[:300])
                     result.answers[f"GET {url}"] = r.text + json.dumps(dict(r.headers))
@@ -219,6 +233,9 @@ def test_the_run_had_its_failures(run: Run) -> None:
     assert "rules.reload" in run.rows["audit"]
     assert len(run.rows["alerts"].splitlines()) >= 7
     assert any(key.startswith("GET /api/v1/incidents/") for key in run.answers)
+    # The console was read signed in: its incident and delivery pages show the incidents and dead letters.
+    assert any(key.startswith("GET /ui/incidents/") and "Timeline" in answer for key, answer in run.answers.items())
+    assert re.search(r"Dead-lettered \([1-9]", run.answers["GET /ui/delivery (console)"])
     assert run.logs["serve"] and run.logs["worker"]
     assert os.linesep.join(run.logs.values()).count("\n") > 10
 

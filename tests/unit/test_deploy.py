@@ -162,7 +162,8 @@ def test_the_probes_ask_healthz_for_liveness_and_readyz_for_readiness_on_the_ima
     probes = {name: container()[name]["httpGet"] for name in ("startupProbe", "livenessProbe", "readinessProbe")}
     assert probes == {"startupProbe": {"path": "/healthz", "port": "http"},
                       "livenessProbe": {"path": "/healthz", "port": "http"},
-                      "readinessProbe": {"path": "/readyz", "port": "http"}}
+                      # receiving only: a stall every replica shares must not take the Service's endpoints away
+                      "readinessProbe": {"path": "/readyz?scope=receive", "port": "http"}}
 
 
 # -- systemd ------------------------------------------------------------------------------------------------------

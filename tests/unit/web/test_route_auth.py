@@ -62,8 +62,11 @@ PUBLIC_ROUTES = frozenset({
     "/healthz", "/readyz", "/metrics",            # probes and Prometheus (no alert content)
     "/api/v1/openapi.json",                       # the published contract
     "/static/<path:filename>",                    # Flask's static files (none shipped)
-    "/ui/sign-in", "/ui/login", "/ui/static/<path:filename>",  # the console's sign-in page and its assets
+    "/", "/ui/", "/ui/sign-in", "/ui/static/<path:filename>",  # the console's sign-in page, its form, assets
 })
+# The console's other pages take a session cookie (signed in at /ui/), never a header token: a caller without one
+# is sent to the sign-in page (GET) or refused (POST: the CSRF check, or the sign-in check behind it).
+SIGN_IN_PAGE = "/ui"
 WEBHOOK_RULE = "/webhooks/<path:name>"
 
 
@@ -189,7 +192,9 @@ def open_to_strangers(client: Any, method: str, rule: str, url: str) -> str | No
         return None if r.status_code != 500 else f"public {method} {rule} answered 500"
     if r.status_code in (302, 303) and rule.startswith("/ui/"):
         target = r.headers.get("Location", "").split("?")[0].rstrip("/")
-        return None if target.endswith(("/ui/sign-in", "/ui/login")) else f"{rule} redirects to {target!r}"
+        return None if target.endswith(SIGN_IN_PAGE) else f"{rule} redirects to {target!r}"
+    if r.status_code == 400 and rule.startswith("/ui/") and method == "POST" and "CSRF" in r.get_data(as_text=True):
+        return None
     if r.status_code in (401, 403):
         return None
     return (f"{method} {rule} answered {r.status_code} to a caller without credentials: guard it, or add it to "
@@ -242,8 +247,14 @@ def test_admin_routes_refuse_every_other_credential(bridge: Bridge, method: str,
     r = bridge.client.open(url + query, method=method, data=body, content_type="application/json",
                            headers=headers, environ_base=REMOTE)
     if r.status_code in (302, 303) and rule.startswith("/ui/"):  # the console sends a browser to sign in
+        assert r.headers["Location"].split("?")[0].rstrip("/").endswith(SIGN_IN_PAGE)
+        assert bridge.counts() == before
         return
-    assert_refused(r)
+    if rule.startswith("/ui/") and method == "POST":  # a form without a session's CSRF token
+        assert_refused(r, (400,))
+        assert "CSRF" in r.get_data(as_text=True)
+    else:
+        assert_refused(r)
     assert bridge.counts() == before
 
 
@@ -471,4 +482,28 @@ def test_pubsub_tokens_that_are_not_googles_for_us_are_refused(bridge: Bridge, c
     before = bridge.counts()
     assert_refused(_push(bridge, bearer(PUBSUB_TOKENS[case](bridge)), f"route-{case}"))
     assert _push(bridge, {}, f"route-{case}-missing").status_code == 401
+    assert bridge.counts() == before
+
+
+CONSOLE_FORMS = [r for r in GUARDED if r[1].startswith("/ui/") and r[0] == "POST"]
+
+
+@pytest.mark.parametrize(("method", "rule", "url"), CONSOLE_FORMS, ids=[f"{m} {r}" for m, r, _ in CONSOLE_FORMS])
+def test_console_forms_refuse_a_stranger_with_a_valid_csrf_token(bridge: Bridge, method: str, rule: str,
+                                                                 url: str) -> None:
+    """A stranger who loaded the sign-in page has a session and a CSRF token of their own, but never signed in:
+    every console form still refuses them (sends them to sign in) and changes nothing."""
+    import re
+
+    client = bridge.client.application.test_client()
+    page = client.get("/ui/", environ_base=REMOTE).get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "the sign-in page carries a CSRF token"
+    before = bridge.counts()
+    r = client.open(url, method=method, environ_base=REMOTE, headers=bearer(ADMIN),
+                    data={"csrf_token": found.group(1), "matchers": "service=checkout", "owner": "x",
+                          "reason": "y", "ends": "+1h", "source": "datadog", "payload": "{}"})
+    assert r.status_code in (302, 303, 401, 403), (r.status_code, r.get_data(as_text=True)[:300])
+    if r.status_code in (302, 303):
+        assert r.headers["Location"].split("?")[0].rstrip("/").endswith(SIGN_IN_PAGE)
     assert bridge.counts() == before
