@@ -777,21 +777,28 @@ class _Compiler:
                                              + "define it under `roles:` or use one of " + ", ".join(sorted(roles))))
 
 
-def _generic_source_fields(root: Path) -> frozenset[str]:
-    """The field names the generic sources in `<rules>/sources/*.yaml` extract (`extract.fields`).
+def _generic_sources(root: Path) -> list[tuple[Path, object]]:
+    """Each generic source file in `<rules>/sources/*.yaml` with its parsed YAML, in name order.
 
-    Best effort, only to avoid warning about their fields in `match:`: the sources are validated where they are
-    loaded (bridge.receivers.generic), so an unreadable file adds nothing here.
+    Best effort, only to know the sources' names and fields in lint: the sources are validated where they are
+    loaded (bridge.receivers.generic), so an unreadable file is left out here.
     """
-    names: set[str] = set()
     directory = root / "sources"
     if not directory.is_dir():
-        return frozenset()
+        return []
+    found: list[tuple[Path, object]] = []
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            found.append((path, yaml.safe_load(path.read_text(encoding="utf-8"))))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
+    return found
+
+
+def _generic_source_fields(root: Path) -> frozenset[str]:
+    """The field names the generic sources extract (`extract.fields`): no warning about them in `match:`."""
+    names: set[str] = set()
+    for _path, data in _generic_sources(root):
         extract = data.get("extract") if isinstance(data, dict) else None
         fields = extract.get("fields") if isinstance(extract, dict) else None
         if isinstance(fields, dict):
@@ -800,17 +807,9 @@ def _generic_source_fields(root: Path) -> frozenset[str]:
 
 
 def _generic_source_names(root: Path) -> frozenset[str]:
-    """The `Alert.source` of each generic source in `<rules>/sources/*.yaml` (`generic:<name>`, the name defaulting
-    to the file's stem). Best effort, as `_generic_source_fields`."""
+    """The `Alert.source` of each generic source (`generic:<name>`, the name defaulting to the file's stem)."""
     names: set[str] = set()
-    directory = root / "sources"
-    if not directory.is_dir():
-        return frozenset()
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
+    for path, data in _generic_sources(root):
         name = data.get("name") if isinstance(data, dict) else None
         names.add(f"generic:{name if isinstance(name, str) and name else path.stem}")
     return frozenset(names)

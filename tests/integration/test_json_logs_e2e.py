@@ -28,13 +28,6 @@ SECRETS = (TOKEN, ADMIN_TOKEN, ROUTING_KEY, API_KEY)
 
 
 @pytest.fixture
-def pagerduty() -> Iterator[FakePagerDuty]:
-    with FakePagerDuty(tls=False) as fake:
-        yield fake
-        fake.assert_no_invalid_requests()
-
-
-@pytest.fixture
 def bridge(tmp_path: Path, pagerduty: FakePagerDuty) -> Iterator[BridgeProcess]:
     proc = BridgeProcess(tmp_path, bridge_env(tmp_path, BRIDGE_LOG_FORMAT="json",
                                               PAGERDUTY_ROUTING_KEY=ROUTING_KEY,

@@ -39,13 +39,6 @@ LOCK_TIMEOUT = 1.0
 
 
 @pytest.fixture
-def pagerduty() -> Iterator[FakePagerDuty]:
-    with FakePagerDuty(tls=False) as fake:
-        yield fake
-        fake.assert_no_invalid_requests()
-
-
-@pytest.fixture
 def bridge(tmp_path: Path, pagerduty: FakePagerDuty) -> Iterator[BridgeProcess]:
     proc = BridgeProcess(tmp_path, bridge_env(tmp_path, PAGERDUTY_ROUTING_KEY=ROUTING_KEY,
                                               PAGERDUTY_EVENTS_URL=pagerduty.url,

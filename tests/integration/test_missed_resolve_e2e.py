@@ -21,13 +21,6 @@ MONITOR = 183664512
 
 
 @pytest.fixture
-def pagerduty() -> Iterator[FakePagerDuty]:
-    with FakePagerDuty(tls=False) as fake:
-        yield fake
-        fake.assert_no_invalid_requests()
-
-
-@pytest.fixture
 def datadog() -> Iterator[FakeDatadog]:
     with FakeDatadog() as fake:
         fake.add_monitor({"id": MONITOR, "multi": True})

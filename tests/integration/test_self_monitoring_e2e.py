@@ -23,13 +23,6 @@ SELF_KEY = "incident-bridge:self:delivery"
 
 
 @pytest.fixture
-def pagerduty() -> Iterator[FakePagerDuty]:
-    with FakePagerDuty(tls=False) as fake:
-        yield fake
-        fake.assert_no_invalid_requests()
-
-
-@pytest.fixture
 def bridge(tmp_path: Path, pagerduty: FakePagerDuty) -> Iterator[BridgeProcess]:
     secret_file = tmp_path / "fallback-key"
     secret_file.write_text(FALLBACK_KEY + "\n")

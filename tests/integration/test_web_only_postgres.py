@@ -9,7 +9,6 @@ on the worker's lines of the same alert: the request id travels through the data
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from tests.support.postgres import fresh_database
 from tests.support.server import ROUTING_KEY, BridgeProcess, WorkerProcess, bridge_env, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def pagerduty() -> Iterator[FakePagerDuty]:
-    with FakePagerDuty(tls=False) as fake:
-        yield fake
-        fake.assert_no_invalid_requests()
 
 
 def test_two_web_only_replicas_and_a_worker_page_once(tmp_path: Path, pagerduty: FakePagerDuty) -> None:
