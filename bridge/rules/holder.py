@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from bridge.errors import ConfigErrors
+from bridge.errors import ConfigError, ConfigErrors
 from bridge.rules.loader import LoadResult, compile_sources, read_sources
 from bridge.rules.model import Ruleset
 
@@ -82,6 +82,7 @@ class RulesetHolder:
         try:
             sources = read_sources(self.path)
             result = compile_sources(sources, base)
+            self._refuse_losing_every_rule(result)
         except ConfigErrors as exc:
             log.error("rules reload failed; the previous ruleset stays active:\n%s", exc)
             if self.store is not None:
@@ -106,6 +107,18 @@ class RulesetHolder:
         for warning in result.warnings:
             log.warning("rules: %s", warning)
         return result
+
+    def _refuse_losing_every_rule(self, result: LoadResult) -> None:
+        """A reload that would leave no rule where rules were active is refused: it is a file caught half-written
+        or a routing file missing (a checkout mid-update), never an edit anyone means; with it every alert would
+        be recorded and none paged. (A bridge may start with no rules: that is a choice made before any page.)"""
+        if self._current is None or not self._current.rules or result.ruleset.rules:
+            return
+        raise ConfigErrors([ConfigError(
+            f"the new rules have no rule, where the active ruleset has {len(self._current.rules)}: every alert "
+            "would be recorded and none paged", path=str(self.path),
+            hint="a rule file is missing or was caught half-written; write rule files elsewhere and rename them "
+                 "into place, then reload")])
 
     def _maybe_adopt(self) -> None:
         if self.store is None:

@@ -6,10 +6,11 @@ dropped, and every alert's decision names one of the two complete rulesets (the 
 the severity that ruleset gives: none was decided by a half-loaded one. (tests/integration/test_reload.py covers
 good reloads alternating under traffic.)
 
-Not guaranteed, and documented in RELIABILITY.md: a file cut where it is still a valid ruleset (half of
-severity.yaml that ends between two dimensions), or a routing.yaml removed, is a complete ruleset to the bridge
-(it cannot tell a cut from an edit): rules must be replaced atomically (write elsewhere, rename), as kubectl's
-ConfigMap volumes and the deploy files do."""
+A reload that would leave no rule where rules were active (routing.yaml removed, or cut after its first line) is
+refused like the broken ones. Not guaranteed, and documented in RELIABILITY.md: a file cut where it is still a
+valid ruleset with rules (half of severity.yaml that ends between two dimensions) is a complete ruleset to the
+bridge (it cannot tell a cut from an edit): rules must be replaced atomically (write elsewhere, rename), as
+kubectl's ConfigMap volumes and the deploy files do."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def test_broken_reloads_under_traffic_keep_the_old_ruleset(tmp_path: Path, rules
             lambda: severity.write_text(good.replace("P0: {gt: 20}", "P0: {gt: 20, lt: 5}")),  # schema
             lambda: severity.write_text(good[: len(good) // 3]),                          # a third written
             lambda: (rules / "routing.yaml").write_text("rules:\n  - name: half\n    match: {"),  # cut mid-rule
+            lambda: (rules / "routing.yaml").unlink(),            # a checkout mid-update: every rule gone
+            lambda: (rules / "routing.yaml").write_text("rules:\n"),  # cut after its first line
         ]
         for n, breakage in enumerate(breakages):
             breakage()
