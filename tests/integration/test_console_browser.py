@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -245,13 +244,23 @@ def test_keyboard_reaches_every_control_in_order(bridge: BridgeProcess, browser:
     assert [c for c in reached if c in controls] == controls
 
 
-@pytest.mark.skipif(os.environ.get("BRIDGE_DOCS_SCREENSHOTS") != "1", reason="set BRIDGE_DOCS_SCREENSHOTS=1 to "
-                    "take the README's screenshots again")
-def test_docs_screenshots(bridge: BridgeProcess) -> None:
-    docs = Path(REPO / "docs" / "console")
-    docs.mkdir(parents=True, exist_ok=True)
+def test_the_readme_screenshots_are_taken(bridge: BridgeProcess) -> None:
+    """The README's three pictures of the console, taken on every run into the screenshots folder (CI keeps it);
+    with BRIDGE_DOCS_SCREENSHOTS=1 they replace docs/console/*.png too."""
+    from selenium.webdriver.common.by import By
+
+    folder = screenshot_dir() / "readme"
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = [folder]
+    if os.environ.get("BRIDGE_DOCS_SCREENSHOTS") == "1":
+        targets.append(REPO / "docs" / "console")
     with chromium(width=1280, height=820) as driver:
         sign_in(driver, bridge, "/ui/?next=/ui/overview")
         for path, name in (("/ui/overview", "overview"), ("/ui/alerts", "alerts"), ("/ui/incidents/1", "incident")):
             driver.get(bridge.url + path)
-            driver.save_screenshot(str(docs / f"{name}.png"))
+            assert driver.find_element(By.TAG_NAME, "h1").text, f"{path} has no heading"
+            for target in targets:
+                driver.save_screenshot(str(target / f"{name}.png"))
+    for name in ("overview", "alerts", "incident"):
+        png = (folder / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
