@@ -169,8 +169,14 @@ def test_dry_run_without_routing_key_prints_and_never_sends(tmp_path: Path, page
         answer = post_alert(proc, datadog_payload("8001", monitor="9006"))
         key = answer["alerts"][0]["dedup_key"]
         wait_for(lambda: "DRY-RUN" in proc.output() and key in proc.output())
-        jobs = proc.get("/api/v1/jobs").json()["jobs"]
-        assert [j["state"] for j in jobs if j["dedup_key"] == key and j["kind"] == "event"] == ["dry_run"]
+
+        def event_states() -> list[str]:
+            jobs = proc.get("/api/v1/jobs").json()["jobs"]
+            return [j["state"] for j in jobs if j["dedup_key"] == key and j["kind"] == "event"]
+
+        # The line is printed before the job's state is committed: wait for the commit, not for the line.
+        wait_for(lambda: event_states() == ["dry_run"])
+        assert event_states() == ["dry_run"]
         assert pagerduty.requests_to("/v2/enqueue") == []
     finally:
         proc.kill()
