@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets as random_secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -334,32 +335,30 @@ def delivery() -> str:
 @console.post("/ui/delivery/<int:job_id>/retry")
 def job_retry(job_id: int) -> BaseResponse:
     """Send a dead job again (audited as `job.retry`, as the API's)."""
-    web = web_context()
-    try:
-        found = web.store.retry_job(job_id, web.now().timestamp(), actor=actor())
-    except RequestError as exc:
-        flash(exc.message, "error")
-        return redirect(url_for("console.delivery"))
-    if found is None:
-        raise NotFound(f"no job {job_id}")
-    web.doorbell.ring()  # the worker's lanes sleep until woken
-    flash(f"Job {job_id} will be sent again.")
-    return redirect(url_for("console.delivery"))
+    store = web_context().store
+    return _job_action(job_id, store.retry_job, f"Job {job_id} will be sent again.")
 
 
 @console.post("/ui/delivery/<int:job_id>/discard")
 def job_discard(job_id: int) -> BaseResponse:
     """Never send a pending or dead job (audited as `job.discard`)."""
+    store = web_context().store
+    return _job_action(job_id, store.discard_job, f"Job {job_id} discarded.")
+
+
+def _job_action(job_id: int, act: Callable[..., Any], done: str) -> BaseResponse:
+    """Retry or discard through the store (which audits it), then wake the worker's lanes: a retried job is due
+    now, and a discarded one lets the later jobs of its key go. A refusal is shown on the delivery page."""
     web = web_context()
     try:
-        found = web.store.discard_job(job_id, web.now().timestamp(), actor=actor())
+        found = act(job_id, web.now().timestamp(), actor=actor())
     except RequestError as exc:
         flash(exc.message, "error")
         return redirect(url_for("console.delivery"))
     if found is None:
         raise NotFound(f"no job {job_id}")
-    web.doorbell.ring()  # the later jobs of its key may go now
-    flash(f"Job {job_id} discarded.")
+    web.doorbell.ring()
+    flash(done)
     return redirect(url_for("console.delivery"))
 
 
