@@ -474,7 +474,7 @@ def postmortem_cmd(key: str, output: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's answer).")
 def heartbeats_cmd(as_json: bool) -> None:
     """Each heartbeat of the active rules: state (ok, waiting, missed), last beat, next due, incident."""
-    from bridge.pipeline.heartbeats import heartbeat_statuses
+    from bridge.pipeline.heartbeats import stored_statuses
     from bridge.rules.holder import RulesetHolder
 
     settings = _settings()
@@ -484,8 +484,7 @@ def heartbeats_cmd(as_json: bool) -> None:
         holder.ensure()
     except ConfigErrors as exc:
         raise click.ClickException(f"the rules are invalid:\n{exc}") from None
-    found = [s.to_json() for s in heartbeat_statuses(holder.current, store.heartbeat_records(),
-                                                     store.open_heartbeat_incidents(), time.time())]
+    found = stored_statuses(store, holder.current, time.time())
     if as_json:
         click.echo(json.dumps({"heartbeats": found}, indent=2))
         return

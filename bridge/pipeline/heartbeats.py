@@ -141,6 +141,13 @@ def heartbeat_statuses(ruleset: Ruleset, records: Mapping[str, HeartbeatRecord],
     return assess(ruleset, records, open_incidents, now).statuses
 
 
+def stored_statuses(store: HeartbeatReads, ruleset: Ruleset, now: float) -> list[dict[str, object]]:
+    """Every heartbeat's status at `now` from what `store` recorded, in the API's form (the API, the console and
+    the CLI show the same)."""
+    statuses = heartbeat_statuses(ruleset, store.heartbeat_records(), store.open_heartbeat_incidents(), now)
+    return [status.to_json() for status in statuses]
+
+
 def _missed(beat: Heartbeat, status: HeartbeatStatus, ruleset: Ruleset, at: datetime) -> tuple[Alert, Decision]:
     """The firing alert of a missed heartbeat, and its decision: a page at the heartbeat's severity, to the roles
     the paging policy names for it."""
@@ -189,6 +196,14 @@ def _iso(ts: float | None) -> str | None:
 
 def _short_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class HeartbeatReads(Protocol):
+    """What showing the heartbeats' statuses reads from the store (the bridge's `Store`)."""
+
+    def heartbeat_records(self) -> dict[str, HeartbeatRecord]: ...
+
+    def open_heartbeat_incidents(self) -> dict[str, int]: ...
 
 
 class HeartbeatStore(Protocol):

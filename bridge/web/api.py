@@ -85,12 +85,10 @@ def pipeline() -> Response:
 def heartbeats() -> Response:
     """Each heartbeat of the active rules: its conditions and interval, last beat, when the next is due, its state
     (ok, waiting: never seen and still within its first interval, or missed) and its incident's key and id."""
-    from bridge.pipeline.heartbeats import heartbeat_statuses
+    from bridge.pipeline.heartbeats import stored_statuses
 
     web = web_context()
-    found = heartbeat_statuses(web.holder.current, web.store.heartbeat_records(),
-                               web.store.open_heartbeat_incidents(), web.now().timestamp())
-    return jsonify({"heartbeats": [status.to_json() for status in found]})
+    return jsonify({"heartbeats": stored_statuses(web.store, web.holder.current, web.now().timestamp())})
 
 
 @api.get("/incidents")

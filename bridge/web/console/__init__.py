@@ -447,11 +447,9 @@ def _rules_page(form: dict[str, str], *, error: str = "", explanation: str = "")
     web = web_context()
     rs = web.holder.current
     reload = web.store.reload_status()
-    from bridge.pipeline.heartbeats import heartbeat_statuses
+    from bridge.pipeline.heartbeats import stored_statuses
 
-    beats = [status.to_json() for status in heartbeat_statuses(rs, web.store.heartbeat_records(),
-                                                               web.store.open_heartbeat_incidents(),
-                                                               web.now().timestamp())]
+    beats = stored_statuses(web.store, rs, web.now().timestamp())
     return render_template("console/rules.html", ruleset=rs, reload=reload, sources=_sources(), form=form,
                            error=error, explanation=explanation, heartbeats=beats)
 
